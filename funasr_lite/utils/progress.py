@@ -1,0 +1,20 @@
+"""Progress bars that stay quiet under CI or when stderr is not a terminal."""
+
+import os
+import sys
+
+from tqdm import tqdm
+
+
+def progress_enabled() -> bool:
+    """True when a progress bar should be drawn (a TTY, not CI, not disabled)."""
+    if os.environ.get("FUNASR_LITE_NO_PROGRESS") or os.environ.get("CI"):
+        return False
+    return sys.stderr.isatty()
+
+
+def progress(iterable=None, **kwargs):
+    """tqdm over ``iterable``, disabled when :func:`progress_enabled` is False."""
+    kwargs.setdefault("disable", not progress_enabled())
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)

