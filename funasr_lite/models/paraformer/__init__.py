@@ -1,0 +1,1 @@
+"""Paraformer family: model, CIF predictors, glancing sampler, SAN-M decoder."""
