@@ -1,0 +1,43 @@
+"""Build the token list (and the BPE model) from the TRAIN transcripts.
+
+Usage: python -m funasr_lite.bin.make_tokens --text data/train/text --token_type char \
+           --out_dir data/lang_char
+Writes <out_dir>/tokens.txt (<blank> <s> </s>, sorted tokens, <unk>); for --token_type bpe
+also <out_dir>/bpe.model and bpe.vocab (sentencepiece, trained on the given text only).
+Prints the number of tokens.
+"""
+
+import argparse
+import logging
+import sys
+
+from funasr_lite.data.tokenizer import make_token_list
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--text", required=True, help="Kaldi text file (utt words...) of the train set")
+    parser.add_argument("--token_type", choices=["char", "bpe"], default="char")
+    parser.add_argument("--nbpe", type=int, default=500,
+                        help="sentencepiece vocabulary size for --token_type bpe (an upper bound)")
+    parser.add_argument("--out_dir", required=True, help="e.g. data/lang_char")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    try:
+        tokens = make_token_list(args.text, args.token_type, args.out_dir, args.nbpe)
+    except (OSError, ValueError) as e:
+        logging.error("%s", e)
+        return 1
+    logging.info("wrote %s/tokens.txt", args.out_dir)
+    print(f"{len(tokens)} tokens")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
