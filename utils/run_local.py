@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+"""Kaldi run.pl-style job runner, local backend: `run_local.py [options] JOB=1:N log/x.JOB.log prog args...`.
+
+Same interface as run_slurm.py; see funasr_lite/utils/jobs.py or run with --help.
+"""
+import sys
+
+from funasr_lite.utils.jobs import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], backend="local", prog="run_local.py"))
