@@ -1,1 +1,240 @@
+"""Model building from a FunASR-style config dict.
 
+Components are chosen by plain dict registries. An entry is a class or a "module:Class" string
+imported only when that component is built, so optional components (Conformer, SpecAug, ...) need
+not exist for the others to work. Every *_conf is checked against the component's constructor
+before anything is built: unknown keys and wrong value types fail with the key and component named.
+"""
+
+import difflib
+import importlib
+import inspect
+import json
+import logging
+import os
+import typing
+from collections.abc import Sequence as AbcSequence
+from typing import Any, Dict, Optional
+
+from funasr_lite.models.ctc import CTC
+from funasr_lite.models.encoders.sanm import SANMEncoder
+from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2
+from funasr_lite.models.paraformer.decoder_sanm import ParaformerSANMDecoder
+from funasr_lite.models.paraformer.model import Paraformer
+
+logger = logging.getLogger(__name__)
+
+_CONFORMER = "funasr_lite.models.encoders.conformer:ConformerEncoder"
+_SAN_DECODER = "funasr_lite.models.paraformer.decoder_san:ParaformerSANDecoder"
+_SPECAUG = "funasr_lite.frontend.specaug:SpecAug"
+_SPECAUG_LFR = "funasr_lite.frontend.specaug:SpecAugLFR"
+
+ENCODERS = {
+    "sanm": SANMEncoder,
+    "SANMEncoder": SANMEncoder,
+    "conformer": _CONFORMER,
+    "ConformerEncoder": _CONFORMER,
+}
+DECODERS = {
+    "paraformer_decoder_sanm": ParaformerSANMDecoder,
+    "ParaformerSANMDecoder": ParaformerSANMDecoder,
+    "paraformer_decoder_san": _SAN_DECODER,
+    "ParaformerSANDecoder": _SAN_DECODER,
+}
+PREDICTORS = {
+    "cif_predictor": CifPredictor,
+    "CifPredictor": CifPredictor,
+    "cif_predictor_v2": CifPredictorV2,
+    "CifPredictorV2": CifPredictorV2,
+}
+SPECAUGS = {
+    "specaug": _SPECAUG,
+    "SpecAug": _SPECAUG,
+    "specaug_lfr": _SPECAUG_LFR,
+    "SpecAugLFR": _SPECAUG_LFR,
+}
+MODELS = {
+    "paraformer": Paraformer,
+    "Paraformer": Paraformer,
+}
+
+# Arguments build_model supplies itself; a *_conf may not set them.
+_ENCODER_SUPPLIED = ("input_size",)
+_DECODER_SUPPLIED = ("vocab_size", "encoder_output_size")
+_CTC_SUPPLIED = ("odim", "encoder_output_size")
+_MODEL_SUPPLIED = ("encoder", "predictor", "decoder", "vocab_size", "specaug", "ctc")
+
+
+class ConfigError(ValueError):
+    """A model config names an unknown component, key or value type."""
+
+
+def _resolve(entry):
+    """A registry entry -> class (imports "module:Class" strings on first use)."""
+    if isinstance(entry, str):
+        module_name, class_name = entry.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+    return entry
+
+
+def _lookup(registry: Dict[str, Any], name: str, kind: str):
+    if name not in registry:
+        raise ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(registry))}")
+    return _resolve(registry[name])
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _value_matches(value, annotation) -> bool:
+    """Whether a YAML-loaded value fits a constructor annotation (lenient where YAML is: int for float)."""
+    if annotation in (Any, inspect.Parameter.empty):
+        return True
+    if annotation is type(None):
+        return value is None
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        return any(_value_matches(value, arg) for arg in typing.get_args(annotation))
+    if origin in (list, tuple, AbcSequence) or annotation in (list, tuple, AbcSequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
+        return not args or all(_value_matches(item, args[0]) for item in value)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _expected_type(parameter: inspect.Parameter, hints: Dict[str, Any]):
+    """The annotation, else the default's type (None default: anything goes)."""
+    if parameter.name in hints:
+        return hints[parameter.name]
+    if parameter.default is inspect.Parameter.empty or parameter.default is None:
+        return Any
+    return float if isinstance(parameter.default, float) else type(parameter.default)
+
+
+def check_conf(
+    conf_name: str, cls, conf: Optional[Dict[str, Any]], supplied=(), may_omit=()
+) -> Dict[str, Any]:
+    """Validate `conf` against cls.__init__: unknown keys, supplied keys, value types, missing
+    required keys (except those in `may_omit`). Returns a copy."""
+    conf = dict(conf or {})
+    signature = inspect.signature(cls.__init__)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: fall back to defaults' types
+        hints = {}
+    parameters = {
+        name: p for name, p in signature.parameters.items()
+        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    for key, value in conf.items():
+        if key in supplied:
+            raise ConfigError(f"{conf_name}: key {key!r} for {cls.__name__} is set by build_model; remove it")
+        if key not in parameters:
+            if accepts_any:
+                continue
+            valid = [name for name in parameters if name not in supplied]
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+            raise ConfigError(f"{conf_name}: unknown key {key!r} for {cls.__name__}{hint}")
+        expected = _expected_type(parameters[key], hints)
+        if not _value_matches(value, expected):
+            raise ConfigError(
+                f"{conf_name}: key {key!r} for {cls.__name__} expects {_type_name(expected)}, "
+                f"got {type(value).__name__} ({value!r})"
+            )
+    missing = [
+        name for name, p in parameters.items()
+        if p.default is inspect.Parameter.empty and name not in conf and name not in supplied + tuple(may_omit)
+    ]
+    if missing:
+        raise ConfigError(f"{conf_name}: {cls.__name__} needs {', '.join(repr(m) for m in missing)}")
+    return conf
+
+
+def _input_size(config: Dict[str, Any]) -> int:
+    if config.get("input_size") is not None:
+        return int(config["input_size"])
+    frontend_conf = config.get("frontend_conf")
+    if not frontend_conf:
+        raise ConfigError("config needs input_size or frontend_conf (n_mels * lfr_m)")
+    return int(frontend_conf.get("n_mels", 80)) * int(frontend_conf.get("lfr_m", 1))
+
+
+def _vocab_size(config: Dict[str, Any]) -> int:
+    if config.get("vocab_size") not in (None, -1):
+        return int(config["vocab_size"])
+    token_list = config.get("token_list")
+    if isinstance(token_list, (list, tuple)):
+        return len(token_list)
+    if isinstance(token_list, str) and os.path.isfile(token_list):
+        with open(token_list, encoding="utf-8") as handle:
+            if token_list.endswith(".json"):
+                return len(json.load(handle))
+            return sum(1 for line in handle if line.strip())
+    raise ConfigError("config needs vocab_size or token_list (a list, tokens.txt or tokens.json)")
+
+
+def build_model(config: Dict[str, Any]):
+    """Build a model from a FunASR config.yaml-style dict.
+
+    Reads model/model_conf, encoder/encoder_conf, decoder/decoder_conf, predictor/predictor_conf,
+    specaug/specaug_conf, ctc_conf, input_size (or frontend_conf n_mels * lfr_m) and vocab_size
+    (or token_list); other top-level keys are ignored. All confs are validated before building.
+    """
+    if config.get("normalize") not in (None, "null"):
+        raise ConfigError(f"normalize={config['normalize']!r} is not supported: CMVN is applied by the data loader")
+    input_size = _input_size(config)
+    vocab_size = _vocab_size(config)
+
+    model_cls = _lookup(MODELS, config.get("model", "Paraformer"), "model")
+    encoder_cls = _lookup(ENCODERS, config.get("encoder", "SANMEncoder"), "encoder")
+    decoder_cls = _lookup(DECODERS, config.get("decoder", "ParaformerSANMDecoder"), "decoder")
+    predictor_cls = _lookup(PREDICTORS, config.get("predictor", "CifPredictorV2"), "predictor")
+    specaug_name = config.get("specaug")
+    specaug_cls = _lookup(SPECAUGS, specaug_name, "specaug") if specaug_name else None
+
+    model_conf = check_conf("model_conf", model_cls, config.get("model_conf"), _MODEL_SUPPLIED)
+    encoder_conf = check_conf("encoder_conf", encoder_cls, config.get("encoder_conf"), _ENCODER_SUPPLIED)
+    decoder_conf = check_conf("decoder_conf", decoder_cls, config.get("decoder_conf"), _DECODER_SUPPLIED)
+    predictor_conf = check_conf("predictor_conf", predictor_cls, config.get("predictor_conf"), may_omit=("idim",))
+    ctc_weight = model_conf.get("ctc_weight", inspect.signature(model_cls).parameters["ctc_weight"].default)
+    ctc_conf = check_conf("ctc_conf", CTC, config.get("ctc_conf"), _CTC_SUPPLIED) if ctc_weight > 0 else None
+    specaug_conf = check_conf("specaug_conf", specaug_cls, config.get("specaug_conf")) if specaug_cls else None
+
+    encoder = encoder_cls(input_size=input_size, **encoder_conf)
+    encoder_output_size = encoder.output_size()
+    # idim is always the encoder width; default it so configs need not repeat it.
+    predictor_conf.setdefault("idim", encoder_output_size)
+    if predictor_conf["idim"] != encoder_output_size:
+        raise ConfigError(
+            f"predictor_conf: idim={predictor_conf['idim']} differs from the encoder output size {encoder_output_size}"
+        )
+    predictor = predictor_cls(**predictor_conf)
+    decoder = decoder_cls(vocab_size=vocab_size, encoder_output_size=encoder_output_size, **decoder_conf)
+    ctc = CTC(odim=vocab_size, encoder_output_size=encoder_output_size, **ctc_conf) if ctc_conf is not None else None
+    specaug = specaug_cls(**specaug_conf) if specaug_cls else None
+    model = model_cls(
+        encoder=encoder, predictor=predictor, decoder=decoder, vocab_size=vocab_size,
+        specaug=specaug, ctc=ctc, **model_conf,
+    )
+    logger.info(
+        "built %s: %s + %s + %s, %d parameters", type(model).__name__, type(encoder).__name__,
+        type(predictor).__name__, type(decoder).__name__, sum(p.numel() for p in model.parameters()),
+    )
+    return model
+
+
+__all__ = ["build_model", "check_conf", "ConfigError", "ENCODERS", "DECODERS", "PREDICTORS", "SPECAUGS", "MODELS"]

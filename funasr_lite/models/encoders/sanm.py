@@ -1,0 +1,124 @@
+"""SAN-M encoder (Paraformer's encoder): self-attention + FSMN memory, pre-norm, no subsampling.
+
+Inputs are LFR+CMVN features; the first layer (`encoders0`) maps input_size -> output_size.
+Submodule names follow FunASR's SANMEncoder so released checkpoints load with strict=True.
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from funasr_lite.models.modules.embedding import SinusoidalPositionEncoder
+from funasr_lite.models.modules.feed_forward import PositionwiseFeedForward
+from funasr_lite.models.modules.layer_norm import LayerNorm
+from funasr_lite.models.modules.mask import sequence_mask
+from funasr_lite.models.modules.sanm_attention import SANMSelfAttention
+
+
+class SANMEncoderLayer(nn.Module):
+    """Pre-norm layer: x = x + drop(SANM(LN1(x))); x = x + drop(FFN(LN2(x))).
+
+    The attention residual exists only when in_size == size (encoders0 changes the width).
+    """
+
+    def __init__(self, in_size: int, size: int, self_attn: nn.Module, feed_forward: nn.Module, dropout_rate: float):
+        super().__init__()
+        self.self_attn = self_attn
+        self.feed_forward = feed_forward
+        self.norm1 = LayerNorm(in_size)
+        self.norm2 = LayerNorm(size)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.has_attention_residual = in_size == size
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, in_size), mask (B, T) bool -> (B, T, size)."""
+        attended = self.dropout(self.self_attn(self.norm1(x), mask))
+        x = x + attended if self.has_attention_residual else attended
+        return x + self.dropout(self.feed_forward(self.norm2(x)))
+
+
+class SANMEncoder(nn.Module):
+    """SAN-M encoder: (B, T, input_size) features -> (B, T, output_size), lengths unchanged.
+
+    Keyword names (including FunASR's spelling `sanm_shfit`) match FunASR's config.yaml. Options
+    that released Paraformer configs never set to a non-default value are accepted for config
+    compatibility but only their default is implemented.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 256,
+        attention_heads: int = 4,
+        linear_units: int = 2048,
+        num_blocks: int = 6,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        attention_dropout_rate: float = 0.0,
+        input_layer: Optional[str] = "pe",
+        pos_enc_class: str = "SinusoidalPositionEncoder",
+        normalize_before: bool = True,
+        concat_after: bool = False,
+        positionwise_layer_type: str = "linear",
+        positionwise_conv_kernel_size: int = 1,
+        padding_idx: int = -1,
+        interctc_layer_idx: Optional[List[int]] = None,
+        interctc_use_conditioning: bool = False,
+        kernel_size: int = 11,
+        sanm_shfit: int = 0,
+        lora_list: Optional[List[str]] = None,
+        lora_rank: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.1,
+        selfattention_layer_type: str = "sanm",
+        tf2torch_tensor_name_prefix_torch: str = "encoder",
+        tf2torch_tensor_name_prefix_tf: str = "seq2seq/encoder",
+    ):
+        super().__init__()
+        unsupported = {
+            "input_layer": (input_layer, "pe"),
+            "pos_enc_class": (pos_enc_class, "SinusoidalPositionEncoder"),
+            "normalize_before": (normalize_before, True),
+            "concat_after": (concat_after, False),
+            "positionwise_layer_type": (positionwise_layer_type, "linear"),
+            "interctc_layer_idx": (interctc_layer_idx or None, None),
+            "interctc_use_conditioning": (interctc_use_conditioning, False),
+            "lora_list": (lora_list or None, None),
+            "selfattention_layer_type": (selfattention_layer_type, "sanm"),
+        }
+        for name, (value, supported) in unsupported.items():
+            if value != supported:
+                raise NotImplementedError(f"SANMEncoder: {name}={value!r} is not supported (only {supported!r})")
+        # positional_dropout_rate is accepted but unused: FunASR's "pe" layer has no dropout either.
+
+        self._output_size = output_size
+        self.embed = SinusoidalPositionEncoder()
+
+        def make_layer(in_size: int) -> SANMEncoderLayer:
+            attention = SANMSelfAttention(
+                attention_heads, in_size, output_size, attention_dropout_rate, kernel_size, sanm_shfit
+            )
+            feed_forward = PositionwiseFeedForward(output_size, linear_units, dropout_rate)
+            return SANMEncoderLayer(in_size, output_size, attention, feed_forward, dropout_rate)
+
+        self.encoders0 = nn.ModuleList([make_layer(input_size)])
+        self.encoders = nn.ModuleList([make_layer(output_size) for _ in range(num_blocks - 1)])
+        self.after_norm = LayerNorm(output_size)
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """xs (B, T, input_size), lengths (B,) -> (encoded (B, T, output_size), lengths (B,)).
+
+        Frames past each length hold unspecified values; use the returned lengths.
+        """
+        mask = sequence_mask(lengths, xs.size(1))
+        # Scale features to the magnitude the position encoding was trained against.
+        xs = self.embed(xs * self._output_size**0.5)
+        for layer in self.encoders0:
+            xs = layer(xs, mask)
+        for layer in self.encoders:
+            xs = layer(xs, mask)
+        return self.after_norm(xs), lengths

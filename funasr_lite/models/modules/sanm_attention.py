@@ -1,0 +1,135 @@
+"""SAN-M attention blocks: self-attention with an FSMN memory, decoder FSMN memory, cross-attention.
+
+Parameter names (linear_q_k_v, linear_out, fsmn_block, linear_q, linear_k_v) follow FunASR so that
+released checkpoints load with strict=True.
+"""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fsmn_padding(kernel_size: int, sanm_shift: int) -> tuple:
+    """(left, right) zero padding of the FSMN conv; a positive shift looks further into the past."""
+    left = (kernel_size - 1) // 2 + max(sanm_shift, 0)
+    right = kernel_size - 1 - left
+    if right < 0:
+        raise ValueError(f"sanm_shfit={sanm_shift} too large for kernel_size={kernel_size}")
+    return left, right
+
+
+def apply_fsmn(
+    conv: nn.Conv1d,
+    inputs: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    padding: tuple,
+    dropout: nn.Module,
+) -> torch.Tensor:
+    """FSMN memory: depthwise conv over time plus the input itself.
+
+    inputs (B, T, D); mask (B, T) bool, True = valid. Padded frames are zeroed before the conv so
+    they never leak into valid frames, and zeroed again at the output.
+    """
+    if mask is not None:
+        mask = mask.unsqueeze(-1).to(inputs.dtype)
+        inputs = inputs * mask
+    x = F.pad(inputs.transpose(1, 2), padding)
+    x = conv(x).transpose(1, 2) + inputs
+    x = dropout(x)
+    if mask is not None:
+        x = x * mask
+    return x
+
+
+def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, T, H*d) -> (B, H, T, d)."""
+    batch, length, dim = x.shape
+    return x.view(batch, length, num_heads, dim // num_heads).transpose(1, 2)
+
+
+def _masked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor], dropout_p: float
+) -> torch.Tensor:
+    """Scaled dot-product attention over (B, H, T, d) tensors; key_mask (B, Tk) bool -> (B, Tq, H*d)."""
+    attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    batch, heads, length, dim = out.shape
+    return out.transpose(1, 2).reshape(batch, length, heads * dim)
+
+
+class SANMSelfAttention(nn.Module):
+    """Multi-head self-attention plus FSMN memory on the values (SAN-M).
+
+    (B, T, in_feat) -> (B, T, n_feat). One fused linear produces q, k and v.
+    """
+
+    def __init__(
+        self,
+        n_head: int,
+        in_feat: int,
+        n_feat: int,
+        dropout_rate: float,
+        kernel_size: int,
+        sanm_shfit: int = 0,
+    ):
+        super().__init__()
+        if n_feat % n_head != 0:
+            raise ValueError(f"n_feat={n_feat} is not divisible by n_head={n_head}")
+        self.h = n_head
+        self.d_k = n_feat // n_head
+        self.linear_q_k_v = nn.Linear(in_feat, n_feat * 3)
+        self.linear_out = nn.Linear(n_feat, n_feat)
+        self.fsmn_block = nn.Conv1d(n_feat, n_feat, kernel_size, groups=n_feat, bias=False)
+        self.fsmn_padding = fsmn_padding(kernel_size, sanm_shfit)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.attention_dropout_rate = dropout_rate
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """x (B, T, in_feat), mask (B, T) bool -> (B, T, n_feat)."""
+        q, k, v = torch.split(self.linear_q_k_v(x), self.h * self.d_k, dim=-1)
+        memory = apply_fsmn(self.fsmn_block, v, mask, self.fsmn_padding, self.dropout)
+        dropout_p = self.attention_dropout_rate if self.training else 0.0
+        context = _masked_attention(
+            _split_heads(q, self.h), _split_heads(k, self.h), _split_heads(v, self.h), mask, dropout_p
+        )
+        return self.linear_out(context) + memory
+
+
+class SANMDecoderMemory(nn.Module):
+    """The decoder's "self-attention": an FSMN memory block only, (B, L, D) -> (B, L, D)."""
+
+    def __init__(self, n_feat: int, dropout_rate: float, kernel_size: int, sanm_shfit: int = 0):
+        super().__init__()
+        self.fsmn_block = nn.Conv1d(n_feat, n_feat, kernel_size, groups=n_feat, bias=False)
+        self.fsmn_padding = fsmn_padding(kernel_size, sanm_shfit)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        return apply_fsmn(self.fsmn_block, x, mask, self.fsmn_padding, self.dropout)
+
+
+class SANMCrossAttention(nn.Module):
+    """Source attention from decoder states (B, L, n_feat) to encoder memory (B, T, memory_dim)."""
+
+    def __init__(self, n_head: int, n_feat: int, dropout_rate: float, memory_dim: Optional[int] = None):
+        super().__init__()
+        if n_feat % n_head != 0:
+            raise ValueError(f"n_feat={n_feat} is not divisible by n_head={n_head}")
+        self.h = n_head
+        self.d_k = n_feat // n_head
+        self.linear_q = nn.Linear(n_feat, n_feat)
+        self.linear_k_v = nn.Linear(memory_dim or n_feat, n_feat * 2)
+        self.linear_out = nn.Linear(n_feat, n_feat)
+        self.attention_dropout_rate = dropout_rate
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """x (B, L, D), memory (B, T, Dm), memory_mask (B, T) bool -> (B, L, D)."""
+        k, v = torch.split(self.linear_k_v(memory), self.h * self.d_k, dim=-1)
+        dropout_p = self.attention_dropout_rate if self.training else 0.0
+        context = _masked_attention(
+            _split_heads(self.linear_q(x), self.h), _split_heads(k, self.h), _split_heads(v, self.h),
+            memory_mask, dropout_p,
+        )
+        return self.linear_out(context)

@@ -1,0 +1,203 @@
+"""Continuous integrate-and-fire (CIF) predictor.
+
+`cif_integrate` is the vectorised integrator: token n owns the slice [n, n+1) of the running sum
+of alphas (in units of the threshold), so the part of frame t's alpha given to token n is the
+overlap of [c_{t-1}, c_t) with [n, n+1). A (B, N, T) matrix of those overlaps times the hidden
+states gives every token's vector at once; no loop over frames.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Guards the target-length rescaling against an all-zero alpha sequence (0/0).
+_MIN_ALPHA_SUM = 1e-8
+
+
+def cif_integrate(
+    hidden: torch.Tensor,
+    alphas: torch.Tensor,
+    threshold: float = 1.0,
+    num_tokens: Optional[torch.Tensor] = None,
+    min_width: int = 0,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integrate-and-fire over time.
+
+    Args:
+        hidden: (B, T, D) frame vectors.
+        alphas: (B, T) non-negative frame weights.
+        threshold: accumulated weight at which a token fires.
+        num_tokens: (B,) tokens to emit per utterance; default = the number of fires,
+            floor(sum(alphas) / threshold). Training passes the target lengths so a sum that lands
+            an ulp below the integer still yields every token.
+        min_width: pad the token axis to at least this many rows.
+
+    Returns:
+        embeds: (B, N, D) token vectors; rows past an utterance's token count are zero.
+        num_tokens: (B,) long, tokens emitted.
+        peaks: (B, T) accumulator value at each frame before a fire resets it (>= threshold at
+            fire frames); used for timestamps.
+    """
+    # float64 prefix sums: a float32 cumsum drifts by ~1e-6 per 100 frames and miscounts fires.
+    scaled = alphas.double() / threshold
+    cumsum = torch.cumsum(scaled, dim=1)
+    cumsum_before = F.pad(cumsum[:, :-1], (1, 0))
+    if num_tokens is None:
+        num_tokens = torch.floor(cumsum[:, -1]).long() if cumsum.size(1) > 0 else alphas.new_zeros(
+            alphas.size(0), dtype=torch.long)
+    num_tokens = num_tokens.long()
+    width = max(int(num_tokens.max()) if num_tokens.numel() else 0, min_width)
+
+    token_index = torch.arange(width, device=alphas.device, dtype=torch.float64)[None, :, None]
+    overlap_end = torch.minimum(cumsum[:, None, :], token_index + 1)
+    overlap_start = torch.maximum(cumsum_before[:, None, :], token_index)
+    weights = (overlap_end - overlap_start).clamp(min=0.0) * threshold  # (B, N, T)
+    emitted = token_index[..., 0] < num_tokens[:, None]  # (B, N)
+    weights = weights * emitted[..., None]
+    embeds = torch.bmm(weights.to(hidden.dtype), hidden)
+
+    peaks = ((cumsum - torch.floor(cumsum_before)) * threshold).to(alphas.dtype)
+    return embeds, num_tokens, peaks
+
+
+class CifPredictorBase(nn.Module):
+    """Shared alpha post-processing, training scaling, inference tail and integration."""
+
+    def __init__(
+        self,
+        threshold: float,
+        smooth_factor: float,
+        noise_threshold: float,
+        tail_threshold: float,
+        tail_mask: bool,
+    ):
+        super().__init__()
+        self.threshold = threshold
+        self.smooth_factor = smooth_factor
+        self.noise_threshold = noise_threshold
+        self.tail_threshold = tail_threshold
+        self.tail_mask = tail_mask
+
+    def frame_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T) pre-sigmoid frame weights."""
+        raise NotImplementedError
+
+    def compute_alphas(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) with padded frames already zeroed, mask (B, T) -> alphas (B, T), 0 at padding."""
+        alphas = torch.sigmoid(self.frame_logits(hidden))
+        alphas = torch.relu(alphas * self.smooth_factor - self.noise_threshold)
+        return alphas * mask.to(alphas.dtype)
+
+    def append_tail(
+        self, hidden: torch.Tensor, alphas: torch.Tensor, mask: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Add one zero frame and alpha = tail_threshold at the first padded position.
+
+        This lets a final token that has integrated >= 1 - tail_threshold fire. Returns hidden
+        (B, T+1, D) and alphas (B, T+1).
+        """
+        batch, num_frames, dim = hidden.shape
+        hidden = torch.cat([hidden, hidden.new_zeros(batch, 1, dim)], dim=1)
+        alphas = F.pad(alphas, (0, 1))
+        if self.tail_mask:
+            tail_position = mask.long().sum(1)
+        else:
+            tail_position = torch.full((batch,), num_frames, device=alphas.device, dtype=torch.long)
+        tail = F.one_hot(tail_position, num_frames + 1).to(alphas.dtype) * self.tail_threshold
+        return hidden, alphas + tail
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor,
+        target_lengths: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predict token count and integrate.
+
+        Args:
+            hidden: (B, T, D) encoder output.
+            mask: (B, T) bool, True = valid frame.
+            target_lengths: (B,) during training; alphas are rescaled to sum to it.
+
+        Returns:
+            acoustic_embeds (B, N, D); token_num (B,) float: the unscaled alpha sum in training
+            (feeds the MAE loss), floor(sum + tail) at inference with a tail, else the plain sum;
+            alphas (B, T) (T+1 with a tail), as integrated; peaks, same shape.
+        """
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            # Zero padded frames so the conv at an utterance's edge sees the same zeros whether
+            # or not it is padded in a batch.
+            hidden = hidden.float() * mask.unsqueeze(-1).to(torch.float32)
+            alphas = self.compute_alphas(hidden, mask)
+            token_num = alphas.sum(-1)
+            if target_lengths is not None:
+                target_lengths = target_lengths.to(alphas.device)
+                scale = target_lengths.to(alphas.dtype) / token_num.clamp(min=_MIN_ALPHA_SUM)
+                alphas = alphas * scale[:, None]
+                embeds, _, peaks = cif_integrate(hidden, alphas, self.threshold, num_tokens=target_lengths)
+                return embeds, token_num, alphas, peaks
+
+            if self.tail_threshold > 0.0:
+                hidden, alphas = self.append_tail(hidden, alphas, mask)
+                token_num = torch.floor(alphas.sum(-1))
+            width = int(torch.round(token_num).max()) if token_num.numel() else 0
+            embeds, _, peaks = cif_integrate(hidden, alphas, self.threshold, min_width=width)
+            return embeds[:, :width], token_num, alphas, peaks
+
+
+class CifPredictor(CifPredictorBase):
+    """CIF predictor V1: depthwise conv with residual -> dropout -> relu -> Linear(idim, 1) -> sigmoid."""
+
+    def __init__(
+        self,
+        idim: int,
+        l_order: int,
+        r_order: int,
+        threshold: float = 1.0,
+        dropout: float = 0.1,
+        smooth_factor: float = 1.0,
+        noise_threshold: float = 0.0,
+        tail_threshold: float = 0.45,
+    ):
+        super().__init__(threshold, smooth_factor, noise_threshold, tail_threshold, tail_mask=True)
+        self.context_padding = (l_order, r_order)
+        self.cif_conv1d = nn.Conv1d(idim, idim, l_order + r_order + 1, groups=idim)
+        self.cif_output = nn.Linear(idim, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def frame_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        context = hidden.transpose(1, 2)
+        output = self.cif_conv1d(F.pad(context, self.context_padding)) + context
+        output = torch.relu(self.dropout(output).transpose(1, 2))
+        return self.cif_output(output).squeeze(-1)
+
+
+class CifPredictorV2(CifPredictorBase):
+    """CIF predictor V2 (paraformer-large): full Conv1d -> relu -> Linear(idim, 1) -> sigmoid."""
+
+    def __init__(
+        self,
+        idim: int,
+        l_order: int,
+        r_order: int,
+        threshold: float = 1.0,
+        dropout: float = 0.1,
+        smooth_factor: float = 1.0,
+        noise_threshold: float = 0.0,
+        tail_threshold: float = 0.0,
+        tf2torch_tensor_name_prefix_torch: str = "predictor",
+        tf2torch_tensor_name_prefix_tf: str = "seq2seq/cif",
+        tail_mask: bool = True,
+    ):
+        super().__init__(threshold, smooth_factor, noise_threshold, tail_threshold, tail_mask)
+        self.context_padding = (l_order, r_order)
+        self.cif_conv1d = nn.Conv1d(idim, idim, l_order + r_order + 1)
+        self.cif_output = nn.Linear(idim, 1)
+        # Kept for config compatibility; FunASR's V2 applies no dropout in its forward either.
+        self.dropout = nn.Dropout(dropout)
+
+    def frame_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        output = torch.relu(self.cif_conv1d(F.pad(hidden.transpose(1, 2), self.context_padding)))
+        return self.cif_output(output.transpose(1, 2)).squeeze(-1)

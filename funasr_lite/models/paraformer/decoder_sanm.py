@@ -1,0 +1,175 @@
+"""Paraformer SAN-M decoder (paraformer-large): bidirectional, fed the CIF acoustic embeddings.
+
+Submodule names (decoders, decoders2, decoders3, embed, after_norm, output_layer) follow FunASR's
+ParaformerSANMDecoder so released checkpoints load with strict=True.
+"""
+
+from typing import Optional, Sequence, List, Tuple
+
+import torch
+from torch import nn
+
+from funasr_lite.models.modules.layer_norm import LayerNorm
+from funasr_lite.models.modules.mask import sequence_mask
+from funasr_lite.models.modules.sanm_attention import SANMCrossAttention, SANMDecoderMemory
+
+
+class DecoderFeedForwardSANM(nn.Module):
+    """w_2(LN(dropout(relu(w_1 x)))) with a bias-free w_2: (B, L, D) -> (B, L, D)."""
+
+    def __init__(self, idim: int, hidden_units: int, dropout_rate: float):
+        super().__init__()
+        self.w_1 = nn.Linear(idim, hidden_units)
+        self.w_2 = nn.Linear(hidden_units, idim, bias=False)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.norm = LayerNorm(hidden_units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w_2(self.norm(self.dropout(torch.relu(self.w_1(x)))))
+
+
+class SANMDecoderLayer(nn.Module):
+    """t = FFN(LN1(x)); x = x + drop(FSMN(LN2(t))); x = x + drop(SrcAttn(LN3(x), memory)).
+
+    Without an FSMN block the layer is just FFN(LN1(x)) with no residual (decoders3).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        self_attn: Optional[SANMDecoderMemory],
+        src_attn: Optional[SANMCrossAttention],
+        feed_forward: DecoderFeedForwardSANM,
+        dropout_rate: float,
+    ):
+        super().__init__()
+        self.self_attn = self_attn
+        self.src_attn = src_attn
+        self.feed_forward = feed_forward
+        self.norm1 = LayerNorm(size)
+        if self_attn is not None:
+            self.norm2 = LayerNorm(size)
+        if src_attn is not None:
+            self.norm3 = LayerNorm(size)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, L, D), mask (B, L), memory (B, T, Dm), memory_mask (B, T) -> (B, L, D)."""
+        transformed = self.feed_forward(self.norm1(x))
+        if self.self_attn is None:
+            out = transformed
+        else:
+            out = x + self.dropout(self.self_attn(self.norm2(transformed), mask))
+        if self.src_attn is not None:
+            out = out + self.dropout(self.src_attn(self.norm3(out), memory, memory_mask))
+        return out
+
+
+class ParaformerSANMDecoder(nn.Module):
+    """Non-autoregressive SAN-M decoder.
+
+    forward(encoder_out (B, T, De), encoder_out_lens (B,), acoustic_embeds (B, L, D),
+    token_lengths (B,)) -> (logits (B, L, V), token_lengths). The inputs are used as they are (no
+    token embedding, no position encoding); `embed` maps target ids for the glancing sampler.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_output_size: int,
+        attention_heads: int = 4,
+        linear_units: int = 2048,
+        num_blocks: int = 6,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        self_attention_dropout_rate: float = 0.0,
+        src_attention_dropout_rate: float = 0.0,
+        input_layer: str = "embed",
+        use_output_layer: bool = True,
+        wo_input_layer: bool = False,
+        pos_enc_class: str = "PositionalEncoding",
+        normalize_before: bool = True,
+        concat_after: bool = False,
+        att_layer_num: int = 6,
+        kernel_size: int = 21,
+        sanm_shfit: Optional[int] = 0,
+        lora_list: Optional[List[str]] = None,
+        lora_rank: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.1,
+        chunk_multiply_factor: Sequence[int] = (1,),
+        tf2torch_tensor_name_prefix_torch: str = "decoder",
+        tf2torch_tensor_name_prefix_tf: str = "seq2seq/decoder",
+    ):
+        super().__init__()
+        unsupported = {
+            "input_layer": (input_layer, "embed"),
+            "use_output_layer": (use_output_layer, True),
+            "normalize_before": (normalize_before, True),
+            "concat_after": (concat_after, False),
+            "lora_list": (lora_list or None, None),
+        }
+        for name, (value, supported) in unsupported.items():
+            if value != supported:
+                raise NotImplementedError(
+                    f"ParaformerSANMDecoder: {name}={value!r} is not supported (only {supported!r})"
+                )
+        if not 0 <= att_layer_num <= num_blocks:
+            raise ValueError(f"att_layer_num={att_layer_num} must be within [0, num_blocks={num_blocks}]")
+        # FunASR: sanm_shfit None shifts the FSMN window fully into the past (no look-ahead).
+        if sanm_shfit is None:
+            sanm_shfit = (kernel_size - 1) // 2
+        size = encoder_output_size
+        self.vocab_size = vocab_size
+
+        def make_layer(with_memory: bool, with_src_attn: bool, shift: int) -> SANMDecoderLayer:
+            return SANMDecoderLayer(
+                size,
+                SANMDecoderMemory(size, self_attention_dropout_rate, kernel_size, shift) if with_memory else None,
+                SANMCrossAttention(attention_heads, size, src_attention_dropout_rate) if with_src_attn else None,
+                DecoderFeedForwardSANM(size, linear_units, dropout_rate),
+                dropout_rate,
+            )
+
+        # Token embedding, used only by the glancing sampler (Sequential keeps the key embed.0.weight).
+        self.embed = None if wo_input_layer else nn.Sequential(nn.Embedding(vocab_size, size))
+        self.after_norm = LayerNorm(size)
+        self.output_layer = nn.Linear(size, vocab_size)
+        self.decoders = nn.ModuleList([make_layer(True, True, sanm_shfit) for _ in range(att_layer_num)])
+        num_plain = num_blocks - att_layer_num
+        self.decoders2 = (
+            nn.ModuleList([make_layer(True, False, 0) for _ in range(num_plain)]) if num_plain > 0 else None
+        )
+        self.decoders3 = nn.ModuleList([make_layer(False, False, 0)])
+
+    def forward_hidden(
+        self,
+        encoder_out: torch.Tensor,
+        encoder_out_lens: torch.Tensor,
+        acoustic_embeds: torch.Tensor,
+        token_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Decoder states after `after_norm`: (B, L, D)."""
+        token_mask = sequence_mask(token_lengths, acoustic_embeds.size(1))
+        memory_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
+        x = acoustic_embeds
+        for layer in self.decoders:
+            x = layer(x, token_mask, encoder_out, memory_mask)
+        for layer in self.decoders2 or ():
+            x = layer(x, token_mask, encoder_out, memory_mask)
+        for layer in self.decoders3:
+            x = layer(x, token_mask, encoder_out, memory_mask)
+        return self.after_norm(x)
+
+    def forward(
+        self,
+        encoder_out: torch.Tensor,
+        encoder_out_lens: torch.Tensor,
+        acoustic_embeds: torch.Tensor,
+        token_lengths: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """-> (logits (B, L, V), token_lengths (B,))."""
+        hidden = self.forward_hidden(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths)
+        return self.output_layer(hidden), token_lengths
