@@ -33,7 +33,16 @@ fi
 stamp_src=$(cat requirements.txt setup.py; $want_test && cat requirements-test.txt; echo "$funasr_oracle_version $snownlp_version")
 stamp=$(printf '%s' "$stamp_src" | sha256sum | cut -d' ' -f1)
 stamp_file=$venv/.setup-stamp$($want_test && echo -test || true)
-if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && "$venv/bin/python" -c "import funasr_lite" 2>/dev/null; then
+up_to_date() {  # a test set-up is a superset of the runtime one
+  local f
+  for f in "$stamp_file" "$venv/.setup-stamp-test"; do
+    [ -f "$f" ] && [ "$(cat "$f")" = "$1" ] && return 0
+  done
+  return 1
+}
+runtime_stamp=$(printf '%s' "$(cat requirements.txt setup.py; echo "$funasr_oracle_version $snownlp_version")" | sha256sum | cut -d' ' -f1)
+if { up_to_date "$stamp" || { ! $want_test && [ -f "$venv/.setup-stamp-test" ] && [ "$(cat "$venv/.setup-stamp-runtime-of-test" 2>/dev/null)" = "$runtime_stamp" ]; }; } \
+   && "$venv/bin/python" -c "import funasr_lite" 2>/dev/null; then
   log "environment up to date ($venv)"
 else
   [ -x "$venv/bin/python" ] || { log "creating $venv"; "$py" -m venv "$venv"; }
@@ -48,6 +57,7 @@ else
   "$venv/bin/python" -c "import torch, torchaudio, kaldiio, sentencepiece, soundfile, pypinyin, jiwer, yaml, tqdm, funasr_lite" \
     || { log "ERROR: the environment does not import; see the pip output above"; exit 1; }
   echo "$stamp" > "$stamp_file"
+  $want_test && echo "$runtime_stamp" > "$venv/.setup-stamp-runtime-of-test"
 fi
 
 # 3. Real Chinese text for the embedded corpus: People's Daily, January 1998 (word-segmented,
