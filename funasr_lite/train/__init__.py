@@ -1,1 +1,1 @@
-
+"""Training: trainer (single process / torchrun DDP), optimizers, schedulers, checkpoints, averaging."""

@@ -1,0 +1,79 @@
+r"""Train a Paraformer (one process, or each process of ``torchrun``).
+
+    python -m funasr_lite.bin.train --config conf/train_paraformer.yaml \
+        --train_data data/train --valid_data data/dev \
+        --token_list data/lang_char/tokens.txt --cmvn_file data/train/am.mvn \
+        --output_dir exp/paraformer [--resume true] [--init_param model.pt] \
+        [++train_conf.max_epoch=50 ++optim_conf.lr=1e-3 ...]
+
+    torchrun --nnodes 1 --nproc_per_node 4 -m funasr_lite.bin.train ...   (same arguments)
+
+Config overrides are ``++dotted.key=value`` (value read as YAML). See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from funasr_lite.utils.config import OVERRIDE_PREFIX, ConfigError, resolve_training_config
+
+
+def str2bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Extra arguments of the form {OVERRIDE_PREFIX}key.sub=value override the config.",
+    )
+    parser.add_argument("--config", required=True, help="training YAML (FunASR config.yaml schema)")
+    parser.add_argument("--train_data", help="training data dir (feats.scp, text, utt2num_frames)")
+    parser.add_argument("--valid_data", help="validation data dir")
+    parser.add_argument("--token_list", help="tokens.txt / tokens.json")
+    parser.add_argument("--cmvn_file", help="am.mvn (dimension n_mels * lfr_m)")
+    parser.add_argument("--output_dir", required=True, help="experiment dir")
+    parser.add_argument("--resume", type=str2bool, default=True, help="continue from <output_dir>/checkpoint_latest.pt if present (default true)")
+    parser.add_argument("--init_param", help="initial model weights (fine-tuning): FunASR model.pt or an averaged model")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when visible")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    bad = [arg for arg in extra if not arg.startswith(OVERRIDE_PREFIX)]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides look like {OVERRIDE_PREFIX}key.sub=value)")
+    try:
+        config = resolve_training_config(
+            args.config,
+            extra,
+            token_list=args.token_list,
+            cmvn_file=args.cmvn_file,
+            train_data=args.train_data,
+            valid_data=args.valid_data,
+            output_dir=args.output_dir,
+            init_param=args.init_param,
+        )
+    except ConfigError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    if not config.get("train_data"):
+        parser.error("--train_data is required (or train_data in the config)")
+    from funasr_lite.train.trainer import run_training
+
+    run_training(config, resume=args.resume, device=args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

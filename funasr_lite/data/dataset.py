@@ -1,0 +1,242 @@
+"""Training/validation dataset over a Kaldi data dir with pre-computed fbank features.
+
+Per utterance: raw fbank (T, n_mels) from ``feats.scp`` (kaldiio) -> LFR(m, n) -> CMVN
+(``am.mvn``) -> (T', n_mels * m) float32; text -> token ids. Lengths come from
+``utt2num_frames`` so filtering and batching never read a matrix.
+
+The utterance list is the intersection of ``feats.scp``, ``text`` and ``utt2num_frames``
+(the leftovers are counted and logged), minus utterances with no tokens, fewer/more frames
+than ``min_frames``/``max_frames`` or more tokens than ``max_tokens`` (frames are model-input
+frames, i.e. after LFR). Characters missing from the token list become ``<unk>``; they are
+counted and one example utterance is named once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import kaldiio
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from funasr_lite.data.datadir import read_kv
+from funasr_lite.frontend.cmvn import apply_cmvn, read_am_mvn
+from funasr_lite.frontend.lfr import lfr_length, lfr_stack
+
+logger = logging.getLogger(__name__)
+
+# How many utterance ids a log line names as examples.
+EXAMPLES_IN_LOG = 5
+
+
+class DatasetError(ValueError):
+    """A data dir that cannot be used as given; the message names the file (and utterance)."""
+
+
+@dataclass
+class FilterSummary:
+    """What was dropped while building the utterance list, by reason -> utt ids."""
+
+    kept: int = 0
+    dropped: Dict[str, List[str]] = field(default_factory=dict)
+
+    def drop(self, reason: str, utt_id: str) -> None:
+        self.dropped.setdefault(reason, []).append(utt_id)
+
+    def log(self, data_dir: str) -> None:
+        for reason, utt_ids in self.dropped.items():
+            logger.warning(
+                "%s: dropped %d utterance(s): %s (e.g. %s)",
+                data_dir,
+                len(utt_ids),
+                reason,
+                ", ".join(utt_ids[:EXAMPLES_IN_LOG]),
+            )
+        logger.info("%s: %d utterances kept", data_dir, self.kept)
+
+
+class AsrDataset(Dataset):
+    """Utterances of a data dir as ``{"utt_id", "speech" (T', D) float32, "text" (L,) int64}``.
+
+    Args:
+        data_dir: Kaldi data dir with ``feats.scp``, ``text`` and ``utt2num_frames``.
+        tokenizer: object with ``text2tokens``/``tokens2ids`` and ``token2id``/``unk_token``
+            (``funasr_lite.data.tokenizer.CharTokenizer``).
+        cmvn_file: ``am.mvn`` whose dim must equal ``n_mels * lfr_m``.
+        lfr_m, lfr_n: LFR stacking (1, 1 = none).
+        min_frames, max_frames: keep utterances with min_frames <= T' <= max_frames (after LFR).
+        min_tokens, max_tokens: keep utterances with min_tokens <= L <= max_tokens (0 tokens never).
+    """
+
+    def __init__(
+        self,
+        data_dir,
+        tokenizer,
+        cmvn_file,
+        lfr_m: int = 1,
+        lfr_n: int = 1,
+        min_frames: int = 1,
+        max_frames: int = 1_000_000,
+        min_tokens: int = 1,
+        max_tokens: int = 1_000_000,
+        check_feature_dim: bool = True,
+    ):
+        self.data_dir = os.fspath(data_dir)
+        self.tokenizer = tokenizer
+        self.cmvn_file = os.fspath(cmvn_file)
+        self.lfr_m, self.lfr_n = int(lfr_m), int(lfr_n)
+        self.feats_scp = os.path.join(self.data_dir, "feats.scp")
+        for name in ("feats.scp", "text", "utt2num_frames"):
+            if not os.path.isfile(os.path.join(self.data_dir, name)):
+                raise DatasetError(f"{self.data_dir}: missing {name} (make fbank features first)")
+        feats = read_kv(self.feats_scp)
+        texts = read_kv(os.path.join(self.data_dir, "text"), allow_empty_value=True)
+        num_frames_path = os.path.join(self.data_dir, "utt2num_frames")
+        num_frames: Dict[str, int] = {}
+        for utt_id, value in read_kv(num_frames_path).items():
+            try:
+                num_frames[utt_id] = int(value)
+            except ValueError:
+                raise DatasetError(f"{num_frames_path}: utterance {utt_id!r} has a non-integer frame count {value!r}") from None
+
+        self.cmvn_shift, self.cmvn_scale = read_am_mvn(self.cmvn_file)
+        if check_feature_dim and feats:
+            self._check_dims(feats)
+        summary = FilterSummary()
+        for utt_id in feats:
+            if utt_id not in texts:
+                summary.drop("in feats.scp but not in text", utt_id)
+            elif utt_id not in num_frames:
+                summary.drop("in feats.scp but not in utt2num_frames", utt_id)
+        for utt_id in texts:
+            if utt_id not in feats:
+                summary.drop("in text but not in feats.scp", utt_id)
+
+        self.utt_ids: List[str] = []
+        self.feat_paths: List[str] = []
+        self.token_ids: List[np.ndarray] = []
+        lengths: List[int] = []
+        unknown_utts: List[str] = []
+        unknown_total = 0
+        token2id = self.tokenizer.token2id
+        for utt_id, feat_path in feats.items():
+            if utt_id not in texts or utt_id not in num_frames:
+                continue
+            tokens = self.tokenizer.text2tokens(texts[utt_id])
+            unknown = sum(1 for token in tokens if token not in token2id)
+            if unknown:
+                unknown_total += unknown
+                unknown_utts.append(utt_id)
+            ids = np.asarray(self.tokenizer.tokens2ids(tokens), dtype=np.int64)
+            frames = lfr_length(num_frames[utt_id], self.lfr_n)
+            if ids.size == 0:
+                summary.drop("no tokens in text", utt_id)
+            elif ids.size < min_tokens:
+                summary.drop(f"fewer than min_tokens={min_tokens} tokens", utt_id)
+            elif ids.size > max_tokens:
+                summary.drop(f"more than max_tokens={max_tokens} tokens", utt_id)
+            elif frames < min_frames:
+                summary.drop(f"shorter than min_frames={min_frames} frames (after LFR)", utt_id)
+            elif frames > max_frames:
+                summary.drop(f"longer than max_frames={max_frames} frames (after LFR)", utt_id)
+            else:
+                self.utt_ids.append(utt_id)
+                self.feat_paths.append(feat_path)
+                self.token_ids.append(ids)
+                lengths.append(frames)
+        if unknown_utts:
+            logger.warning(
+                "%s/text: %d token(s) in %d utterance(s) are not in the token list; mapped to <unk> "
+                "(e.g. utterance %s: %r)",
+                self.data_dir,
+                unknown_total,
+                len(unknown_utts),
+                unknown_utts[0],
+                texts[unknown_utts[0]],
+            )
+        self.num_unknown_tokens = unknown_total
+        summary.kept = len(self.utt_ids)
+        summary.log(self.data_dir)
+        self.filter_summary = summary
+        if not self.utt_ids:
+            raise DatasetError(f"{self.data_dir}: no usable utterances left (see the warnings above)")
+        self.lengths = np.asarray(lengths, dtype=np.int64)  # model-input frames per utterance
+        self.token_lengths = np.asarray([ids.size for ids in self.token_ids], dtype=np.int64)
+        self._open_files: Dict[str, object] = {}
+        self._open_files_pid = os.getpid()
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.cmvn_shift.shape[0])
+
+    def _check_dims(self, feats: Dict[str, str]) -> None:
+        """am.mvn must have n_mels * lfr_m dims, n_mels read from the first matrix of feats.scp."""
+        first_utt, first_path = next(iter(feats.items()))
+        try:
+            first = kaldiio.load_mat(first_path)
+        except Exception as e:  # kaldiio raises many types for bad paths/offsets
+            raise DatasetError(f"{self.feats_scp}: cannot read utterance {first_utt} ({first_path}): {e}") from None
+        if first.ndim != 2:
+            raise DatasetError(f"{self.feats_scp}: utterance {first_utt} is not a (T, D) matrix (shape {first.shape})")
+        n_mels = first.shape[1]
+        expected = n_mels * self.lfr_m
+        if self.cmvn_shift.shape[0] != expected:
+            raise DatasetError(
+                f"CMVN dim mismatch: {self.cmvn_file} has {self.cmvn_shift.shape[0]} dims but features in "
+                f"{self.feats_scp} are {n_mels}-dim and LFR stacks lfr_m={self.lfr_m} of them "
+                f"({n_mels} * {self.lfr_m} = {expected}); recompute am.mvn with --lfr_m {self.lfr_m} "
+                "or fix frontend_conf.lfr_m"
+            )
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+    def load_features(self, index: int) -> torch.Tensor:
+        """(T', n_mels * lfr_m) float32 model input of utterance ``index``."""
+        if os.getpid() != self._open_files_pid:  # a DataLoader worker: do not share file handles
+            self._open_files, self._open_files_pid = {}, os.getpid()
+        utt_id = self.utt_ids[index]
+        try:
+            raw = np.array(kaldiio.load_mat(self.feat_paths[index], fd_dict=self._open_files), dtype=np.float32)
+        except Exception as e:
+            raise DatasetError(f"{self.feats_scp}: cannot read utterance {utt_id} ({self.feat_paths[index]}): {e}") from None
+        if raw.ndim != 2 or raw.shape[1] * self.lfr_m != self.feature_dim:
+            raise DatasetError(
+                f"{self.feats_scp}: utterance {utt_id} has shape {raw.shape}; expected (T, {self.feature_dim // self.lfr_m})"
+            )
+        stacked, _ = lfr_stack(torch.from_numpy(raw), m=self.lfr_m, n=self.lfr_n)
+        return apply_cmvn(stacked, self.cmvn_shift, self.cmvn_scale, source=self.cmvn_file).float()
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        return {
+            "utt_id": self.utt_ids[index],
+            "speech": self.load_features(index),
+            "text": torch.from_numpy(self.token_ids[index]),
+        }
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_open_files"] = {}  # file handles do not travel to worker processes
+        return state
+
+
+def build_dataset(data_dir, tokenizer, cmvn_file, frontend_conf: dict, dataset_conf: dict) -> AsrDataset:
+    """AsrDataset from the config blocks (``frontend_conf`` lfr_m/lfr_n, ``dataset_conf`` limits)."""
+    return AsrDataset(
+        data_dir,
+        tokenizer,
+        cmvn_file,
+        lfr_m=int(frontend_conf.get("lfr_m", 1)),
+        lfr_n=int(frontend_conf.get("lfr_n", 1)),
+        min_frames=int(dataset_conf.get("min_frames", 1)),
+        max_frames=int(dataset_conf.get("max_frames", 1_000_000)),
+        min_tokens=int(dataset_conf.get("min_tokens", 1)),
+        max_tokens=int(dataset_conf.get("max_tokens", 1_000_000)),
+    )
+
+
+__all__ = ["AsrDataset", "DatasetError", "FilterSummary", "build_dataset"]

@@ -1,0 +1,178 @@
+"""Checkpoints: atomic writes, safe loads (``weights_only=True``), RNG state, model weights.
+
+A training checkpoint is a dict of tensors and plain Python values only (RNG states are
+converted to tensors/lists), so ``torch.load(..., weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+from collections import OrderedDict
+from typing import Any, Dict, Mapping
+
+import numpy as np
+import torch
+
+from funasr_lite.utils.fileio import atomic_open
+
+logger = logging.getLogger(__name__)
+
+# Keys under which model weights are found in checkpoints of this toolkit and of FunASR.
+MODEL_STATE_KEYS = ("model", "state_dict", "model_state_dict")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or used; the message names the file."""
+
+
+def save_checkpoint(state: Mapping[str, Any], path) -> None:
+    """``torch.save`` to a temp file beside ``path``, then rename: never a half-written file."""
+    with atomic_open(path, "wb") as f:
+        torch.save(dict(state), f)
+
+
+def load_checkpoint(path) -> Dict[str, Any]:
+    """Load a checkpoint on the CPU with ``weights_only=True``; errors name the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle errors, disallowed globals, ...
+        raise CheckpointError(f"{path}: cannot load checkpoint (corrupt or not a torch file?): {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict, got {type(state).__name__}")
+    return state
+
+
+def link_or_copy(src, dst) -> None:
+    """Make ``dst`` the same content as ``src`` atomically (hard link if possible, else copy)."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    tmp = f"{dst}.tmp.{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+# ---------------------------------------------------------------- model weights
+
+
+def extract_model_state(checkpoint: Mapping[str, Any], path: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
+    """The model state dict inside a checkpoint (ours, FunASR's ``model.pt``/``model.pb``, or a
+    plain state dict); a ``module.`` prefix (DDP) is removed."""
+    state: Any = checkpoint
+    for _ in range(2):  # FunASR nests at most {"state_dict": {"model": ...}}
+        for key in MODEL_STATE_KEYS:
+            if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping) or not state:
+        raise CheckpointError(f"{path}: no model weights found")
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor (not a model state dict?)")
+        out[name[len("module."):] if name.startswith("module.") else name] = value
+    return out
+
+
+def load_model_weights(model: torch.nn.Module, path, strict: bool = False) -> Dict[str, list]:
+    """Initialise ``model`` from the weights in ``path`` (fine-tuning, ``--init_param``).
+
+    Parameters present in both with equal shapes are loaded. With ``strict=False`` missing,
+    unexpected and shape-mismatched names are logged (a few examples each); loading nothing at
+    all is an error. Returns ``{"loaded", "missing", "unexpected", "mismatched"}`` name lists.
+    """
+    path = os.fspath(path)
+    source = extract_model_state(load_checkpoint(path), path)
+    target = model.state_dict()
+    loaded, mismatched = [], []
+    for name, value in source.items():
+        if name in target:
+            if tuple(target[name].shape) == tuple(value.shape):
+                target[name] = value.to(dtype=target[name].dtype)
+                loaded.append(name)
+            else:
+                mismatched.append(f"{name} {tuple(value.shape)} vs model {tuple(target[name].shape)}")
+    missing = [name for name in target if name not in source]
+    unexpected = [name for name in source if name not in target]
+    report = {"loaded": loaded, "missing": missing, "unexpected": unexpected, "mismatched": mismatched}
+    problems = {k: v for k, v in report.items() if k != "loaded" and v}
+    if strict and problems:
+        details = "; ".join(f"{k}: {len(v)} (e.g. {', '.join(v[:3])})" for k, v in problems.items())
+        raise CheckpointError(f"{path}: weights do not match the model: {details}")
+    if not loaded:
+        raise CheckpointError(f"{path}: none of its {len(source)} tensors matches a model parameter")
+    model.load_state_dict(target)
+    logger.info("init_param %s: loaded %d of %d model tensors", path, len(loaded), len(target))
+    for kind, names in problems.items():
+        logger.warning("init_param %s: %d %s (e.g. %s)", path, len(names), kind, ", ".join(names[:3]))
+    return report
+
+
+# ---------------------------------------------------------------- RNG state
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Python, numpy and torch (CPU, CUDA) RNG states as tensors/lists (weights_only-safe)."""
+    version, internal, gauss_next = random.getstate()
+    np_state = np.random.get_state()
+    state: Dict[str, Any] = {
+        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    python = state["python"]
+    random.setstate((python["version"], tuple(int(v) for v in python["internal"].tolist()), python["gauss_next"]))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["keys"].numpy().astype(np.uint32),
+            int(numpy_state["pos"]),
+            int(numpy_state["has_gauss"]),
+            float(numpy_state["cached_gaussian"]),
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+__all__ = [
+    "CheckpointError",
+    "capture_rng_state",
+    "extract_model_state",
+    "link_or_copy",
+    "load_checkpoint",
+    "load_model_weights",
+    "restore_rng_state",
+    "save_checkpoint",
+    "seed_everything",
+]

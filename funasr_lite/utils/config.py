@@ -1,0 +1,442 @@
+"""Training configuration: YAML (FunASR ``config.yaml`` schema) + command-line overrides ->
+validated, derived, resolved config written to ``<exp>/config.yaml``.
+
+Overrides have ONE form: ``++dotted.key=value``, e.g. ``++train_conf.max_epoch=20``,
+``++optim_conf.lr=1e-3``, ``++specaug=null``. The value is read as YAML (so ``5`` is an int,
+``1e-3`` a float, ``[0, 30]`` a list, ``null`` None, ``true`` a bool); missing intermediate
+dicts are created. Top-level keys must be known (an unknown key is an error with a close-match
+suggestion); ``train_conf`` and ``dataset_conf`` keys are checked too, since the trainer reads
+them; the other ``*_conf`` blocks belong to the model and pass through unchanged.
+
+Derived values: ``input_size = frontend_conf.n_mels * frontend_conf.lfr_m`` and
+``vocab_size = len(token list)``. Decoding reads only ``<exp>/config.yaml``, so the resolved
+config carries the absolute ``token_list`` and ``cmvn_file`` paths, ``frontend_conf`` and every
+model part.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+import os
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import yaml
+
+from funasr_lite.utils.fileio import atomic_open
+
+logger = logging.getLogger(__name__)
+
+OVERRIDE_PREFIX = "++"
+
+
+class ConfigError(ValueError):
+    """A bad config file, override or value; the message names the key (and file)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` / ``5E4`` as floats (YAML 1.2; PyYAML's 1.1 needs a dot)."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml_value(text: str) -> Any:
+    """One YAML scalar/flow value, typed as in a config file (``5`` -> 5, ``1e-3`` -> 0.001)."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader) if text.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot read {text!r} as a YAML value: {e}") from None
+
+
+def load_yaml(path) -> Dict[str, Any]:
+    """Read a YAML mapping; errors name the file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = yaml.load(f, Loader=_ConfigLoader)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(content).__name__}")
+    return content
+
+
+# ---------------------------------------------------------------- schema
+
+_NONE = type(None)
+_NUMBER = (int, float)
+
+# Top-level keys and their allowed types. ``*_conf`` blocks are mappings (or null).
+TOP_LEVEL_TYPES: Dict[str, Tuple[type, ...]] = {
+    "model": (str,),
+    "model_conf": (dict, _NONE),
+    "encoder": (str,),
+    "encoder_conf": (dict, _NONE),
+    "decoder": (str,),
+    "decoder_conf": (dict, _NONE),
+    "predictor": (str,),
+    "predictor_conf": (dict, _NONE),
+    "ctc_conf": (dict, _NONE),
+    "specaug": (str, _NONE),
+    "specaug_conf": (dict, _NONE),
+    "frontend": (str, _NONE),
+    "frontend_conf": (dict,),
+    "normalize": (str, _NONE),
+    "normalize_conf": (dict, _NONE),
+    "tokenizer": (str, _NONE),
+    "tokenizer_conf": (dict, _NONE),
+    "optim": (str,),
+    "optim_conf": (dict, _NONE),
+    "scheduler": (str, _NONE),
+    "scheduler_conf": (dict, _NONE),
+    "train_conf": (dict, _NONE),
+    "dataset_conf": (dict, _NONE),
+    "input_size": (int, _NONE),
+    "vocab_size": (int, _NONE),
+    "token_list": (str, list, _NONE),
+    "cmvn_file": (str, _NONE),
+    "seed": (int,),
+    "init_param": (str, _NONE),
+    "train_data": (str, _NONE),
+    "valid_data": (str, _NONE),
+    "output_dir": (str, _NONE),
+}
+
+# Keys found in FunASR configs that this toolkit does not use: accepted, dropped, logged.
+FUNASR_IGNORED_TOP_LEVEL = frozenset(
+    {
+        "dataset", "index_ds", "batch_size", "model_path", "model_revision", "hub", "ngpu", "ncpu",
+        "device", "disable_update", "train_data_set_list", "valid_data_set_list", "debug", "log_level",
+        "use_fp16", "use_bf16", "enable_tf32", "cudnn_enabled", "cudnn_benchmark", "cudnn_deterministic",
+        "model_file", "config", "is_training", "use_ddp", "use_fsdp", "use_deepspeed", "deepspeed_config",
+        "backend", "excludes", "freeze_param", "scope_map", "unified_model_training", "lora_only", "lora_bias",
+        "model_dir", "ncpu", "tokenizer_conf_path", "data_type",
+    }
+)
+
+# train_conf: default, allowed types, meaning (docs/training.md repeats these).
+TRAIN_CONF_SCHEMA: Dict[str, Tuple[Any, Tuple[type, ...]]] = {
+    "max_epoch": (100, (int,)),  # epochs to train
+    "max_steps": (0, (int,)),  # stop after this many optimizer steps in all (0 = no limit)
+    "accum_grad": (1, (int,)),  # batches per optimizer step
+    "grad_clip": (5.0, _NUMBER + (_NONE,)),  # max global grad norm (null or <= 0: no clipping)
+    "grad_clip_type": (2.0, _NUMBER),  # norm type of the clipping
+    "log_interval": (50, (int,)),  # log a line every N optimizer steps
+    "save_every_steps": (0, (int,)),  # write checkpoint_latest.pt every N steps (0: epoch ends only)
+    "keep_nbest_models": (10, (int,)),  # epoch checkpoints kept (best by best_metric, plus the latest)
+    "best_metric": ("cer", (str,)),  # cer | loss | acc (validation)
+    "avg_nbest_model": (10, (int,)),  # at the end, average this many best epochs into model.avg{N}.pt (0: no)
+    "precision": ("fp32", (str,)),  # fp32 | bf16 | fp16 (bf16/fp16 only on GPU)
+    "max_consecutive_nonfinite": (20, (int,)),  # abort after this many non-finite losses in a row
+    "oom_check": (True, (bool,)),  # run the largest batches once before training
+    "validate_cer": (True, (bool,)),  # greedy-decode the valid set for CER each epoch
+    "find_unused_parameters": (False, (bool,)),  # DDP option
+}
+FUNASR_IGNORED_TRAIN_CONF = frozenset(
+    {
+        "validate_interval", "save_checkpoint_interval", "avg_keep_nbest_models_type", "use_fp16", "use_bf16",
+        "reset_gpu_cache", "resume", "effective_save_name_excludes", "use_wandb", "wandb_project",
+        "wandb_team", "wandb_exp_name", "wandb_token", "use_ddp", "use_fsdp", "use_deepspeed",
+        "deepspeed_config", "log_interval_steps", "reset_optimizer", "val_scheduler_criterion",
+        "best_model_criterion", "avg_nbest_model_num", "validation_interval", "start_step", "step_in_epoch",
+        "data_split_i", "data_split_num", "train_acc_avg", "train_loss_avg", "excludes",
+    }
+)
+
+DATASET_CONF_SCHEMA: Dict[str, Tuple[Any, Tuple[type, ...]]] = {
+    "batch_bins": (20000, (int,)),  # max padded model-input frames (after LFR) per batch
+    "bucket_size": (1024, (int,)),  # utterances per shuffled bucket sorted by length
+    "shuffle": (True, (bool,)),
+    "min_frames": (1, (int,)),  # drop utterances shorter than this (model-input frames)
+    "max_frames": (3000, (int,)),  # drop utterances longer than this (model-input frames)
+    "min_tokens": (1, (int,)),  # drop utterances with fewer tokens (0-token ones always go)
+    "max_tokens": (200, (int,)),  # drop utterances with more tokens
+    "num_workers": (2, (int,)),  # DataLoader worker processes
+    "valid_batch_bins": (0, (int,)),  # batch_bins for validation (0: same as batch_bins)
+}
+FUNASR_IGNORED_DATASET_CONF = frozenset(
+    {
+        "index_ds", "batch_sampler", "batch_type", "batch_size", "max_token_length", "min_token_length",
+        "buffer_size", "preprocessor_speech", "preprocessor_speech_conf", "preprocessor_text",
+        "preprocessor_text_conf", "sort_size", "data_split_num", "max_source_length", "max_target_length",
+        "audio_adaptor", "prompt", "pin_memory", "data_split_num_valid", "batch_size_sample_max",
+        "data_type_list", "length_scale_source", "min_source_length", "min_target_length", "persistent_workers",
+        "prefetch_factor", "rank_split", "scp_file_list", "jsonl_file_out", "jsonl_file_out_dir", "shuffle_conf",
+    }
+)
+
+FRONTEND_DEFAULTS = {"n_mels": 80, "lfr_m": 1, "lfr_n": 1}
+BEST_METRICS = ("cer", "loss", "acc")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _type_names(types: Tuple[type, ...]) -> str:
+    names = {int: "int", float: "float", str: "string", bool: "bool", dict: "mapping", list: "list", _NONE: "null"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _is_instance(value: Any, types: Tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types  # bool is an int subclass: True must not pass as an int
+    return isinstance(value, types)
+
+
+def _unknown_key_error(key: str, known: Iterable[str], where: str) -> ConfigError:
+    suggestion = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {suggestion[0]!r}?" if suggestion else ""
+    return ConfigError(f"unknown key {key!r} in {where}{hint}")
+
+
+def _check_block(
+    block: Dict[str, Any],
+    schema: Dict[str, Tuple[Any, Tuple[type, ...]]],
+    ignored: frozenset,
+    name: str,
+) -> Dict[str, Any]:
+    """Fill defaults, check key names and scalar types of a trainer-owned ``*_conf`` block."""
+    out: Dict[str, Any] = {}
+    for key, value in block.items():
+        if key in ignored:
+            logger.warning("config: %s.%s is a FunASR option this toolkit does not use; ignored", name, key)
+            continue
+        if key not in schema:
+            raise _unknown_key_error(key, schema, name)
+        types = schema[key][1]
+        if not _is_instance(value, types):
+            raise ConfigError(f"{name}.{key} must be {_type_names(types)}, got {value!r}")
+        out[key] = float(value) if float in types and isinstance(value, int) and not isinstance(value, bool) else value
+    for key, (default, _) in schema.items():
+        out.setdefault(key, default)
+    return out
+
+
+def validate_config(config: Dict[str, Any], source: str = "config") -> Dict[str, Any]:
+    """Check top-level keys and types, fill ``train_conf``/``dataset_conf`` defaults.
+
+    Returns a new dict; raises ConfigError naming the key (and ``source``).
+    """
+    out: Dict[str, Any] = {}
+    for key, value in config.items():
+        if key in FUNASR_IGNORED_TOP_LEVEL:
+            logger.warning("config %s: %s is a FunASR option this toolkit does not use; ignored", source, key)
+            continue
+        if key not in TOP_LEVEL_TYPES:
+            raise _unknown_key_error(key, TOP_LEVEL_TYPES, f"{source} (top level)")
+        types = TOP_LEVEL_TYPES[key]
+        if not _is_instance(value, types):
+            raise ConfigError(f"{source}: {key} must be {_type_names(types)}, got {value!r}")
+        out[key] = copy.deepcopy(value)
+    for required in ("model", "encoder", "decoder", "predictor", "frontend_conf"):
+        if required not in out:
+            raise ConfigError(f"{source}: missing required key {required!r}")
+    out.setdefault("seed", 0)
+    out.setdefault("optim", "adam")
+    out.setdefault("optim_conf", {"lr": 0.0005})
+    out.setdefault("scheduler", "warmuplr")
+    out.setdefault("scheduler_conf", {"warmup_steps": 25000})
+    try:
+        out["train_conf"] = _check_block(out.get("train_conf") or {}, TRAIN_CONF_SCHEMA, FUNASR_IGNORED_TRAIN_CONF, "train_conf")
+        out["dataset_conf"] = _check_block(
+            out.get("dataset_conf") or {}, DATASET_CONF_SCHEMA, FUNASR_IGNORED_DATASET_CONF, "dataset_conf"
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    train_conf, dataset_conf = out["train_conf"], out["dataset_conf"]
+    if train_conf["best_metric"] not in BEST_METRICS:
+        raise ConfigError(f"{source}: train_conf.best_metric must be one of {BEST_METRICS}, got {train_conf['best_metric']!r}")
+    if train_conf["precision"] not in PRECISIONS:
+        raise ConfigError(f"{source}: train_conf.precision must be one of {PRECISIONS}, got {train_conf['precision']!r}")
+    for key in ("max_epoch", "accum_grad", "log_interval"):
+        if train_conf[key] < 1:
+            raise ConfigError(f"{source}: train_conf.{key} must be >= 1, got {train_conf[key]}")
+    for key in ("batch_bins", "bucket_size", "max_frames"):
+        if dataset_conf[key] < 1:
+            raise ConfigError(f"{source}: dataset_conf.{key} must be >= 1, got {dataset_conf[key]}")
+    frontend_conf = out["frontend_conf"]
+    for key, default in FRONTEND_DEFAULTS.items():
+        frontend_conf.setdefault(key, default)
+        value = frontend_conf[key]
+        if not _is_instance(value, (int,)) or value < 1:
+            raise ConfigError(f"{source}: frontend_conf.{key} must be a positive int, got {value!r}")
+    return out
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> Tuple[List[str], Any]:
+    """``++a.b.c=value`` -> (["a", "b", "c"], typed value)."""
+    if not text.startswith(OVERRIDE_PREFIX) or "=" not in text:
+        raise ConfigError(f"bad override {text!r}: expected {OVERRIDE_PREFIX}key.sub=value")
+    dotted, value_text = text[len(OVERRIDE_PREFIX):].split("=", 1)
+    keys = dotted.split(".")
+    if not all(keys):
+        raise ConfigError(f"bad override {text!r}: empty key in {dotted!r}")
+    return keys, parse_yaml_value(value_text)
+
+
+def apply_overrides(config: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """Return a copy of ``config`` with each ``++dotted.key=value`` applied in order."""
+    out = copy.deepcopy(config)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for depth, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            elif not isinstance(child, dict):
+                path = ".".join(keys[: depth + 1])
+                raise ConfigError(f"override {text!r}: {path} is {child!r}, not a mapping")
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def _absolute(path: Optional[str]) -> Optional[str]:
+    return os.path.abspath(path) if path else path
+
+
+def derive_sizes(config: Dict[str, Any], source: str = "config") -> Dict[str, Any]:
+    """Set ``input_size`` (n_mels * lfr_m) and ``vocab_size`` (token list length) in place.
+
+    A value already in the config that disagrees is an error (the model would not match).
+    """
+    frontend_conf = config["frontend_conf"]
+    input_size = int(frontend_conf["n_mels"]) * int(frontend_conf["lfr_m"])
+    if config.get("input_size") not in (None, input_size):
+        raise ConfigError(
+            f"{source}: input_size {config['input_size']} disagrees with frontend_conf "
+            f"n_mels * lfr_m = {frontend_conf['n_mels']} * {frontend_conf['lfr_m']} = {input_size}"
+        )
+    config["input_size"] = input_size
+    token_list = config.get("token_list")
+    if token_list is None:
+        raise ConfigError(f"{source}: no token_list (give --token_list)")
+    if isinstance(token_list, list):
+        vocab_size = len(token_list)
+    else:
+        from funasr_lite.data.tokenizer import read_token_list
+
+        vocab_size = len(read_token_list(token_list))
+    if config.get("vocab_size") not in (None, vocab_size):
+        raise ConfigError(
+            f"{source}: vocab_size {config['vocab_size']} disagrees with the token list {token_list} "
+            f"({vocab_size} tokens)"
+        )
+    config["vocab_size"] = vocab_size
+    if config.get("specaug") == "SpecAugLFR":
+        specaug_conf = config.get("specaug_conf") or {}
+        sub_frames = specaug_conf.get("lfr_m", int(specaug_conf.get("lfr_rate", 0)) + 1)
+        if sub_frames != frontend_conf["lfr_m"]:
+            raise ConfigError(
+                f"{source}: SpecAugLFR stacks {sub_frames} sub-frames (specaug_conf lfr_rate + 1 or lfr_m) "
+                f"but frontend_conf.lfr_m is {frontend_conf['lfr_m']}"
+            )
+    return config
+
+
+def resolve_training_config(
+    config_path,
+    overrides: Sequence[str] = (),
+    *,
+    token_list: Optional[str] = None,
+    cmvn_file: Optional[str] = None,
+    train_data: Optional[str] = None,
+    valid_data: Optional[str] = None,
+    output_dir: Optional[str] = None,
+    init_param: Optional[str] = None,
+) -> Dict[str, Any]:
+    """YAML file + overrides + command-line paths -> the validated, resolved config.
+
+    Command-line paths win over the YAML; FunASR's ``frontend_conf.cmvn_file`` and
+    ``tokenizer_conf.token_list`` are used when nothing else gives them. Paths become absolute.
+    """
+    source = os.fspath(config_path)
+    raw = apply_overrides(load_yaml(config_path), overrides)
+    config = validate_config(raw, source)
+    given = {
+        "token_list": token_list,
+        "cmvn_file": cmvn_file,
+        "train_data": train_data,
+        "valid_data": valid_data,
+        "output_dir": output_dir,
+        "init_param": init_param,
+    }
+    for key, value in given.items():
+        if value is not None:
+            config[key] = value
+    if config.get("cmvn_file") is None and (config["frontend_conf"].get("cmvn_file")):
+        config["cmvn_file"] = config["frontend_conf"]["cmvn_file"]
+    if config.get("token_list") is None and (config.get("tokenizer_conf") or {}).get("token_list"):
+        config["token_list"] = config["tokenizer_conf"]["token_list"]
+    for key in ("token_list", "cmvn_file", "train_data", "valid_data", "output_dir", "init_param"):
+        if isinstance(config.get(key), str):
+            config[key] = _absolute(config[key])
+    tokenizer_conf = config.get("tokenizer_conf") or {}
+    if isinstance(tokenizer_conf.get("bpemodel"), str):
+        tokenizer_conf["bpemodel"] = _absolute(tokenizer_conf["bpemodel"])
+    if config.get("cmvn_file") is None:
+        raise ConfigError(f"{source}: no cmvn_file (give --cmvn_file)")
+    return derive_sizes(config, source)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so the YAML has no Python-specific tags."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def dump_config(config: Dict[str, Any]) -> str:
+    return yaml.safe_dump(_plain(config), allow_unicode=True, sort_keys=False, default_flow_style=False)
+
+
+def write_config(config: Dict[str, Any], path) -> None:
+    """Write the resolved config atomically (temp file + rename)."""
+    with atomic_open(path) as f:
+        f.write(dump_config(config))
+
+
+def read_config(path) -> Dict[str, Any]:
+    """Read a resolved ``<exp>/config.yaml`` (what decoding uses)."""
+    return load_yaml(path)
+
+
+__all__ = [
+    "ConfigError",
+    "OVERRIDE_PREFIX",
+    "apply_overrides",
+    "derive_sizes",
+    "dump_config",
+    "load_yaml",
+    "parse_override",
+    "parse_yaml_value",
+    "read_config",
+    "resolve_training_config",
+    "validate_config",
+    "write_config",
+]

@@ -1,0 +1,72 @@
+"""Kill-and-resume: a NEW process continues from checkpoint_latest.pt exactly."""
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from train_testkit import REPO_ROOT, TESTKIT_DIR, make_experiment, random_utterances, subprocess_env, write_data_dir
+
+DRIVER = os.path.join(TESTKIT_DIR, "train_driver.py")
+# accum_grad 2 and a DataLoader worker make the resume bookkeeping non-trivial; dropout and
+# SpecAugLFR make it depend on the restored RNG state.
+OVERRIDES = [
+    "++train_conf.accum_grad=2",
+    "++train_conf.save_every_steps=2",
+    "++train_conf.max_epoch=2",
+    "++train_conf.validate_cer=false",
+    "++dataset_conf.num_workers=1",
+    "++dataset_conf.batch_bins=50",
+]
+
+
+def _run(paths, out_jsonl, kill_at_step=0):
+    with open(out_jsonl + ".paths.json", "w") as f:
+        json.dump(paths, f)
+    command = [sys.executable, DRIVER, out_jsonl + ".paths.json", out_jsonl, *OVERRIDES]
+    if kill_at_step:
+        command += ["--kill_at_step", str(kill_at_step)]
+    return subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+
+
+def _read(out_jsonl):
+    with open(out_jsonl) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path):
+    paths = make_experiment(tmp_path)
+    write_data_dir(paths["train_data"], random_utterances(16, 11, "tr"), n_mels=4, seed=5)
+
+    full_paths = dict(paths, output_dir=str(tmp_path / "exp_full"))
+    result = _run(full_paths, str(tmp_path / "full.jsonl"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    full = _read(str(tmp_path / "full.jsonl"))
+    assert len(full) >= 6 and full[-1]["epoch"] == 2
+
+    killed_paths = dict(paths, output_dir=str(tmp_path / "exp_killed"))
+    killed_log = str(tmp_path / "killed.jsonl")
+    result = _run(killed_paths, killed_log, kill_at_step=3)
+    assert result.returncode == 3, result.stderr[-3000:]
+    latest = torch.load(tmp_path / "exp_killed" / "checkpoint_latest.pt", weights_only=True)
+    assert latest["step"] == 2 and latest["epoch"] == 1 and latest["sampler"]["position"] == 4  # mid-epoch
+    assert not (tmp_path / "exp_killed" / "train.done").exists()
+
+    result = _run(killed_paths, killed_log)  # a new process; resume is the default
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stderr
+    records = _read(killed_log)
+    before_kill, resumed = records[:3], records[3:]
+    assert [r["step"] for r in before_kill] == [1, 2, 3]
+    assert [r["step"] for r in resumed] == [r["step"] for r in full[2:]]  # continues at step k + 1 = 3
+    # The loss at step k+1 (and every later one) equals the uninterrupted run's, bit for bit.
+    assert resumed[0]["loss"] == full[2]["loss"]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in full[2:]]
+    assert [r["lr"] for r in resumed] == [r["lr"] for r in full[2:]]
+    # And so do the final weights.
+    final_full = torch.load(tmp_path / "exp_full" / "epoch_2.pt", weights_only=True)["model"]
+    final_resumed = torch.load(tmp_path / "exp_killed" / "epoch_2.pt", weights_only=True)["model"]
+    assert final_full.keys() == final_resumed.keys()
+    assert all(torch.equal(final_full[k], final_resumed[k]) for k in final_full)
