@@ -1,0 +1,51 @@
+"""Character error rate of a decode, with Kaldi-style reports (and timestamp accuracy).
+
+Usage:
+  python -m funasr_lite.bin.compute_cer --ref data/test/text \
+      --hyp exp/x/decode_test/1best_recog/text --out_dir exp/x/decode_test \
+      [--ref_timestamps data/test/char_timestamps --hyp_timestamps exp/x/decode_test/1best_recog/time_stamp]
+
+Writes <out_dir>/cer.txt (``%CER x.xx [ errs / chars, I ins, D del, S sub ]``), per_utt,
+errors.txt and, with timestamps, timestamp.txt (mean absolute start/end shift in ms); prints the
+cer.txt line. Spaces are removed before scoring; reference utterances without a hypothesis count
+as all deletions. See funasr_lite.decode.scoring for the file formats.
+"""
+
+import argparse
+import logging
+import sys
+
+from funasr_lite.data.datadir import DataDirError
+from funasr_lite.decode.scoring import score_decode_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ref", required=True, help="reference Kaldi text (utt transcript)")
+    parser.add_argument("--hyp", required=True, help="hypothesis text, e.g. 1best_recog/text")
+    parser.add_argument("--out_dir", required=True, help="where cer.txt, per_utt, errors.txt go")
+    parser.add_argument("--ref_timestamps", default=None, help="ground-truth char_timestamps of the data dir")
+    parser.add_argument("--hyp_timestamps", default=None, help="1best_recog/time_stamp")
+    parser.add_argument("--hyp_token", default=None, help="1best_recog/token (default: beside --hyp_timestamps)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    log = logging.getLogger("compute_cer")
+    if (args.ref_timestamps is None) != (args.hyp_timestamps is None):
+        log.error("--ref_timestamps and --hyp_timestamps go together")
+        return 1
+    try:
+        result = score_decode_dir(args.ref, args.hyp, args.out_dir, args.ref_timestamps, args.hyp_timestamps,
+                                  args.hyp_token)
+    except (DataDirError, ValueError, OSError) as e:
+        log.error("%s", e)
+        return 1
+    print(result.cer_line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Character error rate with Kaldi-style reports.
+
+Spaces are removed and every remaining character is one unit (SPEC §7). Corpus totals come from
+jiwer; the per-utterance REF/HYP/op display comes from our own Levenshtein alignment. Both find a
+minimum-cost alignment, so each utterance's error count agrees; when several minimum-cost
+alignments exist (e.g. ``ab`` vs ``ba``: two substitutions, or a deletion plus an insertion), the
+split into sub/del/ins may differ between the two, as it can between Kaldi's compute-wer and
+align-text.
+
+Files written by :func:`score_decode_dir` into ``out_dir``:
+
+* ``cer.txt``: one line ``%CER 4.82 [ 5050 / 104765, 124 ins, 180 del, 4746 sub ]``;
+* ``per_utt``: per utterance ``ref``, ``hyp``, ``op`` (C/S/D/I, ``***`` = nothing) and ``#csid``
+  lines, as Kaldi's ``wer_per_utt_details.pl`` writes them;
+* ``errors.txt``: the CER line, utterances without a hypothesis (scored as all deletions),
+  hypotheses without a reference (ignored), then the 20 most frequent substitutions, deletions
+  and insertions;
+* ``timestamp.txt`` (with timestamps): mean absolute start/end shift of hypothesis tokens
+  against ground-truth character times (see ``timestamps.timestamp_shift``).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import unicodedata
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import jiwer
+
+from funasr_lite.data.datadir import read_kv
+from funasr_lite.decode.timestamps import TimestampShift, timestamp_shift
+from funasr_lite.decode.writers import read_time_stamps, read_tokens
+from funasr_lite.utils.fileio import atomic_open
+
+logger = logging.getLogger(__name__)
+
+EPSILON = "***"  # Kaldi's placeholder for "no token on this side"
+TOP_ERRORS = 20
+
+
+def text_to_chars(text: str) -> List[str]:
+    """The scoring units of a transcript: its characters, whitespace removed."""
+    return [ch for ch in text if not ch.isspace()]
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignedPair:
+    """One step of an alignment: op in C/S/D/I; the index on a side is None when it is empty."""
+
+    op: str
+    ref_index: Optional[int]
+    hyp_index: Optional[int]
+
+
+def align_sequences(ref: Sequence[str], hyp: Sequence[str]) -> List[AlignedPair]:
+    """Minimum edit-distance alignment (unit costs), in order.
+
+    Among equal-cost alignments the backtrace prefers a match/substitution, then a deletion,
+    then an insertion, at each step from the end.
+    """
+    num_ref, num_hyp = len(ref), len(hyp)
+    # cost[i][j]: edit distance between ref[:i] and hyp[:j]
+    cost = [list(range(num_hyp + 1))]
+    for i in range(1, num_ref + 1):
+        previous = cost[-1]
+        row = [i] + [0] * num_hyp
+        ref_unit = ref[i - 1]
+        for j in range(1, num_hyp + 1):
+            row[j] = min(previous[j - 1] + (ref_unit != hyp[j - 1]), previous[j] + 1, row[j - 1] + 1)
+        cost.append(row)
+
+    pairs: List[AlignedPair] = []
+    i, j = num_ref, num_hyp
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            pairs.append(AlignedPair("C" if ref[i - 1] == hyp[j - 1] else "S", i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif i > 0 and cost[i][j] == cost[i - 1][j] + 1:
+            pairs.append(AlignedPair("D", i - 1, None))
+            i -= 1
+        else:
+            pairs.append(AlignedPair("I", None, j - 1))
+            j -= 1
+    pairs.reverse()
+    return pairs
+
+
+@dataclasses.dataclass
+class UttAlignment:
+    key: str
+    ref: List[str]
+    hyp: List[str]
+    pairs: List[AlignedPair]
+    hyp_missing: bool = False
+
+    def count(self, op: str) -> int:
+        return sum(1 for p in self.pairs if p.op == op)
+
+    @property
+    def csid(self) -> Tuple[int, int, int, int]:
+        return self.count("C"), self.count("S"), self.count("D"), self.count("I")
+
+
+@dataclasses.dataclass
+class CerResult:
+    """Corpus totals (from jiwer) and the per-utterance alignments."""
+
+    num_ref_chars: int
+    substitutions: int
+    deletions: int
+    insertions: int
+    utts: List[UttAlignment]
+    missing_hyp_utts: List[str]
+    extra_hyp_utts: List[str]
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def cer_percent(self) -> float:
+        return 100.0 * self.errors / self.num_ref_chars
+
+    def cer_line(self) -> str:
+        return (f"%CER {self.cer_percent:.2f} [ {self.errors} / {self.num_ref_chars}, "
+                f"{self.insertions} ins, {self.deletions} del, {self.substitutions} sub ]")
+
+
+def compute_cer(refs: Mapping[str, str], hyps: Mapping[str, str]) -> CerResult:
+    """Score every reference utterance; a missing hypothesis counts as all deletions.
+
+    Args:
+        refs: utt -> reference transcript (spaces are ignored).
+        hyps: utt -> hypothesis transcript; utts not in ``refs`` are reported and ignored.
+    """
+    keys = sorted(refs, key=lambda k: k.encode("utf-8"))
+    missing = [k for k in keys if k not in hyps]
+    extra = sorted((k for k in hyps if k not in refs), key=lambda k: k.encode("utf-8"))
+    if missing:
+        logger.warning("%d reference utterances have no hypothesis (scored as all deletions), e.g. %s",
+                       len(missing), ", ".join(missing[:5]))
+    if extra:
+        logger.warning("%d hypothesis utterances have no reference (ignored), e.g. %s",
+                       len(extra), ", ".join(extra[:5]))
+    ref_chars = [text_to_chars(refs[k]) for k in keys]
+    hyp_chars = [text_to_chars(hyps.get(k, "")) for k in keys]
+    num_ref_chars = sum(len(r) for r in ref_chars)
+    if num_ref_chars == 0:
+        raise ValueError("the reference has no characters to score")
+
+    # Characters joined by spaces, so jiwer's word measures count characters.
+    totals = jiwer.process_words([" ".join(r) for r in ref_chars], [" ".join(h) for h in hyp_chars])
+    utts = [UttAlignment(k, r, h, align_sequences(r, h), hyp_missing=k not in hyps)
+            for k, r, h in zip(keys, ref_chars, hyp_chars)]
+    return CerResult(num_ref_chars, totals.substitutions, totals.deletions, totals.insertions,
+                     utts, missing, extra)
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def per_utt_lines(utt: UttAlignment) -> List[str]:
+    """Kaldi wer_per_utt_details lines: ``<utt> ref|hyp|op ...`` columns padded alike, then #csid."""
+    columns = []
+    for p in utt.pairs:
+        ref_unit = utt.ref[p.ref_index] if p.ref_index is not None else EPSILON
+        hyp_unit = utt.hyp[p.hyp_index] if p.hyp_index is not None else EPSILON
+        columns.append((ref_unit, hyp_unit, p.op))
+    rows = {"ref": [], "hyp": [], "op": []}
+    for column in columns:
+        width = max(_display_width(cell) for cell in column)
+        for name, cell in zip(rows, column):
+            rows[name].append(cell + " " * (width - _display_width(cell)))
+    # "op" padded like "ref"/"hyp" so the three rows' columns line up
+    lines = [f"{utt.key} {name:<3} " + " ".join(cells) for name, cells in rows.items()]
+    lines.append(f"{utt.key} #csid " + " ".join(str(n) for n in utt.csid))
+    return [line.rstrip() for line in lines]
+
+
+def error_report_lines(result: CerResult, top: int = TOP_ERRORS) -> List[str]:
+    substitutions: collections.Counter = collections.Counter()
+    deletions: collections.Counter = collections.Counter()
+    insertions: collections.Counter = collections.Counter()
+    for utt in result.utts:
+        for p in utt.pairs:
+            if p.op == "S":
+                substitutions[(utt.ref[p.ref_index], utt.hyp[p.hyp_index])] += 1
+            elif p.op == "D":
+                deletions[utt.ref[p.ref_index]] += 1
+            elif p.op == "I":
+                insertions[utt.hyp[p.hyp_index]] += 1
+
+    def most_common(counter):  # ties in a stable order: by count, then by the units
+        return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:top]
+
+    lines = [result.cer_line(), ""]
+    lines.append(f"MISSING HYPOTHESES (scored as all deletions): {len(result.missing_hyp_utts)}")
+    lines += [f"  {k}" for k in result.missing_hyp_utts]
+    lines.append(f"HYPOTHESES WITHOUT REFERENCE (ignored): {len(result.extra_hyp_utts)}")
+    lines += [f"  {k}" for k in result.extra_hyp_utts]
+    lines += ["", f"SUBSTITUTIONS (top {top}): count ref -> hyp"]
+    lines += [f"{n:6d}  {ref} -> {hyp}" for (ref, hyp), n in most_common(substitutions)]
+    lines += ["", f"DELETIONS (top {top}): count ref"]
+    lines += [f"{n:6d}  {ref}" for ref, n in most_common(deletions)]
+    lines += ["", f"INSERTIONS (top {top}): count hyp"]
+    lines += [f"{n:6d}  {hyp}" for hyp, n in most_common(insertions)]
+    return lines
+
+
+def load_char_timestamps(path) -> Dict[str, List[Tuple[str, float, float]]]:
+    """Ground-truth char times, read by the synthetic corpus's own reader (one format owner)."""
+    from funasr_lite.data.synthetic_corpus import read_char_timestamps
+
+    return read_char_timestamps(path)
+
+
+def compute_timestamp_shift(
+    ref_timestamps: Mapping[str, Sequence[Tuple[str, float, float]]],
+    hyp_tokens: Mapping[str, Sequence[str]],
+    hyp_timestamps: Mapping[str, Sequence[Sequence[float]]],
+) -> Tuple[TimestampShift, List[str]]:
+    """Timestamp shift summed over the utterances that have ground-truth times.
+
+    A reference utterance without a hypothesis counts its characters as deleted.
+    Returns the totals and the hypothesis utts skipped for lack of ground truth.
+    """
+    total = TimestampShift()
+    for key in sorted(ref_timestamps, key=lambda k: k.encode("utf-8")):
+        tokens = list(hyp_tokens.get(key, []))
+        times = list(hyp_timestamps.get(key, []))
+        if len(tokens) != len(times):
+            raise ValueError(f"utterance {key}: {len(tokens)} hypothesis tokens but {len(times)} timestamps")
+        hyp = [(token, start, end) for token, (start, end) in zip(tokens, times)]
+        total = total + timestamp_shift(list(ref_timestamps[key]), hyp)
+    skipped = sorted((k for k in hyp_timestamps if k not in ref_timestamps), key=lambda k: k.encode("utf-8"))
+    if skipped:
+        logger.warning("%d hypothesis utterances have no ground-truth timestamps (skipped), e.g. %s",
+                       len(skipped), ", ".join(skipped[:5]))
+    return total, skipped
+
+
+def timestamp_shift_line(shift: TimestampShift, num_skipped: int = 0) -> str:
+    """``%AAS start <ms> ms end <ms> ms [ <pairs> pairs: <n> cor, <n> sub; <n> del, <n> ins; <n> skipped ]``."""
+    return (f"%AAS start {shift.mean_start_shift_ms:.2f} ms end {shift.mean_end_shift_ms:.2f} ms "
+            f"[ {shift.num_pairs} pairs: {shift.num_correct} cor, {shift.num_substituted} sub; "
+            f"{shift.num_deleted} del, {shift.num_inserted} ins; {num_skipped} utts skipped ]")
+
+
+def score_decode_dir(
+    ref_text,
+    hyp_text,
+    out_dir,
+    ref_timestamps=None,
+    hyp_timestamps=None,
+    hyp_token=None,
+) -> CerResult:
+    """Score one decode and write cer.txt, per_utt, errors.txt (and timestamp.txt) into out_dir.
+
+    Args:
+        ref_text: Kaldi ``text`` of the reference (e.g. data/test/text).
+        hyp_text: ``1best_recog/text``; empty hypotheses (``utt`` alone) are allowed.
+        ref_timestamps: data/<split>/char_timestamps (ground truth); needs ``hyp_timestamps``.
+        hyp_timestamps: ``1best_recog/time_stamp``.
+        hyp_token: ``1best_recog/token``; default: beside ``hyp_timestamps``.
+    """
+    if (ref_timestamps is None) != (hyp_timestamps is None):
+        raise ValueError("timestamps need both the reference and the hypothesis file")
+    result = compute_cer(read_kv(ref_text), read_kv(hyp_text, allow_empty_value=True))
+    os.makedirs(out_dir, exist_ok=True)
+    with atomic_open(os.path.join(out_dir, "cer.txt")) as f:
+        f.write(result.cer_line() + "\n")
+    with atomic_open(os.path.join(out_dir, "per_utt")) as f:
+        for utt in result.utts:
+            f.write("\n".join(per_utt_lines(utt)) + "\n")
+    with atomic_open(os.path.join(out_dir, "errors.txt")) as f:
+        f.write("\n".join(error_report_lines(result)) + "\n")
+
+    timestamp_report = os.path.join(out_dir, "timestamp.txt")
+    if ref_timestamps is None and os.path.exists(timestamp_report):
+        os.unlink(timestamp_report)  # from an earlier scoring; would not match this one
+    if ref_timestamps is not None:
+        if hyp_token is None:
+            hyp_token = os.path.join(os.path.dirname(os.fspath(hyp_timestamps)), "token")
+        shift, skipped = compute_timestamp_shift(
+            load_char_timestamps(ref_timestamps), read_tokens(hyp_token), read_time_stamps(hyp_timestamps))
+        with atomic_open(timestamp_report) as f:
+            f.write(timestamp_shift_line(shift, len(skipped)) + "\n")
+    return result
+

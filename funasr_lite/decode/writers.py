@@ -1,0 +1,271 @@
+"""Decoding outputs: ``<decode_dir>/1best_recog/`` writers, readers and the per-job merge.
+
+One ``utt_id value`` line per utterance, sorted by utt id (UTF-8 byte order, as write_kv):
+
+* ``text``: detokenised transcript; an empty hypothesis is ``utt_id `` (id, one space, nothing),
+  as FunASR writes it; read it with ``read_kv(..., allow_empty_value=True)`` / :func:`read_text`;
+* ``token``: space-separated tokens (empty hypothesis: ``utt_id ``);
+* ``score``: the hypothesis log-probability as a plain float (``repr``, round-trips exactly);
+* ``time_stamp``: ``[[start_ms, end_ms], ...]`` (JSON), one pair per token; written when the
+  results carry timestamps;
+* ``rtf``: written when the results carry ``audio_s`` and ``compute_s``; per utterance
+  ``utt_id audio_s compute_s rtf``, then one summary line with the same columns and the key
+  ``%TOTAL``: ``%TOTAL <total audio s> <total compute s> <total compute / total audio>``.
+
+Every file is written atomically; ``text`` is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from funasr_lite.data.datadir import DataDirError, read_kv
+from funasr_lite.utils.fileio import atomic_open
+
+logger = logging.getLogger(__name__)
+
+RECOG_DIR_NAME = "1best_recog"
+REQUIRED_FILES = ("text", "token", "score")
+OPTIONAL_FILES = ("time_stamp", "rtf")
+RTF_TOTAL_KEY = "%TOTAL"
+# The order files are written in: text last, so a job killed mid-write never leaves a
+# complete-looking text beside missing files.
+_WRITE_ORDER = ("token", "score", "time_stamp", "rtf", "text")
+_MAX_LISTED_UTTS = 20
+
+
+class IncompleteDecodeError(RuntimeError):
+    """Per-job decoding outputs that are missing or do not cover the expected utterances."""
+
+
+def _utt_sort_key(key: str) -> bytes:
+    return key.encode("utf-8")
+
+
+def _format_timestamps(pairs: Iterable[Sequence[float]]) -> str:
+    normalised = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"a timestamp must be [start_ms, end_ms], got {pair!r}")
+        normalised.append([int(v) if float(v).is_integer() else float(v) for v in pair])
+    return json.dumps(normalised)
+
+
+def _rtf_line(key: str, audio_s: float, compute_s: float) -> str:
+    rtf = compute_s / audio_s if audio_s > 0 else math.inf
+    return f"{key} {audio_s:.3f} {compute_s:.4f} {rtf:.5f}"
+
+
+def _write_lines(path: str, values: Mapping[str, str], trailer: Optional[str] = None) -> None:
+    with atomic_open(path) as f:
+        for key in sorted(values, key=_utt_sort_key):
+            f.write(f"{key} {values[key]}\n")
+        if trailer is not None:
+            f.write(trailer + "\n")
+
+
+def _write_recog_files(recog_dir: str, files: Mapping[str, Mapping[str, str]]) -> None:
+    """Write each file's ``utt -> value`` lines; rtf gets its %TOTAL line; stale optional files go."""
+    os.makedirs(recog_dir, exist_ok=True)
+    for name in OPTIONAL_FILES:
+        if name not in files and os.path.exists(os.path.join(recog_dir, name)):
+            os.unlink(os.path.join(recog_dir, name))
+    for name in _WRITE_ORDER:
+        if name not in files:
+            continue
+        trailer = None
+        if name == "rtf":
+            total_audio = total_compute = 0.0
+            for value in files[name].values():
+                audio_s, compute_s, _ = value.split()
+                total_audio += float(audio_s)
+                total_compute += float(compute_s)
+            trailer = _rtf_line(RTF_TOTAL_KEY, total_audio, total_compute)
+        _write_lines(os.path.join(recog_dir, name), files[name], trailer)
+
+
+def write_1best_recog(out_dir, results: Sequence[Mapping]) -> str:
+    """Write ``<out_dir>/1best_recog/{text,token,score[,time_stamp][,rtf]}``.
+
+    Args:
+        results: one dict per utterance: ``key``, ``text`` (str), ``token`` (list[str]),
+            ``score`` (float), ``timestamp`` (list of [start_ms, end_ms], one per token; optional,
+            but all or none), ``audio_s`` and ``compute_s`` (optional, all or none).
+    Returns:
+        the 1best_recog directory.
+    """
+    files: Dict[str, Dict[str, str]] = {name: {} for name in REQUIRED_FILES}
+    has_timestamp = [r.get("timestamp") is not None for r in results]
+    has_rtf = ["audio_s" in r and "compute_s" in r for r in results]
+    for flags, what in ((has_timestamp, "timestamp"), (has_rtf, "audio_s/compute_s")):
+        if any(flags) and not all(flags):
+            missing = [r["key"] for r, flag in zip(results, flags) if not flag]
+            raise ValueError(f"{what} given for some utterances but not for {missing[:_MAX_LISTED_UTTS]}")
+    if results and all(has_timestamp):
+        files["time_stamp"] = {}
+    if results and all(has_rtf):
+        files["rtf"] = {}
+
+    for result in results:
+        key = result["key"]
+        if not key or any(ch.isspace() for ch in key):
+            raise ValueError(f"bad utterance id {key!r}")
+        if key in files["text"]:
+            raise ValueError(f"utterance {key} appears twice in the results")
+        text = str(result["text"])
+        if "\n" in text or "\r" in text:
+            raise ValueError(f"utterance {key}: text contains a line break")
+        tokens = list(result["token"])
+        files["text"][key] = text
+        files["token"][key] = " ".join(tokens)
+        files["score"][key] = repr(float(result["score"]))
+        if "time_stamp" in files:
+            if len(result["timestamp"]) != len(tokens):
+                raise ValueError(f"utterance {key}: {len(tokens)} tokens but {len(result['timestamp'])} timestamps")
+            files["time_stamp"][key] = _format_timestamps(result["timestamp"])
+        if "rtf" in files:
+            files["rtf"][key] = _rtf_line(key, float(result["audio_s"]), float(result["compute_s"])).split(" ", 1)[1]
+
+    recog_dir = os.path.join(os.fspath(out_dir), RECOG_DIR_NAME)
+    _write_recog_files(recog_dir, files)
+    return recog_dir
+
+
+def read_text(path) -> Dict[str, str]:
+    """utt -> transcript; empty hypotheses are ``""``."""
+    return read_kv(path, allow_empty_value=True)
+
+
+def read_tokens(path) -> Dict[str, List[str]]:
+    return {key: value.split() for key, value in read_kv(path, allow_empty_value=True).items()}
+
+
+def read_scores(path) -> Dict[str, float]:
+    return {key: float(value) for key, value in read_kv(path).items()}
+
+
+def read_time_stamps(path) -> Dict[str, List[List[float]]]:
+    """utt -> [[start_ms, end_ms], ...]."""
+    out = {}
+    for key, value in read_kv(path).items():
+        try:
+            pairs = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise DataDirError(f"{path}: utterance {key}: not a [[start_ms, end_ms], ...] list ({e})") from None
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise DataDirError(f"{path}: utterance {key}: not a [[start_ms, end_ms], ...] list")
+        out[key] = pairs
+    return out
+
+
+def read_rtf(path) -> Tuple[Dict[str, Tuple[float, float, float]], Tuple[float, float, float]]:
+    """Per-utt ``(audio_s, compute_s, rtf)`` and the ``%TOTAL`` line's ``(audio_s, compute_s, rtf)``."""
+    per_utt = {}
+    for key, value in read_kv(path).items():
+        fields = value.split()
+        if len(fields) != 3:
+            raise DataDirError(f"{path}: {key}: expected 'audio_s compute_s rtf', got {value!r}")
+        per_utt[key] = tuple(float(v) for v in fields)
+    if RTF_TOTAL_KEY not in per_utt:
+        raise DataDirError(f"{path}: no {RTF_TOTAL_KEY} summary line")
+    total = per_utt.pop(RTF_TOTAL_KEY)
+    return per_utt, total
+
+
+def read_1best_recog(recog_dir) -> List[Dict]:
+    """The results written by :func:`write_1best_recog`, sorted by utt id (rtf info included)."""
+    recog_dir = os.fspath(recog_dir)
+    texts = read_text(os.path.join(recog_dir, "text"))
+    tokens = read_tokens(os.path.join(recog_dir, "token"))
+    scores = read_scores(os.path.join(recog_dir, "score"))
+    time_stamp_path = os.path.join(recog_dir, "time_stamp")
+    time_stamps = read_time_stamps(time_stamp_path) if os.path.exists(time_stamp_path) else None
+    rtf_path = os.path.join(recog_dir, "rtf")
+    rtf = read_rtf(rtf_path)[0] if os.path.exists(rtf_path) else None
+    results = []
+    for key in sorted(texts, key=_utt_sort_key):
+        result = {"key": key, "text": texts[key], "token": tokens[key], "score": scores[key]}
+        if time_stamps is not None:
+            result["timestamp"] = time_stamps[key]
+        if rtf is not None:
+            result["audio_s"], result["compute_s"], _ = rtf[key]
+        results.append(result)
+    return results
+
+
+def _list_utts(utts: Sequence[str]) -> str:
+    shown = ", ".join(utts[:_MAX_LISTED_UTTS])
+    more = len(utts) - _MAX_LISTED_UTTS
+    return shown + (f" ... ({more} more)" if more > 0 else "")
+
+
+def merge_1best_recog(part_dirs: Sequence, out_dir, expected_utts: Sequence[Collection[str]]) -> str:
+    """Merge per-job ``<part_dir>/1best_recog`` into ``<out_dir>/1best_recog``, in utt-id order.
+
+    Args:
+        part_dirs: one decode dir per job (each holding ``1best_recog/``).
+        expected_utts: for each job, the utterances it was given (e.g. its split's wav.scp keys).
+    Raises:
+        IncompleteDecodeError listing, per job dir, the missing files and utterances; nothing is
+        written then, so a partial 1best_recog never appears.
+    """
+    part_dirs = [os.fspath(d) for d in part_dirs]
+    if len(part_dirs) != len(expected_utts):
+        raise ValueError(f"{len(part_dirs)} job dirs but {len(expected_utts)} expected-utterance lists")
+    problems: List[str] = []
+    owner: Dict[str, str] = {}
+    for part_dir, utts in zip(part_dirs, expected_utts):
+        for utt in utts:
+            if utt in owner:
+                problems.append(f"utterance {utt} expected from both {owner[utt]} and {part_dir}")
+            owner[utt] = part_dir
+
+    merged: Dict[str, Dict[str, str]] = {}
+    file_sets = {}
+    for part_dir, utts in zip(part_dirs, expected_utts):
+        expected = set(utts)
+        recog_dir = os.path.join(part_dir, RECOG_DIR_NAME)
+        present = [n for n in REQUIRED_FILES + OPTIONAL_FILES if os.path.isfile(os.path.join(recog_dir, n))]
+        file_sets[part_dir] = tuple(present)
+        absent = [n for n in REQUIRED_FILES if n not in present]
+        if absent:
+            problems.append(f"{part_dir}: missing {', '.join(RECOG_DIR_NAME + '/' + n for n in absent)}; "
+                            f"its {len(expected)} utterances are not decoded: {_list_utts(sorted(expected))}")
+            continue
+        for name in present:
+            path = os.path.join(recog_dir, name)
+            try:
+                values = read_kv(path, allow_empty_value=name in ("text", "token"))
+            except DataDirError as e:
+                problems.append(f"{part_dir}: unreadable {RECOG_DIR_NAME}/{name}: {e}")
+                continue
+            if name == "rtf":
+                values.pop(RTF_TOTAL_KEY, None)
+            missing = sorted(expected - values.keys(), key=_utt_sort_key)
+            unexpected = sorted(values.keys() - expected, key=_utt_sort_key)
+            if missing:
+                problems.append(f"{part_dir}: {RECOG_DIR_NAME}/{name} lacks {len(missing)} utterances: "
+                                f"{_list_utts(missing)}")
+            if unexpected:
+                problems.append(f"{part_dir}: {RECOG_DIR_NAME}/{name} has {len(unexpected)} utterances "
+                                f"this job was not given: {_list_utts(unexpected)}")
+            merged.setdefault(name, {}).update(values)
+
+    optional_sets = {tuple(n for n in files if n in OPTIONAL_FILES) for files in file_sets.values()
+                     if all(r in files for r in REQUIRED_FILES)}
+    if len(optional_sets) > 1:
+        described = "; ".join(f"{d}: {', '.join(f) or 'none'}" for d, f in file_sets.items())
+        problems.append(f"jobs disagree on the optional files ({', '.join(OPTIONAL_FILES)}): {described}")
+    if problems:
+        raise IncompleteDecodeError(
+            f"refusing to merge {len(part_dirs)} jobs into {os.fspath(out_dir)}/{RECOG_DIR_NAME}:\n  "
+            + "\n  ".join(problems))
+
+    recog_dir = os.path.join(os.fspath(out_dir), RECOG_DIR_NAME)
+    _write_recog_files(recog_dir, merged)
+    logger.info("merged %d jobs, %d utterances into %s", len(part_dirs), len(owner), recog_dir)
+    return recog_dir

@@ -1,0 +1,165 @@
+"""CER scoring: hand examples, Kaldi-style report files, the compute_cer CLI."""
+
+import logging
+import random
+
+import jiwer
+import pytest
+
+from funasr_lite.bin import compute_cer as compute_cer_cli
+from funasr_lite.decode.scoring import (
+    align_sequences,
+    compute_cer,
+    error_report_lines,
+    per_utt_lines,
+    text_to_chars,
+)
+
+REFS = {"u1": "今天 天气 好", "u2": "我们 走", "u3": "你好"}
+# u1: 气 -> 汽 substituted, 啊 inserted; u2: 们 deleted; u3: no hypothesis (2 deletions);
+# u4: no reference
+HYPS = {"u1": "今天天汽好啊", "u2": "我 走", "u4": "多余"}
+
+
+def test_text_to_chars_drops_all_whitespace():
+    assert text_to_chars(" 今天 天气\t好 ") == ["今", "天", "天", "气", "好"]
+
+
+def test_alignment_hand_example():
+    ops = [(p.op, p.ref_index, p.hyp_index) for p in align_sequences(list("abcd"), list("axcde"))]
+    assert ops == [("C", 0, 0), ("S", 1, 1), ("C", 2, 2), ("C", 3, 3), ("I", None, 4)]
+    ops = [p.op for p in align_sequences(list("abcd"), list("ad"))]
+    assert ops == ["C", "D", "D", "C"]
+    # equal-cost alternatives (S S vs D C I): the substitution path is taken
+    assert [p.op for p in align_sequences(list("ab"), list("ba"))] == ["S", "S"]
+    assert [p.op for p in align_sequences([], list("ab"))] == ["I", "I"]
+    assert [p.op for p in align_sequences(list("ab"), [])] == ["D", "D"]
+
+
+def test_alignment_error_count_matches_jiwer_on_random_strings():
+    rng = random.Random(0)
+    for _ in range(200):
+        ref = [rng.choice("abcd") for _ in range(rng.randint(0, 12))]
+        hyp = [rng.choice("abcde") for _ in range(rng.randint(0, 12))]
+        ours = sum(p.op != "C" for p in align_sequences(ref, hyp))
+        if not ref:
+            assert ours == len(hyp)
+            continue
+        theirs = jiwer.process_words(" ".join(ref), " ".join(hyp) if hyp else "")
+        assert ours == theirs.substitutions + theirs.deletions + theirs.insertions
+
+
+def test_cer_hand_example_with_missing_and_extra_hypotheses(caplog):
+    with caplog.at_level(logging.WARNING):
+        result = compute_cer(REFS, HYPS)
+    # 10 reference chars (spaces removed); 1 sub, 1 + 2 del, 1 ins
+    assert (result.num_ref_chars, result.substitutions, result.deletions, result.insertions) == (10, 1, 3, 1)
+    assert result.cer_line() == "%CER 50.00 [ 5 / 10, 1 ins, 3 del, 1 sub ]"
+    assert result.missing_hyp_utts == ["u3"]
+    assert result.extra_hyp_utts == ["u4"]
+    assert [u.key for u in result.utts] == ["u1", "u2", "u3"]
+    assert [u.csid for u in result.utts] == [(4, 1, 0, 1), (2, 0, 1, 0), (0, 0, 2, 0)]
+    assert "u4" in caplog.text and "u3" in caplog.text
+
+
+def test_spaces_do_not_count():
+    result = compute_cer({"a": "今 天 好"}, {"a": "今天  好"})
+    assert result.cer_line() == "%CER 0.00 [ 0 / 3, 0 ins, 0 del, 0 sub ]"
+
+
+def test_cer_line_rounds_to_two_decimals():
+    result = compute_cer({"a": "一二三四五六"}, {"a": "一二三四五"})
+    assert result.cer_line() == "%CER 16.67 [ 1 / 6, 0 ins, 1 del, 0 sub ]"
+
+
+def test_per_utt_lines_hand_example():
+    u1, _, u3 = compute_cer(REFS, HYPS).utts
+    # CJK characters are 2 columns wide, *** is 3: columns are padded to the widest cell
+    assert per_utt_lines(u1) == [
+        "u1 ref 今 天 天 气 好 ***",
+        "u1 hyp 今 天 天 汽 好 啊",
+        "u1 op  C  C  C  S  C  I",
+        "u1 #csid 4 1 0 1",
+    ]
+    assert [line.split()[2:] for line in per_utt_lines(u3)] == [
+        ["你", "好"], ["***", "***"], ["D", "D"], ["0", "0", "2", "0"]]
+
+
+def test_error_report_lists_missing_utts_and_top_errors():
+    refs = {f"u{i:02d}": f"{chr(0x4E00 + i)}是" for i in range(25)}
+    hyps = {key: f"{chr(0x5E00 + i)}是" for i, key in enumerate(refs)}
+    hyps["u00"] = chr(0x5E00) + "是哈"  # one insertion
+    refs["zz"] = "不见"  # no hypothesis: two deletions
+    refs["u01"], hyps["u01"] = "一是", "帀是"  # 一 -> 帀 twice: the most frequent substitution
+    lines = error_report_lines(compute_cer(refs, hyps))
+    text = "\n".join(lines)
+    assert lines[0].startswith("%CER ")
+    assert "MISSING HYPOTHESES (scored as all deletions): 1\n  zz" in text
+    sub_start = lines.index("SUBSTITUTIONS (top 20): count ref -> hyp")
+    del_start = lines.index("DELETIONS (top 20): count ref")
+    substitutions = [line for line in lines[sub_start + 1:del_start] if line]
+    assert len(substitutions) == 20  # 24 distinct pairs, top 20 kept
+    assert substitutions[0].split() == ["2", "一", "->", "帀"]
+    deletions = lines[del_start + 1:lines.index("INSERTIONS (top 20): count hyp")]
+    assert sorted(line.split()[1] for line in deletions if line) == ["不", "见"]
+    assert lines[-1].split() == ["1", "哈"]
+
+
+def test_reference_without_characters_is_an_error():
+    with pytest.raises(ValueError, match="no characters"):
+        compute_cer({"a": " "}, {"a": "x"})
+
+
+def write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def test_compute_cer_cli_writes_reports(tmp_path, capsys):
+    write(tmp_path / "ref", [f"{k} {v}" for k, v in REFS.items()])
+    write(tmp_path / "hyp", ["u1 今天天汽好啊", "u2 我走", "u4 多余", "u5 "])  # u5: empty hypothesis line
+    out_dir = tmp_path / "decode"
+    out_dir.mkdir()
+    (out_dir / "timestamp.txt").write_text("from an earlier scoring\n", encoding="utf-8")
+    assert compute_cer_cli.main(["--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "hyp"),
+                                 "--out_dir", str(out_dir)]) == 0
+    assert capsys.readouterr().out == "%CER 50.00 [ 5 / 10, 1 ins, 3 del, 1 sub ]\n"
+    assert (out_dir / "cer.txt").read_text(encoding="utf-8") == "%CER 50.00 [ 5 / 10, 1 ins, 3 del, 1 sub ]\n"
+    per_utt = (out_dir / "per_utt").read_text(encoding="utf-8").splitlines()
+    assert [line.split()[:2] for line in per_utt] == [
+        [u, kind] for u in ("u1", "u2", "u3") for kind in ("ref", "hyp", "op", "#csid")]
+    errors = (out_dir / "errors.txt").read_text(encoding="utf-8")
+    assert "MISSING HYPOTHESES (scored as all deletions): 1\n  u3\n" in errors
+    assert "HYPOTHESES WITHOUT REFERENCE (ignored): 2\n  u4\n  u5\n" in errors
+    assert "     1  气 -> 汽" in errors
+    assert not (out_dir / "timestamp.txt").exists()
+
+
+def test_compute_cer_cli_timestamp_shift(tmp_path, capsys):
+    write(tmp_path / "ref", ["u1 今天好", "u2 你好"])
+    write(tmp_path / "char_timestamps", ["u1 今 0 200 天 200 400 好 400 600", "u2 你 0 300 好 300 500"])
+    recog = tmp_path / "decode" / "1best_recog"
+    recog.mkdir(parents=True)
+    write(recog / "text", ["u1 今大好", "u2 你"])
+    write(recog / "token", ["u1 今 大 好", "u2 你"])
+    write(recog / "time_stamp", ["u1 [[30, 180], [250, 420], [390, 610]]", "u2 [[60, 360]]"])
+    assert compute_cer_cli.main([
+        "--ref", str(tmp_path / "ref"), "--hyp", str(recog / "text"), "--out_dir", str(tmp_path / "decode"),
+        "--ref_timestamps", str(tmp_path / "char_timestamps"), "--hyp_timestamps", str(recog / "time_stamp")]) == 0
+    # pairs: 今 (30, 20), 天/大 (50, 20), 好 (10, 10), 你 (60, 60); 好 of u2 deleted
+    # start: 150 / 4 = 37.5; end: 110 / 4 = 27.5
+    assert (tmp_path / "decode" / "timestamp.txt").read_text(encoding="utf-8") == (
+        "%AAS start 37.50 ms end 27.50 ms [ 4 pairs: 3 cor, 1 sub; 1 del, 0 ins; 0 utts skipped ]\n")
+    assert capsys.readouterr().out == "%CER 40.00 [ 2 / 5, 0 ins, 1 del, 1 sub ]\n"
+
+
+def test_compute_cer_cli_fails_cleanly_on_token_timestamp_mismatch(tmp_path):
+    write(tmp_path / "ref", ["u1 今天"])
+    write(tmp_path / "char_timestamps", ["u1 今 0 200 天 200 400"])
+    recog = tmp_path / "1best_recog"
+    recog.mkdir()
+    write(recog / "text", ["u1 今天"])
+    write(recog / "token", ["u1 今 天"])
+    write(recog / "time_stamp", ["u1 [[0, 200]]"])
+    assert compute_cer_cli.main([
+        "--ref", str(tmp_path / "ref"), "--hyp", str(recog / "text"), "--out_dir", str(tmp_path / "out"),
+        "--ref_timestamps", str(tmp_path / "char_timestamps"), "--hyp_timestamps", str(recog / "time_stamp")]) == 1
