@@ -22,7 +22,14 @@ speed_perturb=false        # 3-way speed perturbation (0.9/1.0/1.1) of train
 resample=true              # resample wavs whose rate is not 16 kHz (false: refuse them)
 token_type=char            # char | bpe
 nbpe=500                   # BPE vocabulary size when token_type=bpe
-lfr_m=7                    # LFR stacking of the model (am.mvn dimension = 80 * lfr_m)
+train_config=conf/demo.yaml          # model + training config (FunASR config.yaml schema)
+lfr_m=                     # LFR stacking for am.mvn (80 * lfr_m dims); default: the config's frontend_conf.lfr_m
+exp_tag=                   # experiment name (default: the config's file name)
+train_args=                # extra trainer arguments, e.g. "++train_conf.max_epoch=20 ++optim_conf.lr=1e-3"
+ngpu=0                     # >1: torchrun --nproc_per_node ngpu (DDP)
+num_avg=3                  # average this many best epochs into model.avg{N}.pt
+mwer_epochs=1              # stage 5: MWER fine-tuning epochs from the averaged model
+mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++model_conf.mwer_ce_weight=1.0 ++optim_conf.lr=0.0002 ++scheduler=constantlr ++scheduler_conf={}"
 help_message="Usage: bash run.sh [--stage N] [--stop_stage M] [--corpus synthetic|aishell] [--corpus_size tiny|small|full] [--nj N] ..."
 . utils/parse_options.sh
 
@@ -31,6 +38,7 @@ log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*" >&2
 # option reruns the stage instead of silently reusing stale outputs.
 stage_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
+[ -z "$lfr_m" ] && lfr_m=$(python -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])).get('frontend_conf') or {}).get('lfr_m', 1))" "$train_config")
 train_set=train
 $speed_perturb && train_set=train_sp
 lang_dir=data/lang_$token_type
@@ -81,6 +89,32 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: token list ($token_type) from data/$train_set/text -> $lang_dir"
   python -m funasr_lite.bin.make_tokens --text "data/$train_set/text" --token_type "$token_type" \
     --nbpe "$nbpe" --out_dir "$lang_dir"
+fi
+
+[ -z "$exp_tag" ] && exp_tag=$(basename "${train_config%.*}")
+exp_dir=exp/$exp_tag
+train_launcher=(python -m funasr_lite.bin.train)
+[ "$ngpu" -gt 1 ] && train_launcher=(torchrun --standalone --nproc_per_node "$ngpu" -m funasr_lite.bin.train)
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "stage 4: train $train_config -> $exp_dir (log: $exp_dir/train.log)"
+  mkdir -p "$exp_dir"
+  # shellcheck disable=SC2086
+  $train_cmd "$exp_dir/log/train.log" "${train_launcher[@]}" --config "$train_config" \
+    --train_data "data/$train_set" --valid_data data/dev --token_list "$lang_dir/tokens.txt" \
+    --cmvn_file "data/$train_set/am.mvn" --output_dir "$exp_dir" \
+    ++train_conf.avg_nbest_model="$num_avg" $train_args   # the trainer writes model.avg$num_avg.pt
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "stage 5: MWER fine-tuning from $exp_dir/model.avg$num_avg.pt -> ${exp_dir}_mwer"
+  mkdir -p "${exp_dir}_mwer"
+  # shellcheck disable=SC2086
+  $train_cmd "${exp_dir}_mwer/log/train.log" "${train_launcher[@]}" --config "$exp_dir/config.yaml" \
+    --train_data "data/$train_set" --valid_data data/dev --token_list "$lang_dir/tokens.txt" \
+    --cmvn_file "data/$train_set/am.mvn" --output_dir "${exp_dir}_mwer" \
+    --init_param "$exp_dir/model.avg$num_avg.pt" \
+    ++train_conf.max_epoch="$mwer_epochs" ++train_conf.avg_nbest_model=1 $mwer_args
 fi
 
 log "done (stages $stage..$stop_stage)"
