@@ -30,3 +30,13 @@ def test_missing_value(tmp_path):
     with pytest.raises(DataDirError, match=r"text:2: utterance 'u2' has no value"):
         read_kv(p)
     assert read_kv(p, allow_empty_value=True)["u2"] == ""
+
+
+def test_atomic_write_has_normal_permissions(tmp_path):
+    import os
+
+    p = tmp_path / "utt2spk"
+    write_kv(p, {"u": "s"})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
