@@ -1,3 +1,12 @@
 """funasr_lite: Kaldi-style recipe toolkit for Paraformer."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``from funasr_lite import Paraformer`` without importing torch on ``import funasr_lite``."""
+    if name == "Paraformer":
+        from funasr_lite.api import Paraformer
+
+        return Paraformer
+    raise AttributeError(f"module 'funasr_lite' has no attribute {name!r}")

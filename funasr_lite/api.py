@@ -1,0 +1,236 @@
+"""The user-facing recogniser: ``Paraformer.from_model_dir(DIR)(audio_in)``.
+
+    from funasr_lite import Paraformer
+    asr = Paraformer.from_model_dir("exp/paraformer/model_dir")   # or a FunASR/ModelScope dir, or an exp dir
+    asr("a.wav")                       # -> [{"key": "a", "text": ..., "token": [...], "score": ..., "timestamp": [[ms, ms], ...]}]
+    asr("wav.scp", output_dir="out")   # also writes out/1best_recog/{text,token,score,time_stamp,rtf}
+
+``audio_in`` may be (as in the ModelScope pipeline the model card describes):
+  * a path to an audio file (any format soundfile reads; ``*.pcm`` is raw 16-bit PCM at audio_fs);
+  * an ``http://`` / ``https://`` URL (fetched with a timeout and a size limit);
+  * a ``wav.scp`` path (the name ends with ``.scp``): one result per line, keys from the file;
+  * a Kaldi data dir (a directory with feats.scp or wav.scp);
+  * ``bytes``: a RIFF/WAVE (or FLAC/Ogg) file's content, else raw 16-bit little-endian PCM at audio_fs;
+  * a numpy array or torch tensor, 1-D (or (1, N) / (N, 1)): float samples in [-1, 1], or int16;
+  * a list of any of these.
+``audio_fs`` is the rate of PCM bytes and arrays (default: the model's rate); audio at another
+rate is resampled to the model's. Keys: file name without extension for files and URLs,
+``utt1``, ``utt2``, ... (position in the list) otherwise, or the ``key`` argument.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import soundfile
+import torch
+
+from funasr_lite.decode.inference import (
+    DecodeOptions,
+    InputItem,
+    Speech2Text,
+    items_from_data_dir,
+    items_from_wav_scp,
+    key_of_path,
+    summarize,
+    unique_keys,
+)
+from funasr_lite.decode.model_dir import LoadedModel, load_model_dir
+from funasr_lite.decode.writers import write_1best_recog
+
+logger = logging.getLogger(__name__)
+
+URL_TIMEOUT_S = 30.0
+URL_MAX_BYTES = 512 * 1024 * 1024  # 512 MiB: about 4.6 hours of 16 kHz 16-bit mono audio
+_SOUND_FILE_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM")
+RESULT_KEYS = ("key", "text", "token", "score", "timestamp")
+
+
+class AudioInputError(ValueError):
+    """An ``audio_in`` that cannot be turned into audio; the message says which and why."""
+
+
+# ---------------------------------------------------------------- audio_in -> samples
+
+
+def fetch_url(url: str, timeout: float = URL_TIMEOUT_S, max_bytes: int = URL_MAX_BYTES) -> bytes:
+    """GET ``url``; errors name the URL (HTTP status, unreachable, timeout, too large)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise AudioInputError(f"{url}: {int(declared)} bytes, more than the limit of {max_bytes}")
+            data = response.read(max_bytes + 1)
+    except urllib.error.HTTPError as e:
+        raise AudioInputError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        raise AudioInputError(f"{url}: cannot fetch ({e.reason})") from None
+    except TimeoutError:
+        raise AudioInputError(f"{url}: no answer within {timeout:g} s") from None
+    except OSError as e:  # connection reset, ...
+        raise AudioInputError(f"{url}: cannot fetch ({e})") from None
+    if len(data) > max_bytes:
+        raise AudioInputError(f"{url}: more than the limit of {max_bytes} bytes")
+    if not data:
+        raise AudioInputError(f"{url}: empty response")
+    return data
+
+
+def pcm16_to_float(data: bytes, source: str) -> np.ndarray:
+    """Raw 16-bit little-endian mono PCM -> (N,) float32 in [-1, 1)."""
+    if len(data) % 2:
+        raise AudioInputError(f"{source}: {len(data)} bytes is not a whole number of 16-bit samples")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _mono(samples: np.ndarray, source: str) -> np.ndarray:
+    if samples.ndim == 2 and 1 in samples.shape:
+        samples = samples.reshape(-1)
+    if samples.ndim != 1:
+        raise AudioInputError(f"{source}: expected mono samples, shape (N,), got {samples.shape}")
+    return samples
+
+
+def bytes_to_waveform(data: bytes, audio_fs: Optional[int], default_fs: int, source: str):
+    """Sound-file bytes (RIFF/FLAC/Ogg, by their magic), else raw 16-bit PCM -> (samples, rate)."""
+    if data[:4] in _SOUND_FILE_MAGIC:
+        try:
+            samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError, ValueError) as e:
+            raise AudioInputError(f"{source}: cannot decode the audio file bytes: {e}") from None
+        if samples.shape[1] > 1:
+            raise AudioInputError(f"{source}: {samples.shape[1]} channels; give mono audio")
+        if audio_fs is not None and int(audio_fs) != rate:
+            logger.warning("%s: audio_fs=%s ignored: the file says %d Hz", source, audio_fs, rate)
+        return samples[:, 0], int(rate)
+    return pcm16_to_float(data, source), int(audio_fs or default_fs)
+
+
+def array_to_waveform(samples: Union[np.ndarray, torch.Tensor], source: str) -> np.ndarray:
+    """int16 or float samples (numpy / torch) -> (N,) float32 in [-1, 1]."""
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    samples = _mono(np.asarray(samples), source)
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    if np.issubdtype(samples.dtype, np.floating):
+        samples = samples.astype(np.float32)
+        if samples.size and not np.all(np.isfinite(samples)):
+            raise AudioInputError(f"{source}: contains NaN or infinite samples")
+        if samples.size and float(np.abs(samples).max()) > 2.0:
+            raise AudioInputError(
+                f"{source}: float samples reach {float(np.abs(samples).max()):.1f}; floats must lie in [-1, 1] "
+                "(pass int16 samples as an int16 array)"
+            )
+        return samples
+    raise AudioInputError(f"{source}: samples of dtype {samples.dtype}; pass float (in [-1, 1]) or int16")
+
+
+def _is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def _url_key(url: str) -> str:
+    return key_of_path(urllib.parse.urlparse(url).path or "url")
+
+
+def input_items(audio_in: Any, audio_fs: Optional[int], model_fs: int) -> List[InputItem]:
+    """Turn ``audio_in`` (see the module docstring) into input items with provisional keys."""
+    if isinstance(audio_in, (list, tuple)):
+        items: List[InputItem] = []
+        for position, element in enumerate(audio_in, 1):
+            if isinstance(element, (list, tuple)):
+                raise AudioInputError(f"audio_in[{position - 1}]: nested lists are not inputs")
+            for item in input_items(element, audio_fs, model_fs):
+                if item.key == "utt1" and item.kind == "waveform":
+                    item.key = f"utt{position}"
+                items.append(item)
+        return items
+    if isinstance(audio_in, os.PathLike):
+        audio_in = os.fspath(audio_in)
+    if isinstance(audio_in, str):
+        if _is_url(audio_in):
+            samples, rate = bytes_to_waveform(fetch_url(audio_in), audio_fs, model_fs, audio_in)
+            return [InputItem(_url_key(audio_in), "waveform", audio_in, samples, rate)]
+        if os.path.isdir(audio_in):
+            return items_from_data_dir(audio_in)
+        if not os.path.exists(audio_in):
+            raise AudioInputError(f"{audio_in}: no such file (and not an http(s) URL)")
+        if audio_in.endswith(".scp"):
+            return items_from_wav_scp(audio_in)
+        if audio_in.lower().endswith(".pcm"):
+            with open(audio_in, "rb") as f:
+                samples = pcm16_to_float(f.read(), audio_in)
+            return [InputItem(key_of_path(audio_in), "waveform", audio_in, samples, int(audio_fs or model_fs))]
+        return [InputItem(key_of_path(audio_in), "audio", audio_in)]
+    if isinstance(audio_in, (bytes, bytearray, memoryview)):
+        samples, rate = bytes_to_waveform(bytes(audio_in), audio_fs, model_fs, "audio bytes")
+        return [InputItem("utt1", "waveform", "", samples, rate)]
+    if isinstance(audio_in, (np.ndarray, torch.Tensor)):
+        samples = array_to_waveform(audio_in, f"{type(audio_in).__name__} input")
+        return [InputItem("utt1", "waveform", "", samples, int(audio_fs or model_fs))]
+    raise AudioInputError(
+        f"audio_in of type {type(audio_in).__name__} is not supported: give a path, URL, wav.scp, bytes, "
+        "numpy array, torch tensor, or a list of them"
+    )
+
+
+# ---------------------------------------------------------------- the recogniser
+
+
+class Paraformer:
+    """A loaded Paraformer that turns audio into text (see the module docstring)."""
+
+    def __init__(self, loaded: LoadedModel, options: Optional[DecodeOptions] = None):
+        self.loaded = loaded
+        self.speech2text = Speech2Text(loaded, options)
+
+    @classmethod
+    def from_model_dir(cls, model_dir, checkpoint: Optional[str] = None, device: str = "cpu",
+                       **decode_options) -> "Paraformer":
+        """Load a model dir (ours, FunASR's/ModelScope's) or a training exp dir (+ checkpoint).
+
+        decode_options: fields of :class:`DecodeOptions` (decode_mode, beam_size, batch_bins, ...).
+        """
+        return cls(load_model_dir(model_dir, checkpoint, device), DecodeOptions(**decode_options))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.loaded.sample_rate
+
+    def __call__(self, audio_in, audio_fs: Optional[int] = None, output_dir=None,
+                 key: Union[str, Sequence[str], None] = None) -> List[Dict[str, Any]]:
+        """Recognise ``audio_in``; returns one dict per utterance: key, text, token (list of
+        str), score (float), timestamp ([[start_ms, end_ms], ...], one pair per token).
+
+        output_dir: also write ``<output_dir>/1best_recog/{text,token,score,time_stamp,rtf}``.
+        key: the key (or one per input) to use instead of the derived ones.
+        """
+        items = input_items(audio_in, audio_fs, self.sample_rate)
+        if key is not None:
+            keys = [key] if isinstance(key, str) else list(key)
+            if len(keys) != len(items):
+                raise ValueError(f"{len(keys)} keys given for {len(items)} utterances")
+            for item, new_key in zip(items, keys):
+                item.key = new_key
+        for item, unique in zip(items, unique_keys([item.key for item in items])):
+            item.key = unique
+        results = self.speech2text.decode(items)
+        if output_dir is not None:
+            recog_dir = write_1best_recog(output_dir, results)
+            logger.info("%s -> %s", summarize(results), recog_dir)
+        return [{name: result[name] for name in RESULT_KEYS if name in result} for result in results]
+
+    def generate(self, input, **kwargs) -> List[Dict[str, Any]]:  # noqa: A002 (FunASR's argument name)
+        """FunASR ``AutoModel.generate(input=...)`` spelling of :meth:`__call__`."""
+        return self(input, **kwargs)
+
+
+__all__ = ["AudioInputError", "Paraformer", "array_to_waveform", "bytes_to_waveform", "fetch_url", "input_items"]

@@ -1,0 +1,43 @@
+"""Export a training exp dir as a FunASR-layout model dir (recipe stage 8).
+
+Usage:
+  python -m funasr_lite.bin.export_model_dir --exp_dir exp/paraformer --checkpoint model.avg10.pt \\
+      --out_dir exp/paraformer/model_dir
+
+The out dir gets config.yaml (relative file names, dither 0), model.pt (a plain state dict),
+am.mvn and tokens.txt (+ bpe.model for BPE). The exp dir is checked first (token list, am.mvn,
+config and weights must agree) and the new dir is loaded back before it replaces out_dir, so
+out_dir is never half written. funasr_lite.bin.infer --model_dir and FunASR's AutoModel read it.
+"""
+
+import argparse
+import logging
+import sys
+
+from funasr_lite.decode.model_dir import ModelDirError, export_model_dir
+
+logger = logging.getLogger("export_model_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp_dir", required=True, help="training exp dir (config.yaml + checkpoints)")
+    parser.add_argument("--checkpoint", help="weights in the exp dir, e.g. model.avg10.pt (default: the only "
+                                             "model.avg*.pt, else the best epoch of best.json)")
+    parser.add_argument("--out_dir", required=True)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    try:
+        export_model_dir(args.exp_dir, args.out_dir, args.checkpoint)
+    except (ModelDirError, OSError) as e:
+        logger.error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
