@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 # ---- options (each can be given as --name value) ----
 stage=-1
-stop_stage=2
+stop_stage=8
 nj=2                       # parallel jobs for data preparation
 corpus=synthetic           # synthetic | aishell
 corpus_size=small          # synthetic corpus size: tiny | small | full
@@ -24,12 +24,22 @@ token_type=char            # char | bpe
 nbpe=500                   # BPE vocabulary size when token_type=bpe
 train_config=conf/demo.yaml          # model + training config (FunASR config.yaml schema)
 lfr_m=                     # LFR stacking for am.mvn (80 * lfr_m dims); default: the config's frontend_conf.lfr_m
+lm_config=conf/lm.yaml     # stage 3: Transformer LM for shallow fusion (trained on train text only)
+lm_dir=exp/lm
+lm_args=                   # extra LM trainer arguments, e.g. "++train_conf.max_epoch=10"
 exp_tag=                   # experiment name (default: the config's file name)
 train_args=                # extra trainer arguments, e.g. "++train_conf.max_epoch=20 ++optim_conf.lr=1e-3"
 ngpu=0                     # >1: torchrun --nproc_per_node ngpu (DDP)
 num_avg=3                  # average this many best epochs into model.avg{N}.pt
 mwer_epochs=1              # stage 5: MWER fine-tuning epochs from the averaged model
 mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++model_conf.mwer_ce_weight=1.0 ++optim_conf.lr=0.0002 ++scheduler=constantlr ++scheduler_conf={}"
+decode_exp=                # stages 6-8: experiment to decode/export (default: the stage-4 exp)
+decode_checkpoint=         # default: model.avg$num_avg.pt (model.avg1.pt for an *_mwer exp)
+decode_sets="dev test"
+decode_modes="greedy beam_lm"   # greedy | beam (beam + CTC) | beam_lm (beam + CTC + LM)
+beam_size=10
+ctc_weight=0.3             # CTC prefix-score weight in beam search (the model must have a CTC branch)
+lm_weight=0.2
 help_message="Usage: bash run.sh [--stage N] [--stop_stage M] [--corpus synthetic|aishell] [--corpus_size tiny|small|full] [--nj N] ..."
 . utils/parse_options.sh
 
@@ -91,6 +101,15 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     --nbpe "$nbpe" --out_dir "$lang_dir"
 fi
 
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "stage 3: Transformer LM on data/$train_set/text -> $lm_dir (log: $lm_dir/train.log)"
+  mkdir -p "$lm_dir"
+  # shellcheck disable=SC2086
+  $train_cmd "$lm_dir/log/train_lm.log" python -m funasr_lite.bin.train_lm --config "$lm_config" \
+    --text "data/$train_set/text" --valid_text data/dev/text --token_list "$lang_dir/tokens.txt" \
+    --output_dir "$lm_dir" $lm_args
+fi
+
 [ -z "$exp_tag" ] && exp_tag=$(basename "${train_config%.*}")
 exp_dir=exp/$exp_tag
 train_launcher=(python -m funasr_lite.bin.train)
@@ -115,6 +134,52 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     --cmvn_file "data/$train_set/am.mvn" --output_dir "${exp_dir}_mwer" \
     --init_param "$exp_dir/model.avg$num_avg.pt" \
     ++train_conf.max_epoch="$mwer_epochs" ++train_conf.avg_nbest_model=1 $mwer_args
+fi
+
+[ -z "$decode_exp" ] && decode_exp=$exp_dir
+if [ -z "$decode_checkpoint" ]; then
+  decode_checkpoint=model.avg$num_avg.pt
+  case "$decode_exp" in *_mwer) decode_checkpoint=model.avg1.pt ;; esac
+fi
+decode_args() {  # decoding options of one mode
+  case "$1" in
+    greedy)  echo "--decode_mode greedy" ;;
+    beam)    echo "--decode_mode beam --beam_size $beam_size --ctc_weight $ctc_weight" ;;
+    beam_lm) echo "--decode_mode beam --beam_size $beam_size --ctc_weight $ctc_weight --lm_dir $lm_dir --lm_weight $lm_weight" ;;
+    *) log "unknown decode mode $1 (greedy|beam|beam_lm)"; return 1 ;;
+  esac
+}
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  for x in $decode_sets; do
+    for mode in $decode_modes; do
+      dir=$decode_exp/decode_${x}_$mode
+      log "stage 6: decode data/$x ($mode, nj=$nj) with $decode_exp/$decode_checkpoint -> $dir/1best_recog"
+      args=$(decode_args "$mode")
+      # shellcheck disable=SC2086
+      $decode_cmd JOB=1:"$nj" "$dir/log/decode.JOB.log" python -m funasr_lite.bin.infer \
+        --exp_dir "$decode_exp" --checkpoint "$decode_checkpoint" --data_dir "data/$x" \
+        --output_dir "$dir" --nj "$nj" --job_id JOB --num_threads 1 $args
+      python -m funasr_lite.bin.infer --merge --data_dir "data/$x" --output_dir "$dir" --nj "$nj"
+    done
+  done
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  for x in $decode_sets; do
+    for mode in $decode_modes; do
+      dir=$decode_exp/decode_${x}_$mode
+      log "stage 7: score $dir"
+      local/score.sh "data/$x" "$dir"
+    done
+  done
+  grep -H . "$decode_exp"/decode_*/cer.txt "$decode_exp"/decode_*/timestamp.txt 2>/dev/null || true
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  log "stage 8: model dir $decode_exp/model_dir (config.yaml, model.pt, am.mvn, tokens.txt)"
+  python -m funasr_lite.bin.export_model_dir --exp_dir "$decode_exp" --checkpoint "$decode_checkpoint" \
+    --out_dir "$decode_exp/model_dir"
 fi
 
 log "done (stages $stage..$stop_stage)"

@@ -67,3 +67,37 @@ def test_rerun_of_feature_stage_is_a_noop(recipe):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "features exist" in proc.stderr
     assert (work / "data" / "test" / "feats.scp").stat().st_mtime_ns == before
+
+
+TINY_MODEL = " ".join([
+    "++encoder_conf.output_size=32", "++encoder_conf.linear_units=64", "++encoder_conf.num_blocks=2",
+    "++decoder_conf.linear_units=64", "++decoder_conf.num_blocks=1", "++decoder_conf.att_layer_num=1",
+    "++predictor_conf.idim=32", "++train_conf.max_epoch=2", "++dataset_conf.batch_bins=2000",
+    "++dataset_conf.num_workers=0", "++train_conf.log_interval=2",
+])
+TINY_LM = "++lm_conf.embed_unit=16 ++lm_conf.att_unit=32 ++lm_conf.unit=64 ++lm_conf.layer=1 ++train_conf.max_epoch=1"
+
+
+def test_train_decode_score_export_stages(recipe):
+    """Stages 3..8 wire together: LM, training, MWER, decoding (greedy, beam+LM), scoring, model dir."""
+    work, env = recipe
+    proc = subprocess.run(
+        ["bash", "run.sh", "--stage", "3", "--stop_stage", "8", "--nj", "2", "--num_avg", "2",
+         "--train_args", TINY_MODEL, "--lm_args", TINY_LM, "--mwer_epochs", "1"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    exp = work / "exp" / "demo"
+    assert (exp / "model.avg2.pt").is_file() and (exp / "train.done").is_file()
+    assert (work / "exp" / "demo_mwer" / "model.avg1.pt").is_file()
+    assert (work / "exp" / "lm" / "model.pt").is_file()
+    test_utts = set(read_kv(work / "data" / "test" / "text"))
+    for mode in ("greedy", "beam_lm"):
+        best = exp / f"decode_test_{mode}" / "1best_recog"
+        for name in ("text", "token", "score", "time_stamp", "rtf"):
+            assert (best / name).is_file(), best / name
+        assert set(read_kv(best / "score")) == test_utts
+        cer_line = (exp / f"decode_test_{mode}" / "cer.txt").read_text(encoding="utf-8")
+        assert cer_line.startswith("%CER ")
+    for name in ("config.yaml", "model.pt", "am.mvn", "tokens.txt"):
+        assert (exp / "model_dir" / name).is_file()
