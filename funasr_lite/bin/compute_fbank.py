@@ -17,15 +17,8 @@ import torch
 
 from funasr_lite.data.datadir import DataDirError
 from funasr_lite.frontend.fbank import extract_fbank_job
+from funasr_lite.utils.cli import str2bool
 
-
-def str2bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,15 +18,7 @@ import sys
 from typing import List, Optional
 
 from funasr_lite.utils.config import OVERRIDE_PREFIX, ConfigError, resolve_training_config
-
-
-def str2bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+from funasr_lite.utils.cli import str2bool
 
 
 def build_parser() -> argparse.ArgumentParser:
