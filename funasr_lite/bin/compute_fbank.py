@@ -20,7 +20,6 @@ from funasr_lite.frontend.fbank import extract_fbank_job
 from funasr_lite.utils.cli import str2bool
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wav_scp", required=True, help="Kaldi wav.scp: utt path, or utt 'command |'")
