@@ -10,7 +10,16 @@ from funasr_lite.models.encoders.conformer import ConformerEncoder
 from funasr_lite.models.modules.attention import MultiHeadedAttention
 
 torch.set_num_threads(1)
-logging.getLogger().setLevel(logging.ERROR)  # FunASR warns about its legacy attention
+
+
+@pytest.fixture(autouse=True)
+def _quiet_funasr_warnings():
+    """FunASR warns about its legacy attention; silence it for this module only (no leak to later tests)."""
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.ERROR)
+    yield
+    root.setLevel(old)
 
 # encoder_conf of FunASR examples/aishell/paraformer/conf/paraformer_conformer_12e_6d_2048_256.yaml
 RECIPE_ENCODER_CONF = yaml.safe_load(
