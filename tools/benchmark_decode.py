@@ -48,7 +48,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_train import (  # noqa: E402  (shared helpers: config, FunASR model, RSS, subprocess)
     LARGE_VOCAB, REPO, build_funasr_paraformer, environment, lfr_frame_s, model_config, peak_rss_mb,
-    reset_peak_rss, run_worker,
+    reset_peak_rss, run_worker, write_report,
 )
 
 from funasr_lite.data.batch_sampler import split_into_batches  # noqa: E402
@@ -247,10 +247,7 @@ def main(argv=None):
 
         report = {"benchmark": "decode_greedy", "environment": dict(environment(threads), funasr=version("funasr")),
                   "max_utts": args.max_utts, "repeats": args.repeats, "seed": args.seed, "rows": rows}
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=2)
-        print(f"wrote {args.out}")
+        write_report(args.out, report)
 
 
 if __name__ == "__main__":

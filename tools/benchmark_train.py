@@ -129,6 +129,14 @@ def environment(threads) -> dict:
             "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads": threads}
 
 
+def write_report(path: str, report: dict) -> None:
+    """Write a benchmark report as indented JSON (creating the folder) and say where."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(report, handle, indent=2)
+    print(f"wrote {path}")
+
+
 def run_worker(script: str, args, threads: int) -> dict:
     """Run `script --worker ...` in a fresh process; its last stdout line is a JSON result."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=REPO,
@@ -318,10 +326,7 @@ def main(argv=None):
     ratio = report["throughput_ratio_ours_over_funasr"]["median_per_repeat"]
     print(f"ours / funasr throughput (median of per-repeat ratios): {ratio:.3f}")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=2)
-        print(f"wrote {args.out}")
+        write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -115,24 +115,27 @@ exp_dir=exp/$exp_tag
 train_launcher=(python -m funasr_lite.bin.train)
 [ "$ngpu" -gt 1 ] && train_launcher=(torchrun --standalone --nproc_per_node "$ngpu" -m funasr_lite.bin.train)
 
+# train_paraformer <config> <output-dir> [trainer args...]: one training job on the train set.
+train_paraformer() {
+  local config=$1 out=$2
+  shift 2
+  mkdir -p "$out"
+  $train_cmd "$out/log/train.log" "${train_launcher[@]}" --config "$config" \
+    --train_data "data/$train_set" --valid_data data/dev --token_list "$lang_dir/tokens.txt" \
+    --cmvn_file "data/$train_set/am.mvn" --output_dir "$out" "$@"
+}
+
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: train $train_config -> $exp_dir (log: $exp_dir/train.log)"
-  mkdir -p "$exp_dir"
   # shellcheck disable=SC2086
-  $train_cmd "$exp_dir/log/train.log" "${train_launcher[@]}" --config "$train_config" \
-    --train_data "data/$train_set" --valid_data data/dev --token_list "$lang_dir/tokens.txt" \
-    --cmvn_file "data/$train_set/am.mvn" --output_dir "$exp_dir" \
+  train_paraformer "$train_config" "$exp_dir" \
     ++train_conf.avg_nbest_model="$num_avg" $train_args   # the trainer writes model.avg$num_avg.pt
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: MWER fine-tuning from $exp_dir/model.avg$num_avg.pt -> ${exp_dir}_mwer"
-  mkdir -p "${exp_dir}_mwer"
   # shellcheck disable=SC2086
-  $train_cmd "${exp_dir}_mwer/log/train.log" "${train_launcher[@]}" --config "$exp_dir/config.yaml" \
-    --train_data "data/$train_set" --valid_data data/dev --token_list "$lang_dir/tokens.txt" \
-    --cmvn_file "data/$train_set/am.mvn" --output_dir "${exp_dir}_mwer" \
-    --init_param "$exp_dir/model.avg$num_avg.pt" \
+  train_paraformer "$exp_dir/config.yaml" "${exp_dir}_mwer" --init_param "$exp_dir/model.avg$num_avg.pt" \
     ++train_conf.max_epoch="$mwer_epochs" ++train_conf.avg_nbest_model=1 $mwer_args
 fi
 
