@@ -6,9 +6,14 @@ Usage:
       [--ref_timestamps data/test/char_timestamps --hyp_timestamps exp/x/decode_test/1best_recog/time_stamp]
 
 Writes <out_dir>/cer.txt (``%CER x.xx [ errs / chars, I ins, D del, S sub ]``), per_utt,
-errors.txt and, with timestamps, timestamp.txt (mean absolute start/end shift in ms); prints the
-cer.txt line. Spaces are removed before scoring; reference utterances without a hypothesis count
-as all deletions. See funasr_lite.decode.scoring for the file formats.
+errors.txt and, with timestamps, timestamp.txt; prints the cer.txt line, then the timestamp.txt
+lines. timestamp.txt holds, in ms:
+  %AAS       mean absolute start/end shift over correct + substituted characters;
+  %AAS_COR   the same over the characters aligned as correct only, with their count and the
+             share of the reference characters they make up;
+  %BIAS_COR  the mean signed error (hyp - ref; positive = late) over those same characters.
+Spaces are removed before scoring; reference utterances without a hypothesis count as all
+deletions. See funasr_lite.decode.scoring for the file formats.
 """
 
 import argparse
@@ -44,6 +49,8 @@ def main(argv=None) -> int:
         log.error("%s", e)
         return 1
     print(result.cer_line())
+    for line in result.timestamp_lines or []:
+        print(line)
     return 0
 
 

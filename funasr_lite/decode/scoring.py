@@ -15,8 +15,22 @@ Files written by :func:`score_decode_dir` into ``out_dir``:
 * ``errors.txt``: the CER line, utterances without a hypothesis (scored as all deletions),
   hypotheses without a reference (ignored), then the 20 most frequent substitutions, deletions
   and insertions;
-* ``timestamp.txt`` (with timestamps): mean absolute start/end shift of hypothesis tokens
-  against ground-truth character times (see ``timestamps.timestamp_shift``).
+* ``timestamp.txt`` (with timestamps): hypothesis token times against ground-truth character
+  times, three lines (the first is the original format and is kept as it was)::
+
+    %AAS start 164.36 ms end 250.41 ms [ 2894 pairs: 1462 cor, 1432 sub; 8 del, 2 ins; 0 utts skipped ]
+    %AAS_COR start 163.26 ms end 251.47 ms [ 1462 correct chars: 50.38% of 2902 ref chars ]
+    %BIAS_COR start +154.03 ms end +249.82 ms [ mean hyp - ref over the same 1462 chars ]
+
+  ``%AAS``: mean absolute start/end shift over the correct AND substituted pairs of the CER
+  alignment (see ``timestamps.timestamp_shift``); a substituted token may not even cover the same
+  sound, so this mixes timing and recognition errors. ``%AAS_COR``: the same mean absolute shift
+  over the characters aligned as correct only, with how many there were and what share of the
+  reference characters (of the utterances with ground truth) that is. ``%BIAS_COR``: the mean
+  signed error ``hyp - ref`` over the same characters: positive = the hypothesis is late. A bias
+  close to the absolute shift means a systematic offset rather than scatter.
+  Deleted and inserted characters, and substitutions, never enter the ``_COR`` lines; values
+  are ``nan`` when no character is aligned as correct.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 import os
 import unicodedata
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -115,6 +130,8 @@ class CerResult:
     utts: List[UttAlignment]
     missing_hyp_utts: List[str]
     extra_hyp_utts: List[str]
+    # the lines of timestamp.txt, set by score_decode_dir when it scores timestamps
+    timestamp_lines: Optional[List[str]] = None
 
     @property
     def errors(self) -> int:
@@ -218,6 +235,16 @@ def load_char_timestamps(path) -> Dict[str, List[Tuple[str, float, float]]]:
     return read_char_timestamps(path)
 
 
+def _hypothesis_units(key: str, hyp_tokens: Mapping[str, Sequence[str]],
+                      hyp_timestamps: Mapping[str, Sequence[Sequence[float]]]) -> List[Tuple[str, float, float]]:
+    """``(token, start_ms, end_ms)`` per hypothesis token of one utterance (empty without one)."""
+    tokens = list(hyp_tokens.get(key, []))
+    times = list(hyp_timestamps.get(key, []))
+    if len(tokens) != len(times):
+        raise ValueError(f"utterance {key}: {len(tokens)} hypothesis tokens but {len(times)} timestamps")
+    return [(token, start, end) for token, (start, end) in zip(tokens, times)]
+
+
 def compute_timestamp_shift(
     ref_timestamps: Mapping[str, Sequence[Tuple[str, float, float]]],
     hyp_tokens: Mapping[str, Sequence[str]],
@@ -230,17 +257,117 @@ def compute_timestamp_shift(
     """
     total = TimestampShift()
     for key in sorted(ref_timestamps, key=lambda k: k.encode("utf-8")):
-        tokens = list(hyp_tokens.get(key, []))
-        times = list(hyp_timestamps.get(key, []))
-        if len(tokens) != len(times):
-            raise ValueError(f"utterance {key}: {len(tokens)} hypothesis tokens but {len(times)} timestamps")
-        hyp = [(token, start, end) for token, (start, end) in zip(tokens, times)]
-        total = total + timestamp_shift(list(ref_timestamps[key]), hyp)
+        total = total + timestamp_shift(list(ref_timestamps[key]),
+                                        _hypothesis_units(key, hyp_tokens, hyp_timestamps))
     skipped = sorted((k for k in hyp_timestamps if k not in ref_timestamps), key=lambda k: k.encode("utf-8"))
     if skipped:
         logger.warning("%d hypothesis utterances have no ground-truth timestamps (skipped), e.g. %s",
                        len(skipped), ", ".join(skipped[:5]))
     return total, skipped
+
+
+@dataclasses.dataclass
+class CorrectCharTiming:
+    """Start/end errors ``hyp - ref`` (ms) summed over the characters aligned as correct.
+
+    Only "C" pairs of the CER alignment count: a substituted token may time a different sound,
+    and deleted/inserted ones have no partner. ``num_ref_chars`` counts every reference character
+    (with ground truth), so the share of characters behind the means is known.
+    """
+
+    num_ref_chars: int = 0
+    num_correct: int = 0
+    start_error_ms_sum: float = 0.0  # signed: positive = hypothesis late
+    end_error_ms_sum: float = 0.0
+    start_abs_error_ms_sum: float = 0.0
+    end_abs_error_ms_sum: float = 0.0
+
+    def _mean(self, total: float) -> float:
+        return total / self.num_correct if self.num_correct else float("nan")
+
+    @property
+    def mean_abs_start_ms(self) -> float:
+        return self._mean(self.start_abs_error_ms_sum)
+
+    @property
+    def mean_abs_end_ms(self) -> float:
+        return self._mean(self.end_abs_error_ms_sum)
+
+    @property
+    def mean_start_bias_ms(self) -> float:
+        return self._mean(self.start_error_ms_sum)
+
+    @property
+    def mean_end_bias_ms(self) -> float:
+        return self._mean(self.end_error_ms_sum)
+
+    @property
+    def usable_percent(self) -> float:
+        """Correct characters as a percentage of the reference characters."""
+        return 100.0 * self.num_correct / self.num_ref_chars if self.num_ref_chars else float("nan")
+
+    def __add__(self, other: "CorrectCharTiming") -> "CorrectCharTiming":
+        return CorrectCharTiming(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+def correct_char_timing(ref: Sequence[Tuple[str, float, float]],
+                        hyp: Sequence[Tuple[str, float, float]]) -> CorrectCharTiming:
+    """Errors of one utterance's hypothesis times over its characters aligned as correct.
+
+    Args:
+        ref: ground truth ``(char, start_ms, end_ms)`` per character.
+        hyp: ``(token, start_ms, end_ms)`` per hypothesis token.
+    The alignment is the CER one (:func:`align_sequences`), so these characters are exactly the
+    ``cor`` count of the ``%AAS`` line.
+    """
+    timing = CorrectCharTiming(num_ref_chars=len(ref))
+    for pair in align_sequences([unit[0] for unit in ref], [unit[0] for unit in hyp]):
+        if pair.op != "C":
+            continue
+        _, ref_start, ref_end = ref[pair.ref_index]
+        _, hyp_start, hyp_end = hyp[pair.hyp_index]
+        start_error = float(hyp_start) - float(ref_start)
+        end_error = float(hyp_end) - float(ref_end)
+        timing.num_correct += 1
+        timing.start_error_ms_sum += start_error
+        timing.end_error_ms_sum += end_error
+        timing.start_abs_error_ms_sum += abs(start_error)
+        timing.end_abs_error_ms_sum += abs(end_error)
+    return timing
+
+
+def compute_correct_char_timing(
+    ref_timestamps: Mapping[str, Sequence[Tuple[str, float, float]]],
+    hyp_tokens: Mapping[str, Sequence[str]],
+    hyp_timestamps: Mapping[str, Sequence[Sequence[float]]],
+) -> CorrectCharTiming:
+    """:func:`correct_char_timing` summed over the utterances that have ground-truth times.
+
+    A reference utterance without a hypothesis adds its characters to ``num_ref_chars`` only.
+    """
+    total = CorrectCharTiming()
+    for key in sorted(ref_timestamps, key=lambda k: k.encode("utf-8")):
+        total = total + correct_char_timing(list(ref_timestamps[key]),
+                                            _hypothesis_units(key, hyp_tokens, hyp_timestamps))
+    return total
+
+
+def _format_ms(value: float, signed: bool = False) -> str:
+    if math.isnan(value):
+        return "nan"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def correct_char_timing_lines(timing: CorrectCharTiming) -> List[str]:
+    """The ``%AAS_COR`` and ``%BIAS_COR`` lines of timestamp.txt (see the module docstring)."""
+    usable = "nan" if math.isnan(timing.usable_percent) else f"{timing.usable_percent:.2f}"
+    return [
+        f"%AAS_COR start {_format_ms(timing.mean_abs_start_ms)} ms end {_format_ms(timing.mean_abs_end_ms)} ms "
+        f"[ {timing.num_correct} correct chars: {usable}% of {timing.num_ref_chars} ref chars ]",
+        f"%BIAS_COR start {_format_ms(timing.mean_start_bias_ms, signed=True)} ms "
+        f"end {_format_ms(timing.mean_end_bias_ms, signed=True)} ms "
+        f"[ mean hyp - ref over the same {timing.num_correct} chars ]",
+    ]
 
 
 def timestamp_shift_line(shift: TimestampShift, num_skipped: int = 0) -> str:
@@ -259,6 +386,8 @@ def score_decode_dir(
     hyp_token=None,
 ) -> CerResult:
     """Score one decode and write cer.txt, per_utt, errors.txt (and timestamp.txt) into out_dir.
+
+    With timestamps, the returned result's ``timestamp_lines`` holds the lines of timestamp.txt.
 
     Args:
         ref_text: Kaldi ``text`` of the reference (e.g. data/test/text).
@@ -285,9 +414,12 @@ def score_decode_dir(
     if ref_timestamps is not None:
         if hyp_token is None:
             hyp_token = os.path.join(os.path.dirname(os.fspath(hyp_timestamps)), "token")
-        shift, skipped = compute_timestamp_shift(
-            load_char_timestamps(ref_timestamps), read_tokens(hyp_token), read_time_stamps(hyp_timestamps))
+        ref_times = load_char_timestamps(ref_timestamps)
+        tokens, times = read_tokens(hyp_token), read_time_stamps(hyp_timestamps)
+        shift, skipped = compute_timestamp_shift(ref_times, tokens, times)
+        timing = compute_correct_char_timing(ref_times, tokens, times)
+        result.timestamp_lines = [timestamp_shift_line(shift, len(skipped))] + correct_char_timing_lines(timing)
         with atomic_open(timestamp_report) as f:
-            f.write(timestamp_shift_line(shift, len(skipped)) + "\n")
+            f.write("\n".join(result.timestamp_lines) + "\n")
     return result
 

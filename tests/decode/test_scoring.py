@@ -147,9 +147,17 @@ def test_compute_cer_cli_timestamp_shift(tmp_path, capsys):
         "--ref_timestamps", str(tmp_path / "char_timestamps"), "--hyp_timestamps", str(recog / "time_stamp")]) == 0
     # pairs: 今 (30, 20), 天/大 (50, 20), 好 (10, 10), 你 (60, 60); 好 of u2 deleted
     # start: 150 / 4 = 37.5; end: 110 / 4 = 27.5
-    assert (tmp_path / "decode" / "timestamp.txt").read_text(encoding="utf-8") == (
-        "%AAS start 37.50 ms end 27.50 ms [ 4 pairs: 3 cor, 1 sub; 1 del, 0 ins; 0 utts skipped ]\n")
-    assert capsys.readouterr().out == "%CER 40.00 [ 2 / 5, 0 ins, 1 del, 1 sub ]\n"
+    # correct only (hyp - ref): 今 (+30, -20), 好 (-10, +10), 你 (+60, +60); 3 of 5 ref chars
+    # |start| 100 / 3 = 33.33, |end| 90 / 3 = 30; start 80 / 3 = +26.67, end 50 / 3 = +16.67
+    expected = [
+        "%AAS start 37.50 ms end 27.50 ms [ 4 pairs: 3 cor, 1 sub; 1 del, 0 ins; 0 utts skipped ]",
+        "%AAS_COR start 33.33 ms end 30.00 ms [ 3 correct chars: 60.00% of 5 ref chars ]",
+        "%BIAS_COR start +26.67 ms end +16.67 ms [ mean hyp - ref over the same 3 chars ]",
+    ]
+    assert (tmp_path / "decode" / "timestamp.txt").read_text(encoding="utf-8") == "".join(
+        line + "\n" for line in expected)
+    assert capsys.readouterr().out == "".join(
+        line + "\n" for line in ["%CER 40.00 [ 2 / 5, 0 ins, 1 del, 1 sub ]"] + expected)
 
 
 def test_compute_cer_cli_fails_cleanly_on_token_timestamp_mismatch(tmp_path):

@@ -6,7 +6,10 @@
 #   e.g. local/score.sh data/test exp/paraformer/decode_test
 #
 # Reads <data-dir>/text and <decode-dir>/1best_recog/{text,token,time_stamp}; writes
-# <decode-dir>/{cer.txt,per_utt,errors.txt[,timestamp.txt]} (funasr_lite.bin.compute_cer).
+# <decode-dir>/{cer.txt,per_utt,errors.txt[,timestamp.txt]} (funasr_lite.bin.compute_cer) and
+# prints the CER line and the timestamp.txt lines: %AAS (mean |hyp - ref| over correct and
+# substituted chars), %AAS_COR (the same over correct chars only, with their count and share of
+# the reference) and %BIAS_COR (mean signed hyp - ref over those chars; > 0 = late).
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*" >&2; }
