@@ -5,18 +5,10 @@ What is timed: the MODEL STEP only -- forward (loss), backward, grad-norm clippi
 (train_conf.grad_clip) and an Adam step (optim_conf.lr) -- for both implementations built from the
 SAME config, starting from the SAME weights (ours are built with --seed and copied into FunASR's
 model with strict=True) and fed the SAME batches (saved once, loaded by both). Data loading, the
-LR scheduler, checkpointing, logging and DDP are not timed, on either side. Why not FunASR's whole
-trainer: it reads jsonl data lists and sets up its own (distributed) training loop, so its number
-would mix data pipeline, trainer and model. To run FunASR's full trainer on the recipe's data anyway,
-with a FunASR-style copy of the config (class names SANMEncoder, ParaformerSANMDecoder,
-CifPredictorV2, SpecAugLFR; FunASR's dataset/dataset_conf and tokenizer sections), roughly:
-
-    scp2jsonl ++scp_file_list='["data/train/wav.scp","data/train/text"]' \
-        ++data_type_list='["source","target"]' ++jsonl_file_out=data/train.jsonl   # same for dev
-    torchrun --nproc_per_node 1 -m funasr.bin.train_ds --config-path conf --config-name demo.yaml \
-        ++train_data_set_list=data/train.jsonl ++valid_data_set_list=data/dev.jsonl \
-        ++tokenizer_conf.token_list=data/lang_char/tokens.txt ++frontend_conf.cmvn_file=data/train/am.mvn \
-        ++device=cpu ++output_dir=exp/funasr_demo
+LR scheduler, checkpointing, logging and DDP are not timed, on either side. FunASR's whole trainer
+(funasr.bin.train_ds: jsonl lists, on-the-fly features, its own loop) mixes data pipeline, trainer
+and model; tools/benchmark_trainer_full.py compares the two whole trainers on one epoch of the same
+config and data.
 
 Each implementation runs in its own subprocess per repeat (order alternates between repeats), so
 peak RSS (resource.getrusage ru_maxrss, whole process) is per implementation; "step_hwm_mb" is the

@@ -1,0 +1,125 @@
+"""Smoke test of tools/benchmark_trainer_full.py: both whole trainers (ours and FunASR's train_ds)
+train one epoch of a tiny Paraformer on six generated utterances (wavs for FunASR's on-the-fly
+frontend, precomputed fbank for ours) and the JSON report has both, with positive throughput.
+No timing is asserted."""
+
+import json
+import os
+import subprocess
+import sys
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+from funasr_lite.frontend.cmvn import write_am_mvn
+from funasr_lite.frontend.fbank import compute_fbank
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOKENS = ["<blank>", "<s>", "</s>", *"的一是了我不人在他有这个上们来到时大地为子中你说", "<unk>"]
+LFR_M, LFR_N = 7, 6
+BATCH_BINS = 70  # LFR frames: two or three of the 17..34-frame utterances per batch
+
+
+def tiny_config():
+    return {
+        "model": "paraformer",
+        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "predictor_weight": 1.0, "predictor_bias": 1,
+                       "sampling_ratio": 0.4},
+        "encoder": "sanm",
+        "encoder_conf": {"output_size": 32, "attention_heads": 4, "linear_units": 64, "num_blocks": 2,
+                         "input_layer": "pe", "kernel_size": 5, "sanm_shfit": 0},
+        "decoder": "paraformer_decoder_sanm",
+        "decoder_conf": {"attention_heads": 4, "linear_units": 64, "num_blocks": 1, "att_layer_num": 1,
+                         "kernel_size": 5, "sanm_shfit": 0},
+        "predictor": "cif_predictor_v2",
+        "predictor_conf": {"idim": 32, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
+        "frontend": "wav_frontend",
+        "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
+                          "lfr_m": LFR_M, "lfr_n": LFR_N},
+        "specaug": "specaug_lfr",
+        "specaug_conf": {"apply_time_warp": False, "apply_freq_mask": True, "freq_mask_width_range": [0, 10],
+                         "lfr_rate": LFR_N, "num_freq_mask": 1, "apply_time_mask": True,
+                         "time_mask_width_range": [0, 3], "num_time_mask": 1},
+        "optim": "adam", "optim_conf": {"lr": 0.001},
+        "scheduler": "warmuplr", "scheduler_conf": {"warmup_steps": 10},
+        "dataset_conf": {"batch_bins": BATCH_BINS, "bucket_size": 512, "shuffle": True, "max_frames": 500,
+                         "num_workers": 1},
+        "train_conf": {"max_epoch": 5, "grad_clip": 5.0, "log_interval": 1, "keep_nbest_models": 1,
+                       "avg_nbest_model": 1, "best_metric": "loss"},
+        "seed": 1,
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """data/train (wav.scp, feats.scp, text, utt2num_frames, am.mvn), data/lang_char/tokens.txt, tiny.yaml."""
+    root = tmp_path_factory.mktemp("trainer_full")
+    rng = np.random.default_rng(0)
+    data_dir = root / "data" / "train"
+    wav_dir = root / "wav"
+    data_dir.mkdir(parents=True)
+    wav_dir.mkdir()
+    feats, wavs, texts = {}, {}, {}
+    for i, seconds in enumerate([1.0, 1.3, 1.6, 2.0, 1.1, 1.8]):
+        key = f"utt{i}"
+        t = np.arange(int(16000 * seconds)) / 16000.0
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        path = wav_dir / f"{key}.wav"
+        soundfile.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
+        samples, _ = soundfile.read(path, dtype="float32")
+        feats[key] = compute_fbank(samples).numpy()
+        wavs[key] = str(path)
+        # A space inside the transcript: both sides must see the same characters without it.
+        chars = rng.choice(TOKENS[3:-1], 5)
+        texts[key] = "".join(chars[:2]) + " " + "".join(chars[2:])
+    with kaldiio.WriteHelper(f"ark,scp:{data_dir / 'feats.ark'},{data_dir / 'feats.scp'}") as writer:
+        for key, value in feats.items():
+            writer(key, value)
+    (data_dir / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in wavs.items()))
+    (data_dir / "utt2num_frames").write_text("".join(f"{k} {len(v)}\n" for k, v in feats.items()))
+    (data_dir / "text").write_text("".join(f"{k} {v}\n" for k, v in texts.items()), encoding="utf-8")
+    stacked = np.concatenate(list(feats.values()))
+    mean, std = stacked.mean(0), stacked.std(0) + 1e-5
+    write_am_mvn(str(data_dir / "am.mvn"), np.tile(-mean, LFR_M), np.tile(1.0 / std, LFR_M))
+    lang_dir = root / "data" / "lang_char"
+    lang_dir.mkdir()
+    (lang_dir / "tokens.txt").write_text("\n".join(TOKENS) + "\n", encoding="utf-8")
+    config_path = root / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_config(), allow_unicode=True), encoding="utf-8")
+    lfr_frames = sum((len(v) + LFR_N - 1) // LFR_N for v in feats.values())
+    return {"root": root, "data_dir": str(data_dir), "config": str(config_path), "lfr_frames": lfr_frames}
+
+
+def test_benchmark_trainer_full_smoke(corpus):
+    out = corpus["root"] / "trainer_full.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", FUNASR_LITE_NO_PROGRESS="1")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "benchmark_trainer_full.py"), "--config", corpus["config"],
+         "--data_dir", corpus["data_dir"], "--num_utts", "6", "--repeats", "1", "--threads", "1",
+         "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "ours / funasr epoch throughput" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["environment"]["threads"] == 1 and report["environment"]["funasr"]
+    assert report["data"]["utterances"] == 6 and report["data"]["lfr_frames"] == corpus["lfr_frames"]
+    # The batching knobs carry our meaning over to FunASR's sampler (LFR frames per padded batch).
+    dataset_conf = report["funasr_config"]["dataset_conf"]
+    assert dataset_conf["batch_size"] == BATCH_BINS and dataset_conf["max_token_length"] == 500
+    assert dataset_conf["num_workers"] == 1 and report["funasr_config"]["frontend"] == "WavFrontend"
+    assert "funasr_lite.bin.train" in report["commands"]["ours"]
+    assert "funasr.bin.train_ds" in report["commands"]["funasr"]
+    for impl in ("ours", "funasr"):
+        row = report["results"][impl]
+        assert len(row["runs"]) == 1 and row["runs"][0]["torch_threads"] == 1
+        # Every utterance trained once, with the same unpadded LFR frame count on both sides
+        # (FunASR computes its features from the wavs, ours were precomputed).
+        assert row["utterances"] == 6 and row["frames"] == corpus["lfr_frames"]
+        assert row["batches"] >= 2 and row["padded_frames"] >= row["frames"]
+        assert row["frames_per_s"] > 0 and row["x_real_time"] == pytest.approx(row["frames_per_s"] * 0.06)
+        assert 0 < row["epoch_s"] < row["total_s"] and row["startup_s"] > 0
+        assert row["peak_rss_mb"] > 0 and np.isfinite(row["runs"][0]["mean_loss"])
+    assert report["throughput_ratio_ours_over_funasr"]["median_per_repeat"] > 0
