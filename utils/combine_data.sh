@@ -8,4 +8,4 @@ help_message="Usage: $0 <dst-data-dir> <src-data-dir1> [<src-data-dir2> ...]
   e.g. $0 data/train_sp data/train data/train_sp0.9 data/train_sp1.1"
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 if [ $# -lt 2 ]; then log "expected a destination and at least one source"; echo "$help_message" >&2; exit 1; fi
-exec python3 -m funasr_lite.data.validate combine "$@"
+exec python3 -m funasr_lite.bin.data_dir_tools combine "$@"

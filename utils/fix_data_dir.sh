@@ -9,4 +9,4 @@ log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (fix_data_dir.sh) $*" >&2; }
 help_message="Usage: $0 <data-dir>"
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 if [ $# -ne 1 ]; then log "expected one data dir"; echo "$help_message" >&2; exit 1; fi
-exec python3 -m funasr_lite.data.validate fix "$1"
+exec python3 -m funasr_lite.bin.data_dir_tools fix "$1"

@@ -9,4 +9,4 @@ help_message="Usage: $0 <factor> <src-data-dir> <dst-data-dir>
   e.g. $0 0.9 data/train data/train_sp0.9"
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 if [ $# -ne 3 ]; then log "expected 3 arguments"; echo "$help_message" >&2; exit 1; fi
-exec python3 -m funasr_lite.data.validate perturb-speed "$1" "$2" "$3"
+exec python3 -m funasr_lite.bin.data_dir_tools perturb-speed "$1" "$2" "$3"

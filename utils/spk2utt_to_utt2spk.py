@@ -3,8 +3,7 @@
 import argparse
 import sys
 
-from funasr_lite.data.datadir import DataDirError
-from funasr_lite.data.validate import read_spk2utt, spk2utt_to_utt2spk
+from funasr_lite.data.datadir import DataDirError, read_spk2utt, spk2utt_to_utt2spk
 
 
 def main() -> int:

@@ -12,8 +12,8 @@ if [ $# -ne 2 ]; then log "expected <src> <dst>"; echo "$help_message" >&2; exit
 if [ -n "$first" ] && [ -n "$utt_list" ]; then log "give only one of --first and --utt-list"; exit 1; fi
 if [ -n "$first" ]; then
   [[ "$first" =~ ^[0-9]+$ ]] || { log "--first needs a number, got '$first'"; exit 1; }
-  exec python3 -m funasr_lite.data.validate subset --first "$first" "$1" "$2"
+  exec python3 -m funasr_lite.bin.data_dir_tools subset --first "$first" "$1" "$2"
 elif [ -n "$utt_list" ]; then
-  exec python3 -m funasr_lite.data.validate subset --utt-list "$utt_list" "$1" "$2"
+  exec python3 -m funasr_lite.bin.data_dir_tools subset --utt-list "$utt_list" "$1" "$2"
 fi
 log "give --first N or --utt-list FILE"; echo "$help_message" >&2; exit 1

@@ -3,8 +3,7 @@
 import argparse
 import sys
 
-from funasr_lite.data.datadir import DataDirError, read_kv
-from funasr_lite.data.validate import utt2spk_to_spk2utt
+from funasr_lite.data.datadir import DataDirError, read_kv, utt2spk_to_spk2utt
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check a Kaldi data dir against the contract (see funasr_lite/data/validate.py) and list ALL
+# Check a Kaldi data dir against the contract (see funasr_lite/data/datadir.py) and list ALL
 # problems (file:line, the utterance ids, counts). Exit status 0 = valid, 1 = problems.
 set -euo pipefail
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (validate_data_dir.sh) $*" >&2; }
@@ -16,4 +16,4 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ $# -ne 1 ]; then echo "$usage" >&2; exit 1; fi
-exec python3 -m funasr_lite.data.validate validate ${opts[@]+"${opts[@]}"} "$1"
+exec python3 -m funasr_lite.bin.data_dir_tools validate ${opts[@]+"${opts[@]}"} "$1"

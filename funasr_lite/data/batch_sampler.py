@@ -27,15 +27,18 @@ from torch.utils.data import Sampler
 logger = logging.getLogger(__name__)
 
 
-def split_into_batches(indices: Sequence[int], lengths: np.ndarray, batch_bins: int) -> List[List[int]]:
-    """Greedy cut of ``indices`` (in order) into batches with len(batch) * max length <= batch_bins."""
+def split_into_batches(indices: Sequence[int], lengths: Sequence[int], batch_bins: int,
+                       max_batch_size: Optional[int] = None) -> List[List[int]]:
+    """Greedy cut of ``indices`` (in order) into batches with len(batch) * max length <= batch_bins
+    and, if given, at most ``max_batch_size`` items; an item too long for the budget goes alone."""
     batches: List[List[int]] = []
     current: List[int] = []
     current_max = 0
     for index in indices:
         length = int(lengths[index])
         new_max = max(current_max, length)
-        if current and new_max * (len(current) + 1) > batch_bins:
+        full = max_batch_size is not None and len(current) >= max_batch_size
+        if current and (new_max * (len(current) + 1) > batch_bins or full):
             batches.append(current)
             current, new_max = [], length
         current.append(int(index))

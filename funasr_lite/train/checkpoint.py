@@ -6,12 +6,14 @@ converted to tensors/lists), so ``torch.load(..., weights_only=True)`` reads it.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import random
+import re
 import shutil
 from collections import OrderedDict
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 # Keys under which model weights are found in checkpoints of this toolkit and of FunASR.
 MODEL_STATE_KEYS = ("model", "state_dict", "model_state_dict")
+EPOCH_CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
 
 
 class CheckpointError(RuntimeError):
@@ -32,6 +35,28 @@ def save_checkpoint(state: Mapping[str, Any], path) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename: never a half-written file."""
     with atomic_open(path, "wb") as f:
         torch.save(dict(state), f)
+
+
+def save_model_state(state_dict: Mapping[str, torch.Tensor], path) -> None:
+    """Write a plain weights file (e.g. ``model.pt``) atomically. The state dict is saved as it
+    is: unlike :func:`save_checkpoint`, a module's ``OrderedDict`` keeps its ``_metadata``."""
+    with atomic_open(path, "wb") as f:
+        torch.save(state_dict, f)
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """``epoch_N.pt``: the full state saved at the end of epoch N."""
+    return f"epoch_{epoch}.pt"
+
+
+def list_epoch_checkpoints(directory) -> List[Tuple[int, str]]:
+    """``[(epoch, path), ...]`` of the ``epoch_N.pt`` files in ``directory``, by epoch."""
+    found = []
+    for path in glob.glob(os.path.join(os.fspath(directory), "epoch_*.pt")):
+        match = EPOCH_CHECKPOINT_RE.search(path)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
 
 
 def load_checkpoint(path) -> Dict[str, Any]:
@@ -168,11 +193,14 @@ def seed_everything(seed: int) -> None:
 __all__ = [
     "CheckpointError",
     "capture_rng_state",
+    "epoch_checkpoint_name",
     "extract_model_state",
     "link_or_copy",
+    "list_epoch_checkpoints",
     "load_checkpoint",
     "load_model_weights",
     "restore_rng_state",
     "save_checkpoint",
+    "save_model_state",
     "seed_everything",
 ]

@@ -36,6 +36,7 @@ from funasr_lite.data.dataset import AsrDataset, build_dataset
 from funasr_lite.train.average import average_best_checkpoints, write_best
 from funasr_lite.train.checkpoint import (
     capture_rng_state,
+    epoch_checkpoint_name,
     link_or_copy,
     load_checkpoint,
     load_model_weights,
@@ -46,7 +47,8 @@ from funasr_lite.train.checkpoint import (
 from funasr_lite.train.distributed import DistributedContext, init_distributed, shutdown_distributed
 from funasr_lite.train.optim import build_optimizer
 from funasr_lite.train.scheduler import build_scheduler
-from funasr_lite.utils.config import read_config, write_config
+from funasr_lite.train.train_log import log_to_file
+from funasr_lite.utils.config import config_differences, read_config, write_config
 from funasr_lite.utils.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -62,10 +64,6 @@ StepCallback = Callable[[Dict[str, Any]], None]
 
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive updates had a non-finite loss or gradient."""
-
-
-def epoch_checkpoint_name(epoch: int) -> str:
-    return f"epoch_{epoch}.pt"
 
 
 def _stat_value(value: Any) -> Optional[float]:
@@ -690,32 +688,11 @@ class _RankFilter(logging.Filter):
         return True
 
 
-@contextlib.contextmanager
 def _training_logging(exp_dir: str, context: DistributedContext):
     """Rank 0 logs INFO to <exp>/train.log (and to stderr when nothing else logs there);
     other ranks log warnings only. Handlers already on the root logger are kept."""
-    root = logging.getLogger()
-    formatter = logging.Formatter(LOG_FORMAT)
-    rank_filter = _RankFilter(context.rank)
-    handlers: List[logging.Handler] = []
-    if not root.handlers:
-        handlers.append(logging.StreamHandler())
-    if context.is_main:
-        os.makedirs(exp_dir, exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(exp_dir, "train.log"), encoding="utf-8"))
-    old_level = root.level
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        handler.addFilter(rank_filter)
-        root.addHandler(handler)
-    root.setLevel(logging.INFO if context.is_main else logging.WARNING)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            root.removeHandler(handler)
-            handler.close()
-        root.setLevel(old_level)
+    return log_to_file(os.path.join(exp_dir, "train.log") if context.is_main else None, LOG_FORMAT,
+                       logging.INFO if context.is_main else logging.WARNING, _RankFilter(context.rank))
 
 
 def _build_tokenizer(config: Dict[str, Any]):
@@ -729,11 +706,6 @@ def _default_model_builder(config: Dict[str, Any]) -> torch.nn.Module:
     from funasr_lite.models import build_model
 
     return build_model(config)
-
-
-def _config_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
-    keys = sorted(set(old) | set(new))
-    return [key for key in keys if old.get(key) != new.get(key)]
 
 
 def run_training(
@@ -765,7 +737,7 @@ def run_training(
             resume_from = latest if resume and os.path.exists(latest) else None
             if context.is_main:
                 if os.path.exists(config_path) and resume_from:
-                    changed = _config_differences(read_config(config_path), config)
+                    changed = config_differences(read_config(config_path), config)
                     if changed:
                         logger.warning("resuming with a config that differs from %s in: %s", config_path, ", ".join(changed))
                 if os.path.exists(latest) and not resume:

@@ -426,10 +426,19 @@ def read_config(path) -> Dict[str, Any]:
     return load_yaml(path)
 
 
+def config_differences(old: Dict[str, Any], new: Dict[str, Any], keys: Optional[Sequence[str]] = None) -> List[str]:
+    """Top-level keys whose values differ between two configs (a missing key counts as None):
+    those of ``keys`` in the given order, or else all keys of either config, sorted."""
+    if keys is None:
+        keys = sorted(set(old) | set(new))
+    return [key for key in keys if old.get(key) != new.get(key)]
+
+
 __all__ = [
     "ConfigError",
     "OVERRIDE_PREFIX",
     "apply_overrides",
+    "config_differences",
     "derive_sizes",
     "dump_config",
     "load_yaml",

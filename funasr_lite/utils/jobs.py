@@ -16,6 +16,13 @@ Every job writes its log: first ``# <command>``, then ``# Started at ...``, the 
 stdout+stderr, then ``# Accounting: time=<s> threads=<n>`` and
 ``# Ended (code <rc>) at <date>, elapsed time <s> seconds``. The runner exits 1 if any job
 failed and names the failed jobs' logs on stderr.
+
+Threads (local backend): torch, numpy and MKL start about one thread per core in every process,
+so several jobs at once on few cores slow each other down badly. Without ``--num-threads``, when
+more than one job runs at once and neither OMP_NUM_THREADS nor MKL_NUM_THREADS is set, every job
+gets both set to max(1, CPUs // jobs at once), CPUs being those this process may run on. If the
+environment sets either variable, both are left as they are (the user's setting wins); a single
+job keeps the libraries' defaults; ``--num-threads N`` exports OMP_NUM_THREADS=N.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("local", "slurm")
+# Thread-count variables of OpenMP (torch, numpy's BLAS) and MKL, set for parallel local jobs.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 USAGE = """\
 Usage: {prog} [options] [JOB=1:N] <log-file> <command> [args...]
@@ -47,6 +56,8 @@ it is, except separate shell operators (\\| ";" "&&" ">" "2>&1" ">out"), which a
 Options (the same for every backend; a backend ignores those it has no use for):
   --max-jobs-run N   at most N jobs at once (local default: all; Slurm: array throttle %N)
   --num-threads N    threads per job: Slurm --cpus-per-task; exported as OMP_NUM_THREADS
+                     (local default, when several jobs run at once and OMP_NUM_THREADS and
+                     MKL_NUM_THREADS are both unset: both exported as max(1, CPUs // jobs at once))
   --mem SIZE         memory per job, e.g. 4G or 500M (Slurm --mem)
   --gpu N            GPUs per job (Slurm --gres=gpu:N; ignored locally)
   --time T           time limit, e.g. 1:00:00 or 2-00:00:00 (Slurm --time; ignored locally)
@@ -248,10 +259,28 @@ def _log_footer(return_code: int, elapsed_s: int, num_threads: int) -> str:
             f"# Ended (code {return_code}) at {_now()}, elapsed time {elapsed_s} seconds\n")
 
 
-def _job_env(options: RunnerOptions) -> Dict[str, str]:
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: taskset, a cgroup cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(concurrent_jobs: int, cpus: Optional[int] = None) -> int:
+    """max(1, CPUs // jobs running at once): the cores shared out among the jobs."""
+    return max(1, (cpus if cpus is not None else available_cpus()) // max(1, concurrent_jobs))
+
+
+def _job_env(options: RunnerOptions, concurrent_jobs: int = 1) -> Dict[str, str]:
+    """The environment of a local job (thread rules in the module docstring)."""
     env = dict(os.environ)
     if options.num_threads:
         env["OMP_NUM_THREADS"] = str(options.num_threads)
+    elif concurrent_jobs > 1 and not any(env.get(name) for name in THREAD_VARIABLES):
+        threads = str(threads_per_job(concurrent_jobs))
+        for name in THREAD_VARIABLES:
+            env[name] = threads
     return env
 
 
@@ -288,8 +317,9 @@ class _ProcessTable:
 
 
 def run_job_locally(jobs: JobArray, job_id: int, options: RunnerOptions,
-                    table: Optional[_ProcessTable] = None) -> int:
-    """Run one job, writing its log; return the exit code."""
+                    table: Optional[_ProcessTable] = None, concurrent_jobs: int = 1) -> int:
+    """Run one job, writing its log; return the exit code. ``concurrent_jobs``: how many jobs
+    run at once (sets the per-job thread count, see the module docstring)."""
     log_path = jobs.log_path(job_id)
     command = jobs.command(job_id)
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
@@ -302,8 +332,8 @@ def run_job_locally(jobs: JobArray, job_id: int, options: RunnerOptions,
         else:
             # A new session per job: stopping the runner kills the whole pipeline of the job.
             proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", command], stdin=subprocess.DEVNULL,
-                                    stdout=log_file, stderr=subprocess.STDOUT, env=_job_env(options),
-                                    start_new_session=True)
+                                    stdout=log_file, stderr=subprocess.STDOUT,
+                                    env=_job_env(options, concurrent_jobs), start_new_session=True)
             if table is not None:
                 table.add(proc)
             try:
@@ -350,9 +380,10 @@ def _run_in_parallel(job_ids: List[int], run_one: Callable[[int, _ProcessTable],
 def run_local(jobs: JobArray, options: RunnerOptions) -> List[int]:
     """Run all jobs on this machine; return the ids of the jobs that failed."""
     max_parallel = options.max_jobs_run or jobs.num_jobs
-    results = _run_in_parallel(jobs.job_ids(),
-                               lambda job_id, table: run_job_locally(jobs, job_id, options, table),
-                               max_parallel)
+    concurrent_jobs = min(max_parallel, jobs.num_jobs)
+    results = _run_in_parallel(
+        jobs.job_ids(), lambda job_id, table: run_job_locally(jobs, job_id, options, table, concurrent_jobs),
+        max_parallel)
     return [job_id for job_id in jobs.job_ids() if results[job_id] != 0]
 
 

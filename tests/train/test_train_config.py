@@ -6,6 +6,7 @@ import yaml
 from funasr_lite.utils.config import (
     ConfigError,
     apply_overrides,
+    config_differences,
     parse_override,
     read_config,
     resolve_training_config,
@@ -25,6 +26,13 @@ def _resolve(paths, overrides=()):
         valid_data=paths["valid_data"],
         output_dir=paths["output_dir"],
     )
+
+
+def test_config_differences_lists_changed_missing_and_added_keys():
+    old = {"lm": "transformer", "seed": 0, "lm_conf": {"layer": 2}, "gone": 1}
+    new = {"lm": "transformer", "seed": 1, "lm_conf": {"layer": 3}, "added": None}
+    assert config_differences(old, new) == ["gone", "lm_conf", "seed"]  # None == missing
+    assert config_differences(old, new, keys=("seed", "lm", "lm_conf")) == ["seed", "lm_conf"]
 
 
 def test_override_values_are_typed_as_yaml():

@@ -110,3 +110,47 @@ def test_bad_command_lines(run_tool):
     assert no_command.returncode == 1 and "need a log file and a command" in no_command.stderr
     bad_range = run_tool("run_local.py JOB=3:2 log/x.JOB.log true")
     assert bad_range.returncode == 1 and "bad job range" in bad_range.stderr
+
+
+THREADS_JOB = "echo omp=${OMP_NUM_THREADS:-unset} mkl=${MKL_NUM_THREADS:-unset}"
+
+
+def _cpus():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def test_jobs_at_once_share_the_cpus_through_omp_and_mkl_threads(run_tool, tmp_path):
+    result = run_tool(f"run_local.py JOB=1:2 log/t.JOB.log '{THREADS_JOB}'")
+    assert result.returncode == 0, result.stderr
+    expected = max(1, _cpus() // 2)
+    for job in (1, 2):
+        assert f"omp={expected} mkl={expected}" in read(tmp_path / f"log/t.{job}.log").splitlines()
+    # One job at a time: nothing to share, the libraries' defaults stay.
+    result = run_tool(f"run_local.py --max-jobs-run 1 JOB=1:2 log/one.JOB.log '{THREADS_JOB}'")
+    assert result.returncode == 0, result.stderr
+    assert "omp=unset mkl=unset" in read(tmp_path / "log/one.2.log").splitlines()
+
+
+def test_thread_count_set_in_the_environment_is_kept(run_tool, tmp_path):
+    result = run_tool(f"run_local.py JOB=1:2 log/t.JOB.log '{THREADS_JOB}'", env={"OMP_NUM_THREADS": "7"})
+    assert result.returncode == 0, result.stderr
+    for job in (1, 2):
+        assert "omp=7 mkl=unset" in read(tmp_path / f"log/t.{job}.log").splitlines()
+    result = run_tool(f"run_local.py JOB=1:2 log/m.JOB.log '{THREADS_JOB}'", env={"MKL_NUM_THREADS": "3"})
+    assert result.returncode == 0, result.stderr
+    assert "omp=unset mkl=3" in read(tmp_path / "log/m.1.log").splitlines()
+
+
+def test_threads_per_job_divides_the_cpus():
+    from funasr_lite.utils.jobs import threads_per_job
+
+    assert threads_per_job(3, cpus=8) == 2
+    assert threads_per_job(2, cpus=2) == 1
+    assert threads_per_job(4, cpus=2) == 1  # never 0
+    assert threads_per_job(1, cpus=16) == 16
+
+
+def test_help_documents_the_thread_default(run_tool):
+    result = run_tool("run_local.py --help")
+    assert result.returncode == 0
+    assert "MKL_NUM_THREADS" in result.stdout and "max(1, CPUs // jobs at once)" in result.stdout

@@ -88,3 +88,4 @@ def test_bad_usage(run_tool, tmp_path):
     assert unknown.returncode == 1 and "unknown option --no-wav" in unknown.stderr
     missing = run_tool("validate_data_dir.sh nowhere")
     assert missing.returncode == 1 and "nowhere: not a directory" in missing.stderr
+

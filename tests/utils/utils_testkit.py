@@ -12,7 +12,8 @@ def tool_env(extra_path=()):
     env["PATH"] = os.pathsep.join([*extra_path, UTILS_DIR, VENV_BIN, env.get("PATH", "")])
     env["PYTHONPATH"] = REPO_ROOT
     env["LC_ALL"] = "C.UTF-8"
-    env.pop("OMP_NUM_THREADS", None)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the job runner's thread rules start from unset
+        env.pop(name, None)
     return env
 
 
