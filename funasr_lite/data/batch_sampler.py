@@ -6,6 +6,11 @@ first) and cut it greedily into batches whose padded size ``batch_size * max_len
 within ``batch_bins``; then shuffle the batch order. shuffle=False sorts the whole set once
 (validation). An utterance longer than ``batch_bins`` alone forms its own batch.
 
+SortaGrad (``sortagrad`` = N > 0, Amodei et al. 2016, "Deep Speech 2"): in the first N epochs
+the batches come shortest first instead (the whole set sorted by length, ties in the epoch's
+random order, cut into batches, not shuffled), so training starts on short, easy-to-align
+utterances; later epochs shuffle as above.
+
 DDP: every rank builds the same global batch list and takes every ``world_size``-th batch.
 With ``equal_batches`` (training), the list is first padded by repeating its first batches
 to a multiple of ``world_size``, so all ranks run the same number of steps and no rank waits
@@ -59,6 +64,7 @@ class FrameBatchSampler(Sampler[List[int]]):
         seed: with the epoch, fixes the order.
         world_size, rank: DDP layout.
         equal_batches: pad so every rank gets the same number of batches (training).
+        sortagrad: number of first epochs whose batches go shortest first (with shuffle).
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class FrameBatchSampler(Sampler[List[int]]):
         world_size: int = 1,
         rank: int = 0,
         equal_batches: bool = True,
+        sortagrad: int = 0,
     ):
         if batch_bins < 1:
             raise ValueError(f"batch_bins must be >= 1, got {batch_bins}")
@@ -89,6 +96,9 @@ class FrameBatchSampler(Sampler[List[int]]):
         self.world_size = int(world_size)
         self.rank = int(rank)
         self.equal_batches = bool(equal_batches)
+        if sortagrad < 0:
+            raise ValueError(f"sortagrad must be >= 0, got {sortagrad}")
+        self.sortagrad = int(sortagrad)
         self.epoch = 1
         self.position = 0  # batches of this rank already consumed in this epoch
         self._cache_epoch: Optional[int] = None
@@ -106,6 +116,9 @@ class FrameBatchSampler(Sampler[List[int]]):
             return split_into_batches(order, self.lengths, self.batch_bins)
         rng = np.random.default_rng([self.seed, int(epoch)])
         permutation = rng.permutation(self.lengths.size)
+        if epoch <= self.sortagrad:
+            order = permutation[np.argsort(self.lengths[permutation], kind="stable")]
+            return split_into_batches(order, self.lengths, self.batch_bins)
         batches: List[List[int]] = []
         for start in range(0, permutation.size, self.bucket_size):
             bucket = permutation[start : start + self.bucket_size]

@@ -170,6 +170,7 @@ class Trainer:
             dataset_conf["batch_bins"],
             shuffle=dataset_conf["shuffle"],
             bucket_size=dataset_conf["bucket_size"],
+            sortagrad=dataset_conf["sortagrad"],
             seed=int(config["seed"]),
             world_size=context.world_size,
             rank=context.rank,

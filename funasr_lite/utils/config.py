@@ -165,6 +165,7 @@ DATASET_CONF_SCHEMA: Dict[str, Tuple[Any, Tuple[type, ...]]] = {
     "batch_bins": (20000, (int,)),  # max padded model-input frames (after LFR) per batch
     "bucket_size": (1024, (int,)),  # utterances per shuffled bucket sorted by length
     "shuffle": (True, (bool,)),
+    "sortagrad": (0, (int,)),  # first N epochs: batches shortest first (SortaGrad), then shuffled
     "min_frames": (1, (int,)),  # drop utterances shorter than this (model-input frames)
     "max_frames": (3000, (int,)),  # drop utterances longer than this (model-input frames)
     "min_tokens": (1, (int,)),  # drop utterances with fewer tokens (0-token ones always go)
@@ -270,6 +271,8 @@ def validate_config(config: Dict[str, Any], source: str = "config") -> Dict[str,
     for key in ("batch_bins", "bucket_size", "max_frames"):
         if dataset_conf[key] < 1:
             raise ConfigError(f"{source}: dataset_conf.{key} must be >= 1, got {dataset_conf[key]}")
+    if dataset_conf["sortagrad"] < 0:
+        raise ConfigError(f"{source}: dataset_conf.sortagrad must be >= 0, got {dataset_conf['sortagrad']}")
     frontend_conf = out["frontend_conf"]
     for key, default in FRONTEND_DEFAULTS.items():
         frontend_conf.setdefault(key, default)

@@ -114,3 +114,22 @@ def test_largest_batches():
     top = sampler.largest_batches(2)
     costs = sorted((_padded_cost(b) for b in sampler), reverse=True)
     assert [_padded_cost(b) for b in top] == costs[:2]
+
+
+def test_sortagrad_epochs_go_shortest_first_then_shuffle():
+    sampler = FrameBatchSampler(LENGTHS, 400, bucket_size=50, seed=3, sortagrad=2)
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(len(LENGTHS)))
+        assert all(_padded_cost(b) <= 400 for b in batches)
+        flat = [int(LENGTHS[i]) for b in batches for i in b]
+        assert flat == sorted(flat)  # every utterance at or after all shorter ones
+    first, second = sampler.global_batches(1), sampler.global_batches(2)
+    assert first != second  # equal lengths are ordered by each epoch's own permutation
+    sampler.set_epoch(3)
+    maxima = [int(LENGTHS[b].max()) for b in sampler]
+    assert maxima != sorted(maxima)  # shuffled again
+    assert FrameBatchSampler(LENGTHS, 400, sortagrad=0).global_batches(1) != first
+    with pytest.raises(ValueError, match="sortagrad"):
+        FrameBatchSampler(LENGTHS, 400, sortagrad=-1)
