@@ -415,6 +415,10 @@ def main(argv=None):
     from benchmark_train import environment, lfr_frame_s, write_report
     from funasr_lite.utils.config import resolve_training_config
 
+    # Absolute paths: each trainer runs with its own run directory as the working directory.
+    for name in ("config", "data_dir", "token_list", "cmvn_file", "work_dir", "out"):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     args.token_list = args.token_list or os.path.join(os.path.dirname(os.path.abspath(args.data_dir)),
                                                       "lang_char", "tokens.txt")
     args.cmvn_file = args.cmvn_file or os.path.join(args.data_dir, "am.mvn")
@@ -440,7 +444,6 @@ def main(argv=None):
         print(f"{data['utterances']} utterances, {data['lfr_frames']} LFR frames "
               f"({data['audio_hours'] * 60:.1f} min of audio); work dir {work}", file=sys.stderr)
         runs = {impl: [] for impl in IMPLEMENTATIONS}
-        argvs = None
         for repeat in range(args.repeats):
             order = IMPLEMENTATIONS if repeat % 2 == 0 else IMPLEMENTATIONS[::-1]
             for impl in order:
@@ -469,7 +472,9 @@ def main(argv=None):
         }
     ratios = [o["frames_per_s"] / f["frames_per_s"] for o, f in zip(runs["ours"], runs["funasr"])]
     total_ratios = [f["total_s"] / o["total_s"] for o, f in zip(runs["ours"], runs["funasr"])]
-    shown = {impl: [a.replace(work, "<work>") for a in argvs[impl]] for impl in IMPLEMENTATIONS}
+    # each side's command line as its first run was given it
+    shown = {impl: [a.replace(work, "<work>") for a in commands(args, data, work, os.path.join(work, f"run1_{impl}"))[impl]]
+             for impl in IMPLEMENTATIONS}
     report = {
         "benchmark": "trainer_full",
         "timed": {"epoch_s": "Trainer.train_epoch of one epoch (data loading + features on FunASR's side, "

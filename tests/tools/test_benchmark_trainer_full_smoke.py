@@ -99,8 +99,8 @@ def test_benchmark_trainer_full_smoke(corpus):
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, "tools", "benchmark_trainer_full.py"), "--config", corpus["config"],
          "--data_dir", corpus["data_dir"], "--num_utts", "6", "--repeats", "1", "--threads", "1",
-         "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+         "--out", "trainer_full.json", "--work_dir", "work"],  # relative paths, as a user types them
+        cwd=corpus["root"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "ours / funasr epoch throughput" in proc.stdout
     report = json.loads(out.read_text())
@@ -112,6 +112,7 @@ def test_benchmark_trainer_full_smoke(corpus):
     assert dataset_conf["num_workers"] == 1 and report["funasr_config"]["frontend"] == "WavFrontend"
     assert "funasr_lite.bin.train" in report["commands"]["ours"]
     assert "funasr.bin.train_ds" in report["commands"]["funasr"]
+    assert "run1_ours" in report["commands"]["ours"] and "run1_funasr" in report["commands"]["funasr"]
     for impl in ("ours", "funasr"):
         row = report["results"][impl]
         assert len(row["runs"]) == 1 and row["runs"][0]["torch_threads"] == 1
