@@ -32,7 +32,7 @@ train_args=                # extra trainer arguments, e.g. "++train_conf.max_epo
 ngpu=0                     # >1: torchrun --nproc_per_node ngpu (DDP)
 num_avg=3                  # average this many best epochs into model.avg{N}.pt
 mwer_epochs=1              # stage 5: MWER fine-tuning epochs from the averaged model
-mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++model_conf.mwer_ce_weight=1.0 ++optim_conf.lr=0.0002 ++scheduler=constantlr ++scheduler_conf={}"
+mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++model_conf.mwer_ce_weight=1.0 ++optim_conf.lr=0.0002 ++scheduler=constantlr ++scheduler_conf={} ++dataset_conf.sortagrad=0"
 decode_exp=                # stages 6-8: experiment to decode/export (default: the stage-4 exp)
 decode_checkpoint=         # default: model.avg$num_avg.pt (model.avg1.pt for an *_mwer exp)
 decode_sets="dev test"
