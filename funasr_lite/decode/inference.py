@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -459,8 +460,13 @@ def decode_to_dir(speech2text: Speech2Text, items: Sequence[InputItem], output_d
     """Decode ``items`` and write ``<output_dir>/1best_recog/``; returns the results."""
     results = speech2text.decode(items)
     recog_dir = write_1best_recog(output_dir, results)
-    logger.info("%s -> %s", summarize(results), recog_dir)
+    logger.info("%s, peak RSS %.0f MB -> %s", summarize(results), peak_rss_mb(), recog_dir)
     return results
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB; getrusage, Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def decode_job(speech2text: Speech2Text, items: Sequence[InputItem], output_dir, num_jobs: int = 1,

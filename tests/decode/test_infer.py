@@ -390,3 +390,14 @@ def test_cli_entry_point_prints_key_and_text(model_dir, corpus, loaded):
 
 def test_cli_reports_a_bad_model_dir(tmp_path, corpus, capsys):
     assert infer_cli.main(["--model_dir", str(tmp_path), "--data_dir", corpus[0]]) == 1
+
+
+def test_decode_log_reports_rtf_and_peak_memory(model_dir, corpus, tmp_path, caplog):
+    import logging
+    import re
+
+    with caplog.at_level(logging.INFO, logger="funasr_lite.decode.inference"):
+        assert infer_cli.main(["--model_dir", model_dir, "--data_dir", corpus[0], "--output_dir", str(tmp_path)]) == 0
+    line = next(r.getMessage() for r in caplog.records if "peak RSS" in r.getMessage())
+    rss_mb = float(re.search(r"peak RSS (\d+) MB", line).group(1))
+    assert "RTF" in line and 50 < rss_mb < 100000  # torch alone keeps well over 50 MB resident

@@ -17,40 +17,29 @@ import yaml
 from funasr_lite.frontend.cmvn import write_am_mvn
 from funasr_lite.frontend.fbank import compute_fbank
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOKENS = ["<blank>", "<s>", "</s>", *"的一是了我不人在他有这个上们来到时大地为子中你说", "<unk>"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_benchmarks_smoke as benchmarks_smoke  # noqa: E402  (the shared tiny model config)
+
+REPO = benchmarks_smoke.REPO
+TOKENS = benchmarks_smoke.TOKENS
 LFR_M, LFR_N = 7, 6
 BATCH_BINS = 70  # LFR frames: two or three of the 17..34-frame utterances per batch
 
 
 def tiny_config():
-    return {
-        "model": "paraformer",
-        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "predictor_weight": 1.0, "predictor_bias": 1,
-                       "sampling_ratio": 0.4},
-        "encoder": "sanm",
-        "encoder_conf": {"output_size": 32, "attention_heads": 4, "linear_units": 64, "num_blocks": 2,
-                         "input_layer": "pe", "kernel_size": 5, "sanm_shfit": 0},
-        "decoder": "paraformer_decoder_sanm",
-        "decoder_conf": {"attention_heads": 4, "linear_units": 64, "num_blocks": 1, "att_layer_num": 1,
-                         "kernel_size": 5, "sanm_shfit": 0},
-        "predictor": "cif_predictor_v2",
-        "predictor_conf": {"idim": 32, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
+    """test_benchmarks_smoke's tiny SAN-M Paraformer (LFR 7/6), made a whole training config."""
+    config = benchmarks_smoke.tiny_config()
+    config["decoder_conf"].update(num_blocks=1, att_layer_num=1)
+    config.update({
         "frontend": "wav_frontend",
-        "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
-                          "lfr_m": LFR_M, "lfr_n": LFR_N},
-        "specaug": "specaug_lfr",
-        "specaug_conf": {"apply_time_warp": False, "apply_freq_mask": True, "freq_mask_width_range": [0, 10],
-                         "lfr_rate": LFR_N, "num_freq_mask": 1, "apply_time_mask": True,
-                         "time_mask_width_range": [0, 3], "num_time_mask": 1},
-        "optim": "adam", "optim_conf": {"lr": 0.001},
         "scheduler": "warmuplr", "scheduler_conf": {"warmup_steps": 10},
         "dataset_conf": {"batch_bins": BATCH_BINS, "bucket_size": 512, "shuffle": True, "max_frames": 500,
                          "num_workers": 1},
         "train_conf": {"max_epoch": 5, "grad_clip": 5.0, "log_interval": 1, "keep_nbest_models": 1,
                        "avg_nbest_model": 1, "best_metric": "loss"},
         "seed": 1,
-    }
+    })
+    return config
 
 
 @pytest.fixture(scope="module")
