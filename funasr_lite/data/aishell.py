@@ -21,10 +21,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from funasr_lite.data.datadir import write_kv
+from funasr_lite.data.datadir import utt2spk_to_spk2utt, write_kv, write_spk2utt
 
 logger = logging.getLogger(__name__)
 
@@ -340,10 +339,6 @@ def _write_split(split_out: str, kept: Sequence[str], wavs: Dict[str, Tuple[str,
     os.makedirs(split_out, exist_ok=True)
     write_kv(os.path.join(split_out, "wav.scp"), {utt: wavs[utt][1] for utt in kept})
     write_kv(os.path.join(split_out, "text"), {utt: texts[utt] for utt in kept})
-    write_kv(os.path.join(split_out, "utt2spk"), {utt: wavs[utt][0] for utt in kept})
-    speaker_utts: Dict[str, List[str]] = defaultdict(list)
-    for utt in kept:
-        speaker_utts[wavs[utt][0]].append(utt)
-    write_kv(os.path.join(split_out, "spk2utt"),
-             {spk: " ".join(sorted(utts, key=lambda u: u.encode("utf-8")))
-              for spk, utts in speaker_utts.items()})
+    utt2spk = {utt: wavs[utt][0] for utt in kept}
+    write_kv(os.path.join(split_out, "utt2spk"), utt2spk)
+    write_spk2utt(os.path.join(split_out, "spk2utt"), utt2spk_to_spk2utt(utt2spk))
