@@ -33,7 +33,6 @@ import copy
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ sys.path.insert(0, REPO)
 
 from funasr_lite.models import DECODERS, ENCODERS, MODELS, PREDICTORS, SPECAUGS, build_model  # noqa: E402
 from funasr_lite.utils.config import load_yaml  # noqa: E402
+from funasr_lite.utils.progress import peak_rss_mb  # noqa: E402  (also imported by the other benchmarks)
 
 IMPLEMENTATIONS = ("ours", "funasr")
 LARGE_VOCAB = 8404  # paraformer-large's vocabulary
@@ -99,11 +99,6 @@ def build_funasr_paraformer(config: dict, with_specaug: bool = True):
         kwargs["specaug_conf"] = copy.deepcopy(config.get("specaug_conf") or {})
     kwargs.update(copy.deepcopy(config.get("model_conf") or {}))
     return FunasrParaformer(**kwargs)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (getrusage ru_maxrss) since start or the last reset."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def reset_peak_rss() -> bool:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -49,6 +48,7 @@ from funasr_lite.frontend.audio import AudioEmptyError, AudioError, read_audio
 from funasr_lite.frontend.cmvn import apply_cmvn
 from funasr_lite.frontend.fbank import WaveformTooShortError, compute_fbank
 from funasr_lite.frontend.lfr import lfr_stack
+from funasr_lite.utils.progress import peak_rss_mb
 from funasr_lite.utils.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -462,11 +462,6 @@ def decode_to_dir(speech2text: Speech2Text, items: Sequence[InputItem], output_d
     recog_dir = write_1best_recog(output_dir, results)
     logger.info("%s, peak RSS %.0f MB -> %s", summarize(results), peak_rss_mb(), recog_dir)
     return results
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (MB; getrusage, Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def decode_job(speech2text: Speech2Text, items: Sequence[InputItem], output_dir, num_jobs: int = 1,

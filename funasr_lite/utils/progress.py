@@ -1,6 +1,7 @@
 """Progress bars that stay quiet under CI or when stderr is not a terminal."""
 
 import os
+import resource
 import sys
 
 from tqdm import tqdm
@@ -18,3 +19,9 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, **kwargs)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): getrusage ru_maxrss (KiB on Linux), since start
+    or the last reset of the peak."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

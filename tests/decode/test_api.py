@@ -20,11 +20,6 @@ from test_infer import SAMPLE_RATE, assert_same_results, synth_wave, write_model
 RESULT_KEYS = ["key", "text", "token", "score", "timestamp"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def audio_dir(tmp_path_factory):
     """speech.wav (16 kHz), other.wav, speech8k.wav (8 kHz) and raw PCM of speech."""

@@ -16,8 +16,7 @@ BLANK, SOS, EOS = 0, 1, 2
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
+def fixed_seed():  # one thread: tests/decode/conftest.py
     torch.manual_seed(0)
 
 

@@ -88,11 +88,6 @@ def build_funasr_model(config, vocab_size, seed=0, alpha_bias=-0.9):
     return model.eval()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_corpus(str(tmp_path_factory.mktemp("corpus")), UTTERANCES, with_feats=False)

@@ -151,11 +151,6 @@ def assert_same_results(ours, expected, score_tol=1e-4):
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
