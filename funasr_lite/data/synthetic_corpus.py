@@ -37,7 +37,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from funasr_lite.data.datadir import DataDirError, iter_kv
+from funasr_lite.data.char_timestamps import write_char_timestamps
 from funasr_lite.utils.fileio import atomic_open
 from funasr_lite.utils.progress import progress
 
@@ -881,46 +881,3 @@ def generate_corpus(out_dir: str, size: str = "tiny", seed: int = 1, nj: int = 1
     with atomic_open(done_path) as f:
         json.dump(record, f, ensure_ascii=False, indent=1)
     return record
-
-
-# ---------------------------------------------------------------------------------------------
-# Timestamps file
-# ---------------------------------------------------------------------------------------------
-
-def write_char_timestamps(path: str, char_times: Dict[str, List[Tuple[str, int, int]]]) -> None:
-    """Write ``UTT 字 start_ms end_ms 字 start_ms end_ms ...`` lines sorted by utterance id."""
-    with atomic_open(path) as f:
-        for utt in sorted(char_times, key=lambda u: u.encode("utf-8")):
-            fields = " ".join(f"{ch} {start} {end}" for ch, start, end in char_times[utt])
-            f.write(f"{utt} {fields}\n")
-
-
-def read_char_timestamps(path) -> Dict[str, List[Tuple[str, int, int]]]:
-    """Read the file written by :func:`write_char_timestamps`.
-
-    Raises DataDirError naming ``path:line`` and the utterance on a malformed line (fields not
-    in threes, non-integer or negative times, start after end, times going backwards, a
-    duplicate utterance).
-    """
-    out: Dict[str, List[Tuple[str, int, int]]] = {}
-    for utt, value, line_no in iter_kv(path):
-        fields = value.split()
-        where = f"{path}:{line_no}: utterance {utt!r}"
-        if len(fields) % 3:
-            raise DataDirError(f"{where}: {len(fields)} fields after the id, expected triples 'char start end'")
-        if utt in out:
-            raise DataDirError(f"{where}: duplicate utterance")
-        entries = []
-        previous_end = 0
-        for i in range(0, len(fields), 3):
-            char, start_text, end_text = fields[i:i + 3]
-            try:
-                start, end = int(start_text), int(end_text)
-            except ValueError:
-                raise DataDirError(f"{where}: times of {char!r} are not integers: {start_text} {end_text}") from None
-            if start < previous_end or end < start:
-                raise DataDirError(f"{where}: times of {char!r} ({start}, {end}) go backwards")
-            entries.append((char, start, end))
-            previous_end = end
-        out[utt] = entries
-    return out

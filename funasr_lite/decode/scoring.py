@@ -45,6 +45,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jiwer
 
+from funasr_lite.data.char_timestamps import read_char_timestamps
 from funasr_lite.data.datadir import read_kv
 from funasr_lite.decode.timestamps import TimestampShift, timestamp_shift
 from funasr_lite.decode.writers import read_time_stamps, read_tokens
@@ -229,9 +230,7 @@ def error_report_lines(result: CerResult, top: int = TOP_ERRORS) -> List[str]:
 
 
 def load_char_timestamps(path) -> Dict[str, List[Tuple[str, float, float]]]:
-    """Ground-truth char times, read by the synthetic corpus's own reader (one format owner)."""
-    from funasr_lite.data.synthetic_corpus import read_char_timestamps
-
+    """Ground-truth char times (:mod:`funasr_lite.data.char_timestamps`)."""
     return read_char_timestamps(path)
 
 

@@ -10,6 +10,7 @@ import torch
 import torchaudio.functional as AF
 
 from funasr_lite.data import synthetic_corpus as sc
+from funasr_lite.data.char_timestamps import read_char_timestamps
 from funasr_lite.data.datadir import DataDirError, read_kv
 
 torch.set_num_threads(1)
@@ -102,7 +103,7 @@ def test_splits_disjoint_by_speaker_and_sentence(tiny):
 # --------------------------------------------------------------------------- timestamps
 
 def test_timestamps_one_per_char_monotone_within_audio(tiny):
-    stamps = sc.read_char_timestamps(tiny["root"] / "transcript" / sc.TIMESTAMPS_NAME)
+    stamps = read_char_timestamps(tiny["root"] / "transcript" / sc.TIMESTAMPS_NAME)
     assert set(stamps) == set(tiny["transcript"])
     for utt, entries in stamps.items():
         assert "".join(c for c, _, _ in entries) == tiny["transcript"][utt].replace(" ", "")
@@ -115,7 +116,7 @@ def test_timestamps_one_per_char_monotone_within_audio(tiny):
 
 def test_timestamps_mark_the_speech(tiny):
     """Audio inside the character spans is far louder than the lead-in before the first one."""
-    stamps = sc.read_char_timestamps(tiny["root"] / "transcript" / sc.TIMESTAMPS_NAME)
+    stamps = read_char_timestamps(tiny["root"] / "transcript" / sc.TIMESTAMPS_NAME)
     for utt in list(stamps)[:20]:
         audio, rate = sf.read(str(tiny["wavs"][utt]), dtype="float32")
         inside = np.concatenate([audio[s * 16:e * 16] for _, s, e in stamps[utt]])
@@ -128,12 +129,12 @@ def test_read_char_timestamps_rejects_bad_lines(tmp_path):
     path = tmp_path / "ts.txt"
     path.write_text("U1 中 0 100 国 120 300\nU2 中 0 100 国\n", encoding="utf-8")
     with pytest.raises(DataDirError, match=r"ts\.txt:2: utterance 'U2'"):
-        sc.read_char_timestamps(path)
+        read_char_timestamps(path)
     path.write_text("U1 中 0 100 国 50 300\n", encoding="utf-8")
     with pytest.raises(DataDirError, match=r"ts\.txt:1: .*backwards"):
-        sc.read_char_timestamps(path)
+        read_char_timestamps(path)
     path.write_text("U1 中 0 100 国 120 300\n", encoding="utf-8")
-    assert sc.read_char_timestamps(path) == {"U1": [("中", 0, 100), ("国", 120, 300)]}
+    assert read_char_timestamps(path) == {"U1": [("中", 0, 100), ("国", 120, 300)]}
 
 
 # --------------------------------------------------------------------------- determinism, resume
