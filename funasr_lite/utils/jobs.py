@@ -23,6 +23,11 @@ more than one job runs at once and neither OMP_NUM_THREADS nor MKL_NUM_THREADS i
 gets both set to max(1, CPUs // jobs at once), CPUs being those this process may run on. If the
 environment sets either variable, both are left as they are (the user's setting wins); a single
 job keeps the libraries' defaults; ``--num-threads N`` exports OMP_NUM_THREADS=N.
+
+Progress: on a terminal (stderr a TTY, not CI, FUNASR_LITE_NO_PROGRESS unset) the runner keeps
+one live line on stderr, ``<name>: k/N done, elapsed M:SS, ETA M:SS``, followed by the newest
+``[progress] ...`` line that a running job wrote into its log (a training job's epoch, step, ETA
+and last validation CER; see funasr_lite.utils.progress). Job output still goes only to the logs.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from funasr_lite.utils.progress import StatusLine, last_progress_message
 
 logger = logging.getLogger(__name__)
 
@@ -377,13 +384,47 @@ def _run_in_parallel(job_ids: List[int], run_one: Callable[[int, _ProcessTable],
     return results
 
 
-def run_local(jobs: JobArray, options: RunnerOptions) -> List[int]:
-    """Run all jobs on this machine; return the ids of the jobs that failed."""
+def job_status_line(jobs: JobArray, running: Callable[[], Iterable[int]],
+                    count: Optional[Callable[[], int]] = None, enabled: Optional[bool] = None) -> StatusLine:
+    """The live terminal line of a job array (see the module docstring): ``running()`` gives the
+    ids of the jobs now running, whose logs are searched for the newest ``[progress]`` line."""
+
+    def detail() -> Optional[str]:
+        for job_id in sorted(running()):
+            message = last_progress_message(jobs.log_path(job_id))
+            if message:
+                return message if jobs.num_jobs == 1 else f"job {job_id}: {message}"
+        return None
+
+    return StatusLine(_job_base_name(jobs), jobs.num_jobs, detail=detail, count=count, enabled=enabled)
+
+
+def run_local(jobs: JobArray, options: RunnerOptions, show_progress: Optional[bool] = None) -> List[int]:
+    """Run all jobs on this machine; return the ids of the jobs that failed. ``show_progress``:
+    the live status line (None: on a terminal only)."""
     max_parallel = options.max_jobs_run or jobs.num_jobs
     concurrent_jobs = min(max_parallel, jobs.num_jobs)
-    results = _run_in_parallel(
-        jobs.job_ids(), lambda job_id, table: run_job_locally(jobs, job_id, options, table, concurrent_jobs),
-        max_parallel)
+    lock = threading.Lock()
+    running: set = set()
+    finished = [0]
+
+    def running_ids() -> List[int]:
+        with lock:
+            return list(running)
+
+    with job_status_line(jobs, running_ids, enabled=show_progress) as status:
+        def run_one(job_id: int, table: _ProcessTable) -> int:
+            with lock:
+                running.add(job_id)
+            try:
+                return run_job_locally(jobs, job_id, options, table, concurrent_jobs)
+            finally:
+                with lock:
+                    running.discard(job_id)
+                    finished[0] += 1
+                status.update(finished[0])
+
+        results = _run_in_parallel(jobs.job_ids(), run_one, max_parallel)
     return [job_id for job_id in jobs.job_ids() if results[job_id] != 0]
 
 
@@ -496,6 +537,19 @@ def _read_status(path: str) -> Optional[int]:
         return None
 
 
+def _slurm_status_line(jobs: JobArray) -> StatusLine:
+    """Finished jobs counted by their exit-status files; running ones: a log but no status yet."""
+
+    def finished() -> List[int]:
+        return [j for j in jobs.job_ids() if os.path.exists(status_file(jobs, j))]
+
+    def running() -> List[int]:
+        done = set(finished())
+        return [j for j in jobs.job_ids() if j not in done and os.path.exists(jobs.log_path(j))]
+
+    return job_status_line(jobs, running, count=lambda: len(finished()))
+
+
 def _submit_array(jobs: JobArray, options: RunnerOptions, script_path: str) -> None:
     """Submit the job array and wait for it; Ctrl-C cancels the array."""
     argv = sbatch_argv(jobs, options, script_path)
@@ -510,9 +564,10 @@ def _submit_array(jobs: JobArray, options: RunnerOptions, script_path: str) -> N
         slurm_job_id = (proc.stdout.readline().strip().split(";")[0] if proc.stdout else "")
         if slurm_job_id:
             logger.info("Slurm job %s (%d tasks)", slurm_job_id, jobs.num_jobs)
-        if proc.stdout:
-            proc.stdout.read()
-        return_code = proc.wait()
+        with _slurm_status_line(jobs):
+            if proc.stdout:
+                proc.stdout.read()
+            return_code = proc.wait()
     except KeyboardInterrupt:
         if slurm_job_id:
             subprocess.run(["scancel", slurm_job_id], check=False)
@@ -548,9 +603,10 @@ def run_slurm(jobs: JobArray, options: RunnerOptions) -> List[int]:
     script_path = write_slurm_script(jobs, options)
     if options.use_srun:
         max_parallel = options.max_jobs_run or jobs.num_jobs
-        _run_in_parallel(jobs.job_ids(),
-                         lambda job_id, table: _srun_one(jobs, options, script_path, job_id, table),
-                         max_parallel)
+        with _slurm_status_line(jobs):
+            _run_in_parallel(jobs.job_ids(),
+                             lambda job_id, table: _srun_one(jobs, options, script_path, job_id, table),
+                             max_parallel)
     else:
         _submit_array(jobs, options, script_path)
     statuses = {job_id: _read_status(status_file(jobs, job_id)) for job_id in jobs.job_ids()}

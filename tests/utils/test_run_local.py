@@ -154,3 +154,47 @@ def test_help_documents_the_thread_default(run_tool):
     result = run_tool("run_local.py --help")
     assert result.returncode == 0
     assert "MKL_NUM_THREADS" in result.stdout and "max(1, CPUs // jobs at once)" in result.stdout
+
+
+def _run_on_a_terminal(command, cwd):
+    """Run ``command`` through bash with stderr on a pseudo-terminal; -> (exit code, what the
+    terminal showed)."""
+    import pty
+    import subprocess
+
+    from utils_testkit import tool_env
+
+    env = tool_env()
+    for name in ("CI", "FUNASR_LITE_NO_PROGRESS"):  # the status line is off under CI
+        env.pop(name, None)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    return proc.wait(timeout=60), shown.decode("utf-8", errors="replace")
+
+
+def test_terminal_status_line_counts_jobs_and_shows_a_running_jobs_progress_line(tmp_path):
+    job = "echo '[progress] step JOB of 2'; sleep 3"
+    code, shown = _run_on_a_terminal(f"run_local.py JOB=1:2 log/w.JOB.log \"{job}\"", tmp_path)
+    assert code == 0
+    assert "\rw: 0/2 done, elapsed 0:0" in shown
+    assert "| job 1: step 1 of 2" in shown  # the newest [progress] line of a running job
+    assert "w: 2/2 done" in shown and shown.endswith("\n")
+    assert "step 2 of 2" in read(tmp_path / "log/w.2.log")  # the job's output still goes to its log
+
+
+def test_no_status_line_when_stderr_is_not_a_terminal(run_tool, tmp_path):
+    result = run_tool("run_local.py JOB=1:2 log/w.JOB.log \"echo '[progress] x'\"")
+    assert result.returncode == 0
+    assert result.stderr == ""
