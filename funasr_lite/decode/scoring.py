@@ -1,11 +1,17 @@
-"""Character error rate with Kaldi-style reports.
+"""Character error rate with Kaldi-style reports, all from ONE alignment per utterance.
 
-Spaces are removed and every remaining character is one unit (SPEC §7). Corpus totals come from
-jiwer; the per-utterance REF/HYP/op display comes from our own Levenshtein alignment. Both find a
-minimum-cost alignment, so each utterance's error count agrees; when several minimum-cost
-alignments exist (e.g. ``ab`` vs ``ba``: two substitutions, or a deletion plus an insertion), the
-split into sub/del/ins may differ between the two, as it can between Kaldi's compute-wer and
-align-text.
+Spaces are removed and every remaining character is one unit (SPEC §7). Each utterance is
+aligned once (:func:`align_sequences`: minimum edit distance, unit costs, Kaldi's tie-breaking)
+and every number below is counted from that alignment: the totals of ``cer.txt``, the
+``per_utt`` rows, the error lists of ``errors.txt`` and the pairs of ``timestamp.txt``. So the
+``cer.txt`` totals are the sums of the ``#csid`` lines, and ``ab`` against ``ba`` is two
+substitutions everywhere (not a deletion plus an insertion in one file and two substitutions in
+another). Among equal-cost alignments Kaldi's rule is used (``LevenshteinAlignment`` in
+``util/edit-distance-inl.h``, which ``align-text``/``wer_per_utt_details.pl`` show, and icefall's
+kaldialign): tracing back from the end, prefer a match/substitution, then a deletion, then an
+insertion. Preferring substitutions keeps reference and hypothesis characters paired, which the
+timestamp metrics need. The validation CER of the trainer is :func:`char_errors`, the same
+alignment's error count.
 
 Files written by :func:`score_decode_dir` into ``out_dir``:
 
@@ -23,7 +29,7 @@ Files written by :func:`score_decode_dir` into ``out_dir``:
     %BIAS_COR start +154.03 ms end +249.82 ms [ mean hyp - ref over the same 1462 chars ]
 
   ``%AAS``: mean absolute start/end shift over the correct AND substituted pairs of the CER
-  alignment (see ``timestamps.timestamp_shift``); a substituted token may not even cover the same
+  alignment (:func:`timestamp_shift`); a substituted token may not even cover the same
   sound, so this mixes timing and recognition errors. ``%AAS_COR``: the same mean absolute shift
   over the characters aligned as correct only, with how many there were and what share of the
   reference characters (of the utterances with ground truth) that is. ``%BIAS_COR``: the mean
@@ -31,6 +37,12 @@ Files written by :func:`score_decode_dir` into ``out_dir``:
   close to the absolute shift means a systematic offset rather than scatter.
   Deleted and inserted characters, and substitutions, never enter the ``_COR`` lines; values
   are ``nan`` when no character is aligned as correct.
+
+  The pairs are those of the utterance's CER alignment, so the ground-truth characters must be
+  the reference text's characters and the hypothesis tokens (without ``<unk>``-like tokens, which
+  have no text) the hypothesis text's characters. ``utts skipped`` counts the hypotheses without
+  ground truth and the utterances where the units differ (e.g. multi-character BPE tokens, or a
+  ground-truth line for an utterance the reference text does not have); a warning names them.
 """
 
 from __future__ import annotations
@@ -43,11 +55,9 @@ import os
 import unicodedata
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import jiwer
-
 from funasr_lite.data.char_timestamps import read_char_timestamps
 from funasr_lite.data.datadir import read_kv
-from funasr_lite.decode.timestamps import TimestampShift, timestamp_shift
+from funasr_lite.data.tokenizer import NON_TEXT_TOKENS, text_to_chars
 from funasr_lite.decode.writers import read_time_stamps, read_tokens
 from funasr_lite.utils.fileio import atomic_open
 
@@ -55,11 +65,6 @@ logger = logging.getLogger(__name__)
 
 EPSILON = "***"  # Kaldi's placeholder for "no token on this side"
 TOP_ERRORS = 20
-
-
-def text_to_chars(text: str) -> List[str]:
-    """The scoring units of a transcript: its characters, whitespace removed."""
-    return [ch for ch in text if not ch.isspace()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,10 +77,10 @@ class AlignedPair:
 
 
 def align_sequences(ref: Sequence[str], hyp: Sequence[str]) -> List[AlignedPair]:
-    """Minimum edit-distance alignment (unit costs), in order.
+    """Minimum edit-distance alignment (unit costs), in order: the one alignment of scoring.
 
     Among equal-cost alignments the backtrace prefers a match/substitution, then a deletion,
-    then an insertion, at each step from the end.
+    then an insertion, at each step from the end (Kaldi's ``LevenshteinAlignment`` rule).
     """
     num_ref, num_hyp = len(ref), len(hyp)
     # cost[i][j]: edit distance between ref[:i] and hyp[:j]
@@ -104,6 +109,13 @@ def align_sequences(ref: Sequence[str], hyp: Sequence[str]) -> List[AlignedPair]
     return pairs
 
 
+def char_errors(reference: str, hypothesis: str) -> Tuple[int, int]:
+    """(errors, reference characters) of one utterance, whitespace removed: the CER numerator
+    and denominator from :func:`align_sequences` (what the trainer's validation CER sums)."""
+    ref, hyp = text_to_chars(reference), text_to_chars(hypothesis)
+    return sum(1 for pair in align_sequences(ref, hyp) if pair.op != "C"), len(ref)
+
+
 @dataclasses.dataclass
 class UttAlignment:
     key: str
@@ -122,7 +134,7 @@ class UttAlignment:
 
 @dataclasses.dataclass
 class CerResult:
-    """Corpus totals (from jiwer) and the per-utterance alignments."""
+    """Corpus totals (the sums over ``utts``) and the per-utterance alignments."""
 
     num_ref_chars: int
     substitutions: int
@@ -169,12 +181,11 @@ def compute_cer(refs: Mapping[str, str], hyps: Mapping[str, str]) -> CerResult:
     if num_ref_chars == 0:
         raise ValueError("the reference has no characters to score")
 
-    # Characters joined by spaces, so jiwer's word measures count characters.
-    totals = jiwer.process_words([" ".join(r) for r in ref_chars], [" ".join(h) for h in hyp_chars])
     utts = [UttAlignment(k, r, h, align_sequences(r, h), hyp_missing=k not in hyps)
             for k, r, h in zip(keys, ref_chars, hyp_chars)]
-    return CerResult(num_ref_chars, totals.substitutions, totals.deletions, totals.insertions,
-                     utts, missing, extra)
+    totals = [sum(counts) for counts in zip(*(utt.csid for utt in utts))]
+    _, substitutions, deletions, insertions = totals
+    return CerResult(num_ref_chars, substitutions, deletions, insertions, utts, missing, extra)
 
 
 def _display_width(text: str) -> int:
@@ -234,35 +245,78 @@ def load_char_timestamps(path) -> Dict[str, List[Tuple[str, float, float]]]:
     return read_char_timestamps(path)
 
 
+TimedUnit = Tuple[str, float, float]
+
+
 def _hypothesis_units(key: str, hyp_tokens: Mapping[str, Sequence[str]],
-                      hyp_timestamps: Mapping[str, Sequence[Sequence[float]]]) -> List[Tuple[str, float, float]]:
-    """``(token, start_ms, end_ms)`` per hypothesis token of one utterance (empty without one)."""
+                      hyp_timestamps: Mapping[str, Sequence[Sequence[float]]]) -> List[TimedUnit]:
+    """``(token, start_ms, end_ms)`` per hypothesis token of one utterance (empty without one);
+    tokens without text (``<unk>``, ``</s>``, ...: not in the hypothesis text) are left out."""
     tokens = list(hyp_tokens.get(key, []))
     times = list(hyp_timestamps.get(key, []))
     if len(tokens) != len(times):
         raise ValueError(f"utterance {key}: {len(tokens)} hypothesis tokens but {len(times)} timestamps")
-    return [(token, start, end) for token, (start, end) in zip(tokens, times)]
+    return [(token, start, end) for token, (start, end) in zip(tokens, times) if token not in NON_TEXT_TOKENS]
 
 
-def compute_timestamp_shift(
-    ref_timestamps: Mapping[str, Sequence[Tuple[str, float, float]]],
-    hyp_tokens: Mapping[str, Sequence[str]],
-    hyp_timestamps: Mapping[str, Sequence[Sequence[float]]],
-) -> Tuple[TimestampShift, List[str]]:
-    """Timestamp shift summed over the utterances that have ground-truth times.
+def _pairs_of(ref: Sequence[TimedUnit], hyp: Sequence[TimedUnit],
+              pairs: Optional[Sequence[AlignedPair]]) -> Sequence[AlignedPair]:
+    return pairs if pairs is not None else align_sequences([u[0] for u in ref], [u[0] for u in hyp])
 
-    A reference utterance without a hypothesis counts its characters as deleted.
-    Returns the totals and the hypothesis utts skipped for lack of ground truth.
+
+@dataclasses.dataclass
+class TimestampShift:
+    """Summed absolute start/end shifts over aligned (correct or substituted) token pairs."""
+
+    start_shift_ms_sum: float = 0.0
+    end_shift_ms_sum: float = 0.0
+    num_correct: int = 0
+    num_substituted: int = 0
+    num_deleted: int = 0
+    num_inserted: int = 0
+
+    @property
+    def num_pairs(self) -> int:
+        return self.num_correct + self.num_substituted
+
+    @property
+    def mean_start_shift_ms(self) -> float:
+        return self.start_shift_ms_sum / self.num_pairs if self.num_pairs else float("nan")
+
+    @property
+    def mean_end_shift_ms(self) -> float:
+        return self.end_shift_ms_sum / self.num_pairs if self.num_pairs else float("nan")
+
+    def __add__(self, other: "TimestampShift") -> "TimestampShift":
+        return TimestampShift(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+def timestamp_shift(ref: Sequence[TimedUnit], hyp: Sequence[TimedUnit],
+                    pairs: Optional[Sequence[AlignedPair]] = None) -> TimestampShift:
+    """Accumulate |start_hyp - start_ref| and |end_hyp - end_ref| over aligned token pairs.
+
+    Args:
+        ref: ground truth ``(char, start_ms, end_ms)`` per character.
+        hyp: ``(token, start_ms, end_ms)`` per hypothesis token.
+        pairs: the utterance's CER alignment of these units (default: :func:`align_sequences`).
+    Only correct and substituted pairs contribute; deletions and insertions are counted.
     """
-    total = TimestampShift()
-    for key in sorted(ref_timestamps, key=lambda k: k.encode("utf-8")):
-        total = total + timestamp_shift(list(ref_timestamps[key]),
-                                        _hypothesis_units(key, hyp_tokens, hyp_timestamps))
-    skipped = sorted((k for k in hyp_timestamps if k not in ref_timestamps), key=lambda k: k.encode("utf-8"))
-    if skipped:
-        logger.warning("%d hypothesis utterances have no ground-truth timestamps (skipped), e.g. %s",
-                       len(skipped), ", ".join(skipped[:5]))
-    return total, skipped
+    shift = TimestampShift()
+    for pair in _pairs_of(ref, hyp, pairs):
+        if pair.op == "D":
+            shift.num_deleted += 1
+        elif pair.op == "I":
+            shift.num_inserted += 1
+        else:
+            _, ref_start, ref_end = ref[pair.ref_index]
+            _, hyp_start, hyp_end = hyp[pair.hyp_index]
+            shift.start_shift_ms_sum += abs(float(hyp_start) - float(ref_start))
+            shift.end_shift_ms_sum += abs(float(hyp_end) - float(ref_end))
+            if pair.op == "C":
+                shift.num_correct += 1
+            else:
+                shift.num_substituted += 1
+    return shift
 
 
 @dataclasses.dataclass
@@ -309,18 +363,18 @@ class CorrectCharTiming:
         return CorrectCharTiming(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 
 
-def correct_char_timing(ref: Sequence[Tuple[str, float, float]],
-                        hyp: Sequence[Tuple[str, float, float]]) -> CorrectCharTiming:
+def correct_char_timing(ref: Sequence[TimedUnit], hyp: Sequence[TimedUnit],
+                        pairs: Optional[Sequence[AlignedPair]] = None) -> CorrectCharTiming:
     """Errors of one utterance's hypothesis times over its characters aligned as correct.
 
     Args:
         ref: ground truth ``(char, start_ms, end_ms)`` per character.
         hyp: ``(token, start_ms, end_ms)`` per hypothesis token.
-    The alignment is the CER one (:func:`align_sequences`), so these characters are exactly the
-    ``cor`` count of the ``%AAS`` line.
+        pairs: the utterance's CER alignment of these units (default: :func:`align_sequences`),
+            so these characters are exactly the ``cor`` count of the ``%AAS`` line.
     """
     timing = CorrectCharTiming(num_ref_chars=len(ref))
-    for pair in align_sequences([unit[0] for unit in ref], [unit[0] for unit in hyp]):
+    for pair in _pairs_of(ref, hyp, pairs):
         if pair.op != "C":
             continue
         _, ref_start, ref_end = ref[pair.ref_index]
@@ -335,20 +389,56 @@ def correct_char_timing(ref: Sequence[Tuple[str, float, float]],
     return timing
 
 
-def compute_correct_char_timing(
-    ref_timestamps: Mapping[str, Sequence[Tuple[str, float, float]]],
+@dataclasses.dataclass
+class TimestampScores:
+    """The timestamp metrics of a decode, and the utterances left out (see the module docstring)."""
+
+    shift: TimestampShift
+    timing: CorrectCharTiming
+    skipped: List[str]
+
+
+def compute_timestamp_scores(
+    result: CerResult,
+    ref_timestamps: Mapping[str, Sequence[TimedUnit]],
     hyp_tokens: Mapping[str, Sequence[str]],
     hyp_timestamps: Mapping[str, Sequence[Sequence[float]]],
-) -> CorrectCharTiming:
-    """:func:`correct_char_timing` summed over the utterances that have ground-truth times.
+) -> TimestampScores:
+    """Timestamp shift and correct-character timing over the scored utterances with ground truth,
+    each on the pairs of its CER alignment in ``result``.
 
-    A reference utterance without a hypothesis adds its characters to ``num_ref_chars`` only.
+    A reference utterance without a hypothesis counts its characters as deleted. Skipped (named
+    in a warning, counted): hypotheses without ground truth, and utterances whose ground-truth
+    characters or hypothesis tokens are not the units the CER alignment paired.
     """
-    total = CorrectCharTiming()
-    for key in sorted(ref_timestamps, key=lambda k: k.encode("utf-8")):
-        total = total + correct_char_timing(list(ref_timestamps[key]),
-                                            _hypothesis_units(key, hyp_tokens, hyp_timestamps))
-    return total
+    shift, timing = TimestampShift(), CorrectCharTiming()
+    scored = set()
+    differing: List[str] = []
+    for utt in result.utts:
+        if utt.key not in ref_timestamps:
+            continue
+        ref = list(ref_timestamps[utt.key])
+        hyp = _hypothesis_units(utt.key, hyp_tokens, hyp_timestamps)
+        if [u[0] for u in ref] != utt.ref or [u[0] for u in hyp] != utt.hyp:
+            differing.append(utt.key)
+            continue
+        shift = shift + timestamp_shift(ref, hyp, utt.pairs)
+        timing = timing + correct_char_timing(ref, hyp, utt.pairs)
+        scored.add(utt.key)
+    no_truth = [k for k in hyp_timestamps if k not in ref_timestamps]
+    unscored_truth = [k for k in ref_timestamps if k not in scored and k not in differing]
+    if no_truth:
+        logger.warning("%d hypothesis utterances have no ground-truth timestamps (skipped), e.g. %s",
+                       len(no_truth), ", ".join(no_truth[:5]))
+    if differing:
+        logger.warning("%d utterances skipped in timestamp scoring: their ground-truth characters or hypothesis "
+                       "tokens are not the characters of the texts scored for CER, e.g. %s",
+                       len(differing), ", ".join(differing[:5]))
+    if unscored_truth:
+        logger.warning("%d ground-truth timestamp utterances are not in the reference text (skipped), e.g. %s",
+                       len(unscored_truth), ", ".join(unscored_truth[:5]))
+    skipped = sorted(set(no_truth) | set(differing) | set(unscored_truth), key=lambda k: k.encode("utf-8"))
+    return TimestampScores(shift, timing, skipped)
 
 
 def _format_ms(value: float, signed: bool = False) -> str:
@@ -415,9 +505,9 @@ def score_decode_dir(
             hyp_token = os.path.join(os.path.dirname(os.fspath(hyp_timestamps)), "token")
         ref_times = load_char_timestamps(ref_timestamps)
         tokens, times = read_tokens(hyp_token), read_time_stamps(hyp_timestamps)
-        shift, skipped = compute_timestamp_shift(ref_times, tokens, times)
-        timing = compute_correct_char_timing(ref_times, tokens, times)
-        result.timestamp_lines = [timestamp_shift_line(shift, len(skipped))] + correct_char_timing_lines(timing)
+        scores = compute_timestamp_scores(result, ref_times, tokens, times)
+        result.timestamp_lines = ([timestamp_shift_line(scores.shift, len(scores.skipped))]
+                                  + correct_char_timing_lines(scores.timing))
         with atomic_open(timestamp_report) as f:
             f.write("\n".join(result.timestamp_lines) + "\n")
     return result

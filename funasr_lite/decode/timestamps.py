@@ -1,4 +1,7 @@
-"""Token timestamps from the CIF predictor, and their accuracy against ground truth.
+"""Token timestamps from the CIF predictor.
+
+Their accuracy against ground truth is scored in :mod:`funasr_lite.decode.scoring` (on the CER
+alignment); this module imports nothing from the rest of the package.
 
 `cif_timestamps` follows FunASR's rules for the LFR-6 Paraformer (its
 `ts_prediction_lfr6_standard`), restated here on whole arrays:
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
 
@@ -212,62 +215,3 @@ def cif_timestamps(
                             boundary_silence_frames, check_argument_order)
     return [[frames_to_ms(s.start_frame, frame_ms, offset_ms), frames_to_ms(s.end_frame, frame_ms, offset_ms)]
             for s in segments if s.label != SILENCE]
-
-
-@dataclasses.dataclass
-class TimestampShift:
-    """Summed absolute start/end shifts over aligned (correct or substituted) token pairs."""
-
-    start_shift_ms_sum: float = 0.0
-    end_shift_ms_sum: float = 0.0
-    num_correct: int = 0
-    num_substituted: int = 0
-    num_deleted: int = 0
-    num_inserted: int = 0
-
-    @property
-    def num_pairs(self) -> int:
-        return self.num_correct + self.num_substituted
-
-    @property
-    def mean_start_shift_ms(self) -> float:
-        return self.start_shift_ms_sum / self.num_pairs if self.num_pairs else float("nan")
-
-    @property
-    def mean_end_shift_ms(self) -> float:
-        return self.end_shift_ms_sum / self.num_pairs if self.num_pairs else float("nan")
-
-    def __add__(self, other: "TimestampShift") -> "TimestampShift":
-        return TimestampShift(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
-
-
-TimedUnit = Tuple[str, float, float]
-
-
-def timestamp_shift(ref: Sequence[TimedUnit], hyp: Sequence[TimedUnit]) -> TimestampShift:
-    """Accumulate |start_hyp - start_ref| and |end_hyp - end_ref| over aligned token pairs.
-
-    Args:
-        ref: ground truth ``(char, start_ms, end_ms)`` per character.
-        hyp: ``(token, start_ms, end_ms)`` per hypothesis token.
-    Hypothesis tokens are aligned to reference characters by the edit-distance alignment used
-    for CER; only correct and substituted pairs contribute, deletions and insertions are counted.
-    """
-    from funasr_lite.decode.scoring import align_sequences  # scoring imports nothing from here
-
-    shift = TimestampShift()
-    for pair in align_sequences([unit[0] for unit in ref], [unit[0] for unit in hyp]):
-        if pair.op == "D":
-            shift.num_deleted += 1
-        elif pair.op == "I":
-            shift.num_inserted += 1
-        else:
-            _, ref_start, ref_end = ref[pair.ref_index]
-            _, hyp_start, hyp_end = hyp[pair.hyp_index]
-            shift.start_shift_ms_sum += abs(float(hyp_start) - float(ref_start))
-            shift.end_shift_ms_sum += abs(float(hyp_end) - float(ref_end))
-            if pair.op == "C":
-                shift.num_correct += 1
-            else:
-                shift.num_substituted += 1
-    return shift

@@ -25,7 +25,6 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import jiwer
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader
 from funasr_lite.data.batch_sampler import FrameBatchSampler
 from funasr_lite.data.collate import collate_batch
 from funasr_lite.data.dataset import AsrDataset, build_dataset
+from funasr_lite.decode.scoring import char_errors  # validation CER: the scoring alignment
 from funasr_lite.train.average import average_best_checkpoints, write_best
 from funasr_lite.train.checkpoint import (
     capture_rng_state,
@@ -72,18 +72,6 @@ def _stat_value(value: Any) -> Optional[float]:
     if torch.is_tensor(value):
         return float(value.detach().float().mean()) if value.numel() else None
     return float(value)
-
-
-def char_errors(reference: str, hypothesis: str) -> Tuple[int, int]:
-    """(edit distance, reference length) over characters, whitespace removed (jiwer)."""
-    reference = "".join(reference.split())
-    hypothesis = "".join(hypothesis.split())
-    if not reference:
-        return len(hypothesis), 0
-    if not hypothesis:
-        return len(reference), len(reference)
-    measures = jiwer.process_characters(reference, hypothesis)
-    return measures.substitutions + measures.deletions + measures.insertions, len(reference)
 
 
 class StatsAccumulator:

@@ -1,7 +1,9 @@
-"""CER scoring: hand examples, Kaldi-style report files, the compute_cer CLI."""
+"""CER scoring: hand examples, Kaldi-style report files, the compute_cer CLI, and every report
+counted from one alignment (Kaldi's tie-breaking)."""
 
 import logging
 import random
+import re
 
 import jiwer
 import pytest
@@ -9,9 +11,11 @@ import pytest
 from funasr_lite.bin import compute_cer as compute_cer_cli
 from funasr_lite.decode.scoring import (
     align_sequences,
+    char_errors,
     compute_cer,
     error_report_lines,
     per_utt_lines,
+    score_decode_dir,
     text_to_chars,
 )
 
@@ -34,6 +38,98 @@ def test_alignment_hand_example():
     assert [p.op for p in align_sequences(list("ab"), list("ba"))] == ["S", "S"]
     assert [p.op for p in align_sequences([], list("ab"))] == ["I", "I"]
     assert [p.op for p in align_sequences(list("ab"), [])] == ["D", "D"]
+
+
+def test_alignment_breaks_ties_as_kaldi():
+    # Kaldi's LevenshteinAlignment traces back from the end preferring match/substitution, then
+    # deletion, then insertion (hand-traced on the cost tables):
+    # aab vs ab: b C, a C, then the first a is deleted
+    assert [p.op for p in align_sequences(list("aab"), list("ab"))] == ["D", "C", "C"]
+    # ab vs aab: the first a is inserted
+    assert [p.op for p in align_sequences(list("ab"), list("aab"))] == ["I", "C", "C"]
+    # ab vs bc: S S (cost 2) rather than D C I (cost 2)
+    assert [p.op for p in align_sequences(list("ab"), list("bc"))] == ["S", "S"]
+    # abc vs bcd: D C C I (cost 2) beats S S S (cost 3)
+    assert [p.op for p in align_sequences(list("abc"), list("bcd"))] == ["D", "C", "C", "I"]
+
+
+def test_char_errors_by_hand():
+    assert char_errors("a b c", "abd") == (1, 3)
+    assert char_errors("abc", "") == (3, 3)
+    assert char_errors("甚至 出现", "甚至出现了") == (1, 4)
+    assert char_errors("", "x") == (1, 0)
+    assert char_errors("ab", "ba") == (2, 2)
+
+
+def test_trainer_validation_cer_is_the_scoring_function():
+    from funasr_lite.train import trainer
+
+    assert trainer.char_errors is char_errors
+
+
+def _read_reports(out_dir):
+    cer = (out_dir / "cer.txt").read_text(encoding="utf-8")
+    match = re.fullmatch(r"%CER \S+ \[ (\d+) / (\d+), (\d+) ins, (\d+) del, (\d+) sub \]\n", cer)
+    assert match, cer
+    errors, _, ins, dels, subs = (int(g) for g in match.groups())
+    csid = [0, 0, 0, 0]
+    for line in (out_dir / "per_utt").read_text(encoding="utf-8").splitlines():
+        if line.split()[1] == "#csid":
+            csid = [a + int(b) for a, b in zip(csid, line.split()[2:])]
+    return (errors, subs, dels, ins), csid
+
+
+def test_ab_vs_ba_is_two_substitutions_in_every_report(tmp_path):
+    write(tmp_path / "ref", ["u1 ab"])
+    write(tmp_path / "hyp", ["u1 ba"])
+    out_dir = tmp_path / "out"
+    score_decode_dir(tmp_path / "ref", tmp_path / "hyp", out_dir)
+    assert (out_dir / "cer.txt").read_text(encoding="utf-8") == "%CER 100.00 [ 2 / 2, 0 ins, 0 del, 2 sub ]\n"
+    assert (out_dir / "per_utt").read_text(encoding="utf-8").splitlines() == [
+        "u1 ref a b", "u1 hyp b a", "u1 op  S S", "u1 #csid 0 2 0 0"]
+    errors = (out_dir / "errors.txt").read_text(encoding="utf-8")
+    assert "     1  a -> b\n     1  b -> a\n" in errors
+    assert "DELETIONS (top 20): count ref\n\nINSERTIONS (top 20): count hyp\n" in errors
+
+
+def test_cer_totals_are_the_per_utt_sums_on_random_pairs(tmp_path):
+    rng = random.Random(9)
+    refs, hyps = {}, {}
+    for i in range(300):
+        ref = "".join(rng.choice("abcd") for _ in range(rng.randint(1, 12)))
+        hyp = list(ref)
+        for _ in range(rng.randint(0, 5)):  # random edits, often creating equal-cost alternatives
+            where = rng.randint(0, len(hyp))
+            kind = rng.choice("sdi")
+            if kind == "i" or not hyp:
+                hyp.insert(where, rng.choice("abcde"))
+            elif kind == "s":
+                hyp[min(where, len(hyp) - 1)] = rng.choice("abcde")
+            else:
+                del hyp[min(where, len(hyp) - 1)]
+        refs[f"utt{i:03d}"], hyps[f"utt{i:03d}"] = ref, "".join(hyp)
+    write(tmp_path / "ref", [f"{k} {v}" for k, v in refs.items()])
+    write(tmp_path / "hyp", [f"{k} {v}" for k, v in hyps.items()])
+    result = score_decode_dir(tmp_path / "ref", tmp_path / "hyp", tmp_path / "out")
+    (errors, subs, dels, ins), (_, per_utt_s, per_utt_d, per_utt_i) = _read_reports(tmp_path / "out")
+    assert (subs, dels, ins) == (per_utt_s, per_utt_d, per_utt_i)
+    assert errors == subs + dels + ins
+    assert subs > 0 and dels > 0 and ins > 0
+    # the error lists of errors.txt (all of them, not only the top 20) sum to the same totals
+    lines = error_report_lines(result, top=10**6)
+    sections = {}
+    for line in lines:
+        if line.endswith(("ref -> hyp", "count ref", "count hyp")):
+            current = sections.setdefault(line.split()[0], [])
+        elif line.strip() and sections:
+            current.append(int(line.split()[0]))
+    assert (sum(sections["SUBSTITUTIONS"]), sum(sections["DELETIONS"]), sum(sections["INSERTIONS"])) == (subs, dels, ins)
+    # the error count is the edit distance, as an independent implementation computes it
+    oracle = jiwer.process_words([" ".join(refs[k]) for k in sorted(refs)],
+                                 [" ".join(hyps[k]) for k in sorted(refs)])
+    assert errors == oracle.substitutions + oracle.deletions + oracle.insertions
+    # and the trainer's validation count agrees utterance by utterance
+    assert errors == sum(char_errors(refs[k], hyps[k])[0] for k in refs)
 
 
 def test_alignment_error_count_matches_jiwer_on_random_strings():
