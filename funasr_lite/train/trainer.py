@@ -2,9 +2,12 @@
 
 Outputs under ``<exp>`` (rank 0 writes everything):
   config.yaml            the resolved config (decoding reads only this)
-  train.log              text log (also on stderr)
+  train.log              text log (also on stderr), with ``[progress]`` lines (epoch, batch, step,
+                         elapsed, ETA, last validation CER) that the job runner shows on a terminal
   tensorboard/           scalars: train/<loss parts>, train/acc, train/lr, train/grad_norm,
                          train/frames_per_s, valid/loss, valid/acc, valid/cer
+  epochs.jsonl           one JSON record per epoch: train averages over the epoch, validation
+                         metrics, lr, seconds (``tools/plot_curves.py`` draws curves.png from it)
   epoch_N.pt             full state at the end of epoch N (best ``keep_nbest_models`` + latest kept)
   checkpoint_latest.pt   full state of the newest save (epoch end, or every ``save_every_steps``)
   best.json              validation history and the ranking by ``best_metric``
@@ -47,7 +50,13 @@ from funasr_lite.train.checkpoint import (
 from funasr_lite.train.distributed import DistributedContext, init_distributed, shutdown_distributed
 from funasr_lite.train.optim import build_optimizer
 from funasr_lite.train.scheduler import build_scheduler
-from funasr_lite.train.train_log import log_to_file
+from funasr_lite.train.train_log import (
+    LOG_FORMAT,
+    RunProgress,
+    append_epoch_record,
+    experiment_logging,
+    tensorboard_writer,
+)
 from funasr_lite.utils.config import config_differences, read_config, write_config
 from funasr_lite.utils.progress import progress
 
@@ -57,7 +66,8 @@ LATEST_CHECKPOINT = "checkpoint_latest.pt"
 DONE_MARKER = "train.done"
 # Lower is better for these validation metrics; higher for the others (acc).
 LOWER_IS_BETTER = {"cer": True, "loss": True, "acc": False}
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) [rank %(rank)s] %(levelname)s: %(message)s"
+# A [progress] line at least this often (besides every log_interval steps and each epoch end).
+PROGRESS_EVERY_S = 60.0
 
 StepCallback = Callable[[Dict[str, Any]], None]
 
@@ -198,11 +208,10 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.nonfinite_total = 0
         self.history: List[Dict[str, Any]] = []
-        self.writer = None
-        if context.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(os.path.join(self.exp_dir, "tensorboard"))
+        self.writer = tensorboard_writer(self.exp_dir, context.is_main)
+        self.run_progress = RunProgress()
+        self.epoch_stats = StatsAccumulator()  # train averages of the current epoch (epochs.jsonl)
+        self.epoch_seconds = 0.0
 
     # ------------------------------------------------------------------ state
 
@@ -440,6 +449,35 @@ class Trainer:
             self.writer.add_scalar("train/grad_norm", grad_norm, self.global_step)
             self.writer.add_scalar("train/frames_per_s", frames_per_s, self.global_step)
 
+    def _batches_left(self, epoch: int) -> int:
+        """Batches still to train in the run (this epoch's rest and the later epochs; max_steps)."""
+        per_epoch = len(self.train_sampler)
+        left = per_epoch - self.train_sampler.position + (self.train_conf["max_epoch"] - epoch) * per_epoch
+        max_steps = self.train_conf["max_steps"]
+        if max_steps:
+            left = min(left, (max_steps - self.global_step) * self.train_conf["accum_grad"])
+        return max(0, left)
+
+    def log_progress(self, epoch: int, batches_left: Optional[int] = None, in_epoch: bool = True) -> None:
+        """Log the ``[progress]`` line: epoch/batch/step, elapsed, ETA, the last validation result."""
+        if not self.context.is_main:
+            return
+        metric = "cer" if self.train_conf["validate_cer"] else self.train_conf["best_metric"]
+        validated = [entry for entry in self.history if entry.get(metric) is not None]
+        logger.info(
+            "%s",
+            self.run_progress.message(
+                epoch,
+                self.train_conf["max_epoch"],
+                self._batches_left(epoch) if batches_left is None else batches_left,
+                position=self.train_sampler.position if in_epoch else None,
+                epoch_batches=len(self.train_sampler),
+                step=self.global_step,
+                last_valid=validated[-1] if validated else None,
+                metric=metric,
+            ),
+        )
+
     def train_epoch(self, epoch: int) -> bool:
         """Train the rest of ``epoch``; -> True when max_steps was reached (training should stop)."""
         accum_grad = self.train_conf["accum_grad"]
@@ -471,11 +509,13 @@ class Trainer:
                         self._backward(loss, sync=boundary)
                         window_losses.append(float(loss.detach()))
                         interval_stats.add(stats, float(_stat_value(weight) or 1.0))
+                        self.epoch_stats.add(stats, float(_stat_value(weight) or 1.0))
                     else:
                         window_skip = True
                         self.optimizer.zero_grad(set_to_none=True)
                 interval_frames += all_frames
                 bar.update(1)
+                self.run_progress.batch_done()
                 if not boundary:
                     continue
 
@@ -507,6 +547,9 @@ class Trainer:
                         now = time.perf_counter()
                         self._log_train(epoch, interval_stats, lr_used, grad_norm, interval_frames, now - interval_start)
                         interval_stats, interval_frames, interval_start = StatsAccumulator(), 0.0, now
+                        self.log_progress(epoch)
+                    elif self.run_progress.due(PROGRESS_EVERY_S):
+                        self.log_progress(epoch)
                     if save_every and self.global_step % save_every == 0 and position < total:
                         self.save(os.path.join(self.exp_dir, LATEST_CHECKPOINT))
                 window_losses, window_utts, window_skip = [], [], False
@@ -581,16 +624,32 @@ class Trainer:
         ranked = sorted(scored, key=lambda e: (sign * e[metric], -e["epoch"]))
         return [{"epoch": e["epoch"], metric: e[metric], "checkpoint": epoch_checkpoint_name(e["epoch"])} for e in ranked]
 
+    def _epoch_train_averages(self) -> Dict[str, float]:
+        """This epoch's training averages over all ranks (a collective call); resets them."""
+        total = StatsAccumulator()
+        for sums, weights in self.context.all_gather_object((self.epoch_stats.sums, self.epoch_stats.weights)):
+            total.merge(sums, weights)
+        self.epoch_stats = StatsAccumulator()
+        return total.averages()
+
     def end_epoch(self, epoch: int, metrics: Dict[str, float]) -> None:
-        """Record validation, save epoch_N.pt (+ latest), update best.json, prune old epochs."""
+        """Record validation, save epoch_N.pt (+ latest), update best.json and epochs.jsonl, prune
+        old epochs."""
         self.history = [entry for entry in self.history if entry["epoch"] != epoch]
         self.history.append({"epoch": epoch, "step": self.global_step, **metrics})
+        train_averages = self._epoch_train_averages()
         if metrics:
             logger.info(
                 "epoch %d validation: %s",
                 epoch,
                 " ".join(f"{key} {value:.4g}" for key, value in metrics.items()),
             )
+        if self.context.is_main:
+            append_epoch_record(self.exp_dir, {
+                "epoch": epoch, "step": self.global_step, "seconds": round(self.epoch_seconds, 3),
+                "lr": self._current_lr(), "train": train_averages, "valid": dict(metrics)})
+        self.log_progress(epoch, batches_left=(self.train_conf["max_epoch"] - epoch) * len(self.train_sampler),
+                          in_epoch=False)
         if self.writer is not None:
             for key, value in metrics.items():
                 self.writer.add_scalar(f"valid/{key}", value, epoch)
@@ -643,13 +702,17 @@ class Trainer:
             max_epoch,
             len(self.train_sampler),
         )
+        self.run_progress = RunProgress()
+        if not finished:
+            self.log_progress(start_epoch)
         epoch = start_epoch
         while not finished and epoch <= max_epoch:
             self.train_sampler.set_epoch(epoch)
             epoch_start = time.perf_counter()
             # max_steps may stop inside the epoch: the partial epoch is then validated and saved as the last.
             stop = self.train_epoch(epoch)
-            logger.info("epoch %d trained in %.1f s", epoch, time.perf_counter() - epoch_start)
+            self.epoch_seconds = time.perf_counter() - epoch_start
+            logger.info("epoch %d trained in %.1f s", epoch, self.epoch_seconds)
             metrics = self.validate()
             self.end_epoch(epoch, metrics)
             finished = stop
@@ -665,23 +728,6 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- entry
-
-
-class _RankFilter(logging.Filter):
-    def __init__(self, rank: int):
-        super().__init__()
-        self.rank = rank
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.rank = self.rank
-        return True
-
-
-def _training_logging(exp_dir: str, context: DistributedContext):
-    """Rank 0 logs INFO to <exp>/train.log (and to stderr when nothing else logs there);
-    other ranks log warnings only. Handlers already on the root logger are kept."""
-    return log_to_file(os.path.join(exp_dir, "train.log") if context.is_main else None, LOG_FORMAT,
-                       logging.INFO if context.is_main else logging.WARNING, _RankFilter(context.rank))
 
 
 def _build_tokenizer(config: Dict[str, Any]):
@@ -720,7 +766,7 @@ def run_training(
         return False
     context = init_distributed(device)
     try:
-        with _training_logging(exp_dir, context):
+        with experiment_logging(exp_dir, context.rank, LOG_FORMAT):
             config_path = os.path.join(exp_dir, "config.yaml")
             latest = os.path.join(exp_dir, LATEST_CHECKPOINT)
             resume_from = latest if resume and os.path.exists(latest) else None
