@@ -8,15 +8,18 @@ feats.scp (required unless --no-feats), utt2num_frames, utt2speed, char_timestam
 (optional). Every per-utterance file covers the utterances of wav.scp (the optional ones: a
 subset of them); utt2spk and spk2utt describe the same mapping; transcripts are not empty.
 Checked by :mod:`funasr_lite.data.validate`, repaired by :mod:`funasr_lite.data.fix`; new data
-dirs are made from existing ones by :mod:`funasr_lite.data.datadir_ops`.
+dirs are made from existing ones by :mod:`funasr_lite.data.datadir_ops`. The file reader and
+writer (``iter_kv``, ``read_kv``, ``write_kv``, ``DataDirError``) are
+:mod:`funasr_lite.utils.kaldi_kv`'s, re-exported here.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
-from funasr_lite.utils.fileio import atomic_open
+# The key-value file reader/writer lives one layer down (the frontend reads wav.scp with it);
+# re-exported here as part of the data-dir API.
+from funasr_lite.utils.kaldi_kv import DataDirError, c_locale_key, iter_kv, read_kv, write_kv  # noqa: F401
 
 # Per-utterance files. An utterance is kept by fix_data_dir only if it is in every one of the
 # REQUIRED_IF_PRESENT files that exist; the FILTERED_ONLY ones follow but never drop an utterance.
@@ -30,65 +33,10 @@ EMPTY_VALUE_ALLOWED = ("text", "char_timestamps")
 MAX_SHOWN = 5
 
 
-class DataDirError(ValueError):
-    """A malformed data-dir file; the message names the file and line."""
-
-
-def c_locale_key(key: str) -> bytes:
-    """Sort key of the contract's order (C locale: UTF-8 bytes), as ``LC_ALL=C sort``."""
-    return key.encode("utf-8")
-
-
 def shorten_list(items: Sequence[str]) -> str:
     """``a, b, c`` or ``a, b, c, d, e, ...`` (the first MAX_SHOWN), for messages."""
     text = ", ".join(items[:MAX_SHOWN])
     return text + (", ..." if len(items) > MAX_SHOWN else "")
-
-
-def iter_kv(path, allow_empty_value: bool = False) -> Iterator[Tuple[str, str, int]]:
-    """Yield ``(key, value, line_no)`` for each non-blank line of a Kaldi-style file.
-
-    Raises DataDirError naming ``path:line`` on non-UTF-8 bytes or a missing value
-    (unless ``allow_empty_value``).
-    """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataDirError(f"{path}:{line_no}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.strip().split(maxsplit=1)
-            key = parts[0]
-            value = parts[1] if len(parts) > 1 else ""
-            if not value and not allow_empty_value:
-                raise DataDirError(f"{path}:{line_no}: utterance {key!r} has no value")
-            yield key, value, line_no
-
-
-def read_kv(path, allow_empty_value: bool = False) -> Dict[str, str]:
-    """Read a Kaldi-style file into an insertion-ordered dict; duplicate keys are an error."""
-    out: Dict[str, str] = {}
-    first_line: Dict[str, int] = {}
-    for key, value, line_no in iter_kv(path, allow_empty_value):
-        if key in out:
-            raise DataDirError(f"{path}:{line_no}: duplicate key {key!r} (first at line {first_line[key]})")
-        out[key] = value
-        first_line[key] = line_no
-    return out
-
-
-def write_kv(path, items: Iterable[Tuple[str, str]] | Dict[str, str], sort: bool = True) -> None:
-    """Write ``key value`` lines atomically, sorted by key (C-locale byte order) by default."""
-    pairs: List[Tuple[str, str]] = list(items.items() if isinstance(items, dict) else items)
-    if sort:
-        pairs.sort(key=lambda kv: c_locale_key(kv[0]))
-    with atomic_open(path) as f:
-        for key, value in pairs:
-            f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
 
 
 # ---------------------------------------------------------------- speaker maps

@@ -24,8 +24,8 @@ import kaldiio
 import numpy as np
 import torch
 
-from funasr_lite.data.datadir import iter_kv
 from funasr_lite.utils.fileio import atomic_open
+from funasr_lite.utils.kaldi_kv import iter_kv
 from funasr_lite.utils.progress import progress
 
 logger = logging.getLogger(__name__)

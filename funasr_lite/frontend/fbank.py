@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torchaudio.compliance.kaldi
 
-from funasr_lite.data.datadir import DataDirError, iter_kv, read_kv
 from funasr_lite.frontend.audio import AudioError, read_audio
 from funasr_lite.frontend.speed_perturb import speed_perturb
 from funasr_lite.utils.fileio import atomic_open
+from funasr_lite.utils.kaldi_kv import DataDirError, iter_kv, read_kv
 from funasr_lite.utils.progress import progress
 
 logger = logging.getLogger(__name__)
