@@ -413,7 +413,7 @@ def main(argv=None):
     import torch
     import yaml
     from benchmark_train import environment, lfr_frame_s, write_report
-    from funasr_lite.utils.config import resolve_training_config
+    from funasr_lite.train.config import resolve_training_config
 
     # Absolute paths: each trainer runs with its own run directory as the working directory.
     for name in ("config", "data_dir", "token_list", "cmvn_file", "work_dir", "out"):

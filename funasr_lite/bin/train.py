@@ -17,7 +17,8 @@ import argparse
 import sys
 from typing import List, Optional
 
-from funasr_lite.utils.config import OVERRIDE_PREFIX, ConfigError, resolve_training_config
+from funasr_lite.train.config import resolve_training_config
+from funasr_lite.utils.config import OVERRIDE_PREFIX, ConfigError
 from funasr_lite.utils.cli import str2bool
 
 

@@ -19,8 +19,9 @@ import collections
 import json
 import logging
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from funasr_lite.utils.config import ConfigError
 from funasr_lite.utils.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,29 @@ def read_token_list(path) -> List[str]:
             raise TokenListError(f"{path}: token {token!r} appears twice (ids {seen[token]} and {index})")
         seen[token] = index
     return tokens
+
+
+def token_list_size(token_list) -> int:
+    """Number of tokens of a token list: a list, or a ``tokens.txt``/``tokens.json`` path
+    (read and checked by :func:`read_token_list`). The one vocabulary-size computation: training
+    config resolution, ``build_model`` and ``load_lm`` all count through it."""
+    if isinstance(token_list, (list, tuple)):
+        return len(token_list)
+    if isinstance(token_list, (str, os.PathLike)):
+        if not os.path.isfile(token_list):
+            raise ConfigError(f"token_list {os.fspath(token_list)}: no such file")
+        return len(read_token_list(token_list))
+    raise ConfigError(f"token_list must be a list or a tokens.txt / tokens.json path, got {token_list!r}")
+
+
+def vocab_size_of(config: Mapping[str, Any]) -> int:
+    """A model config's vocabulary size: ``vocab_size`` when set (FunASR writes -1 for "from the
+    token list"), else the size of ``token_list`` (:func:`token_list_size`)."""
+    if config.get("vocab_size") not in (None, -1):
+        return int(config["vocab_size"])
+    if config.get("token_list") is None:
+        raise ConfigError("config needs vocab_size or token_list (a list, tokens.txt or tokens.json)")
+    return token_list_size(config["token_list"])
 
 
 def _read_token_txt(path: str) -> List[str]:

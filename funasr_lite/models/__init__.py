@@ -9,18 +9,18 @@ before anything is built: unknown keys and wrong value types fail with the key a
 import difflib
 import importlib
 import inspect
-import json
 import logging
-import os
 import typing
 from collections.abc import Sequence as AbcSequence
 from typing import Any, Dict, Optional
 
+from funasr_lite.data.tokenizer import vocab_size_of
 from funasr_lite.models.ctc import CTC
 from funasr_lite.models.encoders.sanm import SANMEncoder
 from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2
 from funasr_lite.models.paraformer.decoder_sanm import ParaformerSANMDecoder
 from funasr_lite.models.paraformer.model import Paraformer
+from funasr_lite.utils.config import ConfigError  # the one config error (also raised here)
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,6 @@ _ENCODER_SUPPLIED = ("input_size",)
 _DECODER_SUPPLIED = ("vocab_size", "encoder_output_size")
 _CTC_SUPPLIED = ("odim", "encoder_output_size")
 _MODEL_SUPPLIED = ("encoder", "predictor", "decoder", "vocab_size", "specaug", "ctc")
-
-
-class ConfigError(ValueError):
-    """A model config names an unknown component, key or value type."""
 
 
 def _resolve(entry):
@@ -173,20 +169,6 @@ def _input_size(config: Dict[str, Any]) -> int:
     return int(frontend_conf.get("n_mels", 80)) * int(frontend_conf.get("lfr_m", 1))
 
 
-def _vocab_size(config: Dict[str, Any]) -> int:
-    if config.get("vocab_size") not in (None, -1):
-        return int(config["vocab_size"])
-    token_list = config.get("token_list")
-    if isinstance(token_list, (list, tuple)):
-        return len(token_list)
-    if isinstance(token_list, str) and os.path.isfile(token_list):
-        with open(token_list, encoding="utf-8") as handle:
-            if token_list.endswith(".json"):
-                return len(json.load(handle))
-            return sum(1 for line in handle if line.strip())
-    raise ConfigError("config needs vocab_size or token_list (a list, tokens.txt or tokens.json)")
-
-
 def build_model(config: Dict[str, Any]):
     """Build a model from a FunASR config.yaml-style dict.
 
@@ -197,7 +179,7 @@ def build_model(config: Dict[str, Any]):
     if config.get("normalize") not in (None, "null"):
         raise ConfigError(f"normalize={config['normalize']!r} is not supported: CMVN is applied by the data loader")
     input_size = _input_size(config)
-    vocab_size = _vocab_size(config)
+    vocab_size = vocab_size_of(config)
 
     model_cls = _lookup(MODELS, config.get("model", "Paraformer"), "model")
     encoder_cls = _lookup(ENCODERS, config.get("encoder", "SANMEncoder"), "encoder")

@@ -112,7 +112,7 @@ class Trainer:
     """Owns the model, optimizer, scheduler, data loaders and the bookkeeping of one experiment.
 
     Args:
-        config: the resolved config (``funasr_lite.utils.config.resolve_training_config``).
+        config: the resolved config (``funasr_lite.train.config.resolve_training_config``).
         model: the bare model (moved to the device and wrapped in DDP here).
         tokenizer: for validation CER (``ids2tokens``/``tokens2text``).
         train_set, valid_set: datasets (``lengths`` attribute, items as in ``AsrDataset``).

@@ -1,5 +1,7 @@
-"""Training configuration: YAML (FunASR ``config.yaml`` schema) + command-line overrides ->
-validated, derived, resolved config written to ``<exp>/config.yaml``.
+"""Config files: YAML (FunASR ``config.yaml`` schema), ``++key=value`` overrides, validation, and
+the one ``ConfigError``. The training config is resolved from these by
+:func:`funasr_lite.train.config.resolve_training_config` (derived sizes need the token list, a
+data-layer file, so that step lives above utils).
 
 Overrides have ONE form: ``++dotted.key=value``, e.g. ``++train_conf.max_epoch=20``,
 ``++optim_conf.lr=1e-3``, ``++specaug=null``. The value is read as YAML (so ``5`` is an int,
@@ -7,11 +9,6 @@ Overrides have ONE form: ``++dotted.key=value``, e.g. ``++train_conf.max_epoch=2
 dicts are created. Top-level keys must be known (an unknown key is an error with a close-match
 suggestion); ``train_conf`` and ``dataset_conf`` keys are checked too, since the trainer reads
 them; the other ``*_conf`` blocks belong to the model and pass through unchanged.
-
-Derived values: ``input_size = frontend_conf.n_mels * frontend_conf.lfr_m`` and
-``vocab_size = len(token list)``. Decoding reads only ``<exp>/config.yaml``, so the resolved
-config carries the absolute ``token_list`` and ``cmvn_file`` paths, ``frontend_conf`` and every
-model part.
 """
 
 from __future__ import annotations
@@ -314,95 +311,7 @@ def apply_overrides(config: Dict[str, Any], overrides: Sequence[str]) -> Dict[st
     return out
 
 
-# ---------------------------------------------------------------- resolution
-
-
-def _absolute(path: Optional[str]) -> Optional[str]:
-    return os.path.abspath(path) if path else path
-
-
-def derive_sizes(config: Dict[str, Any], source: str = "config") -> Dict[str, Any]:
-    """Set ``input_size`` (n_mels * lfr_m) and ``vocab_size`` (token list length) in place.
-
-    A value already in the config that disagrees is an error (the model would not match).
-    """
-    frontend_conf = config["frontend_conf"]
-    input_size = int(frontend_conf["n_mels"]) * int(frontend_conf["lfr_m"])
-    if config.get("input_size") not in (None, input_size):
-        raise ConfigError(
-            f"{source}: input_size {config['input_size']} disagrees with frontend_conf "
-            f"n_mels * lfr_m = {frontend_conf['n_mels']} * {frontend_conf['lfr_m']} = {input_size}"
-        )
-    config["input_size"] = input_size
-    token_list = config.get("token_list")
-    if token_list is None:
-        raise ConfigError(f"{source}: no token_list (give --token_list)")
-    if isinstance(token_list, list):
-        vocab_size = len(token_list)
-    else:
-        from funasr_lite.data.tokenizer import read_token_list
-
-        vocab_size = len(read_token_list(token_list))
-    if config.get("vocab_size") not in (None, vocab_size):
-        raise ConfigError(
-            f"{source}: vocab_size {config['vocab_size']} disagrees with the token list {token_list} "
-            f"({vocab_size} tokens)"
-        )
-    config["vocab_size"] = vocab_size
-    if config.get("specaug") == "SpecAugLFR":
-        specaug_conf = config.get("specaug_conf") or {}
-        sub_frames = specaug_conf.get("lfr_m", int(specaug_conf.get("lfr_rate", 0)) + 1)
-        if sub_frames != frontend_conf["lfr_m"]:
-            raise ConfigError(
-                f"{source}: SpecAugLFR stacks {sub_frames} sub-frames (specaug_conf lfr_rate + 1 or lfr_m) "
-                f"but frontend_conf.lfr_m is {frontend_conf['lfr_m']}"
-            )
-    return config
-
-
-def resolve_training_config(
-    config_path,
-    overrides: Sequence[str] = (),
-    *,
-    token_list: Optional[str] = None,
-    cmvn_file: Optional[str] = None,
-    train_data: Optional[str] = None,
-    valid_data: Optional[str] = None,
-    output_dir: Optional[str] = None,
-    init_param: Optional[str] = None,
-) -> Dict[str, Any]:
-    """YAML file + overrides + command-line paths -> the validated, resolved config.
-
-    Command-line paths win over the YAML; FunASR's ``frontend_conf.cmvn_file`` and
-    ``tokenizer_conf.token_list`` are used when nothing else gives them. Paths become absolute.
-    """
-    source = os.fspath(config_path)
-    raw = apply_overrides(load_yaml(config_path), overrides)
-    config = validate_config(raw, source)
-    given = {
-        "token_list": token_list,
-        "cmvn_file": cmvn_file,
-        "train_data": train_data,
-        "valid_data": valid_data,
-        "output_dir": output_dir,
-        "init_param": init_param,
-    }
-    for key, value in given.items():
-        if value is not None:
-            config[key] = value
-    if config.get("cmvn_file") is None and (config["frontend_conf"].get("cmvn_file")):
-        config["cmvn_file"] = config["frontend_conf"]["cmvn_file"]
-    if config.get("token_list") is None and (config.get("tokenizer_conf") or {}).get("token_list"):
-        config["token_list"] = config["tokenizer_conf"]["token_list"]
-    for key in ("token_list", "cmvn_file", "train_data", "valid_data", "output_dir", "init_param"):
-        if isinstance(config.get(key), str):
-            config[key] = _absolute(config[key])
-    tokenizer_conf = config.get("tokenizer_conf") or {}
-    if isinstance(tokenizer_conf.get("bpemodel"), str):
-        tokenizer_conf["bpemodel"] = _absolute(tokenizer_conf["bpemodel"])
-    if config.get("cmvn_file") is None:
-        raise ConfigError(f"{source}: no cmvn_file (give --cmvn_file)")
-    return derive_sizes(config, source)
+# ---------------------------------------------------------------- files
 
 
 def _plain(value: Any) -> Any:
@@ -442,13 +351,11 @@ __all__ = [
     "OVERRIDE_PREFIX",
     "apply_overrides",
     "config_differences",
-    "derive_sizes",
     "dump_config",
     "load_yaml",
     "parse_override",
     "parse_yaml_value",
     "read_config",
-    "resolve_training_config",
     "validate_config",
     "write_config",
 ]

@@ -143,3 +143,24 @@ def test_make_tokens_char_and_empty_text(tmp_path, repo_root):
     assert result.returncode != 0
     assert "no transcripts" in result.stderr and str(empty) in result.stderr
     assert not (tmp_path / "lang_empty" / "tokens.txt").exists()
+
+
+def test_vocabulary_size_has_one_computation(tmp_path):
+    from funasr_lite.data.tokenizer import token_list_size, vocab_size_of
+    from funasr_lite.utils.config import ConfigError
+
+    tokens = ["<blank>", "<s>", "</s>", "a", "b", "<unk>"]
+    txt, js = tmp_path / "tokens.txt", tmp_path / "tokens.json"
+    txt.write_text("\n".join(tokens) + "\n\n", encoding="utf-8")  # a blank line is not a token
+    js.write_text(json.dumps(tokens), encoding="utf-8")
+    assert token_list_size(tokens) == token_list_size(str(txt)) == token_list_size(str(js)) == 6
+    assert vocab_size_of({"token_list": str(txt)}) == 6
+    assert vocab_size_of({"vocab_size": -1, "token_list": tokens}) == 6  # FunASR's "from the list"
+    assert vocab_size_of({"vocab_size": 9, "token_list": str(tmp_path / "absent.txt")}) == 9
+    with pytest.raises(ConfigError, match="absent.txt: no such file"):
+        vocab_size_of({"token_list": str(tmp_path / "absent.txt")})
+    with pytest.raises(ConfigError, match="needs vocab_size or token_list"):
+        vocab_size_of({})
+    (tmp_path / "dup.txt").write_text("a\nb\na\n", encoding="utf-8")
+    with pytest.raises(TokenListError, match="appears twice"):
+        token_list_size(str(tmp_path / "dup.txt"))

@@ -22,7 +22,8 @@ from funasr_lite.decode.model_dir import ModelDirError, export_model_dir, load_m
 from funasr_lite.decode.writers import read_1best_recog
 from funasr_lite.frontend.cmvn import write_am_mvn
 from funasr_lite.models import build_model
-from funasr_lite.utils.config import resolve_training_config, write_config
+from funasr_lite.train.config import resolve_training_config
+from funasr_lite.utils.config import write_config
 from test_infer import (
     TOKENS,
     assert_same_results,

@@ -3,13 +3,13 @@ import os
 import pytest
 import yaml
 
+from funasr_lite.train.config import resolve_training_config
 from funasr_lite.utils.config import (
     ConfigError,
     apply_overrides,
     config_differences,
     parse_override,
     read_config,
-    resolve_training_config,
     validate_config,
     write_config,
 )

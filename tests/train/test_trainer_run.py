@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from funasr_lite.train.trainer import NonFiniteLossError, char_errors, run_training
-from funasr_lite.utils.config import resolve_training_config
+from funasr_lite.train.config import resolve_training_config
 from train_testkit import make_experiment
 
 torch.set_num_threads(1)

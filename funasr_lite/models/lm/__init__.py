@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from funasr_lite.data.tokenizer import vocab_size_of
 from funasr_lite.models.lm.transformer_lm import TransformerLM, strip_lm_prefix
 
 logger = logging.getLogger(__name__)
@@ -45,12 +46,8 @@ def load_lm(config_path, model_path: Optional[str] = None, device: str = "cpu") 
 
     config = load_yaml(config_path)
     model_path = model_path or os.path.join(os.path.dirname(os.fspath(config_path)), "model.pt")
-    if config.get("vocab_size") is None and isinstance(config.get("token_list"), list):
-        config["vocab_size"] = len(config["token_list"])
-    elif config.get("vocab_size") is None and isinstance(config.get("token_list"), str):
-        from funasr_lite.data.tokenizer import read_token_list
-
-        config["vocab_size"] = len(read_token_list(config["token_list"]))
+    if config.get("vocab_size") is None and config.get("token_list") is not None:
+        config["vocab_size"] = vocab_size_of(config)
     model = build_lm(config)
     state = torch.load(model_path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
