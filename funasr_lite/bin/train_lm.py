@@ -3,8 +3,10 @@
     python -m funasr_lite.bin.train_lm --text data/train/text --token_list data/lang_char/tokens.txt \\
         --valid_text data/dev/text --output_dir exp/lm --config conf/lm.yaml [++train_conf.max_epoch=3 ...]
 
-Writes ``<output_dir>/config.yaml``, ``model.pt``, ``train.log`` and ``epoch_N.pt`` checkpoints;
-a rerun with the same config resumes. The training itself is
+    torchrun --nproc_per_node 2 -m funasr_lite.bin.train_lm ...   (same arguments; DDP)
+
+Writes ``<output_dir>/config.yaml``, ``model.pt``, ``train.log``, ``tensorboard/``,
+``epochs.jsonl`` and ``epoch_N.pt`` checkpoints; a rerun with the same config resumes. The training itself is
 :func:`funasr_lite.train.lm_trainer.train_lm` (the outputs are described there).
 """
 
@@ -26,6 +28,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--valid_text", default=None, help="Kaldi text file for validation perplexity (e.g. dev)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--config", default=None, help="LM YAML config (e.g. conf/lm.yaml)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="auto: cuda when a GPU is visible, else cpu")
     return parser
 
 
@@ -36,7 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides look like ++train_conf.max_epoch=3)")
     train_lm(args.text, args.token_list, args.output_dir, config_path=args.config, valid_text=args.valid_text,
-             overrides=extra)
+             overrides=extra, device=args.device)
     return 0
 
 

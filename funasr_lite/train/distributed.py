@@ -98,9 +98,23 @@ def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> Dis
     return DistributedContext(rank, world_size, local_rank, torch_device, backend)
 
 
+def wrap_ddp(model: torch.nn.Module, context: DistributedContext, find_unused_parameters: bool = False) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel for a multi-process run (its device, gloo or nccl);
+    the model itself in a single process."""
+    if not context.is_distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model,
+        device_ids=[context.device.index] if context.device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+    )
+
+
 def shutdown_distributed(context: DistributedContext) -> None:
     if context.is_distributed and dist.is_initialized():
         dist.destroy_process_group()
 
 
-__all__ = ["DistributedContext", "init_distributed", "resolve_device", "shutdown_distributed"]
+__all__ = ["DistributedContext", "init_distributed", "resolve_device", "shutdown_distributed", "wrap_ddp"]

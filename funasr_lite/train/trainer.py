@@ -29,7 +29,6 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from funasr_lite.data.batch_sampler import FrameBatchSampler
@@ -47,7 +46,7 @@ from funasr_lite.train.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from funasr_lite.train.distributed import DistributedContext, init_distributed, shutdown_distributed
+from funasr_lite.train.distributed import DistributedContext, init_distributed, shutdown_distributed, wrap_ddp
 from funasr_lite.train.optim import build_optimizer
 from funasr_lite.train.scheduler import build_scheduler
 from funasr_lite.train.train_log import (
@@ -412,11 +411,7 @@ class Trainer:
                 ", ".join(self.unused_parameters[:3]) or "on another rank",
             )
             find_unused = True
-        self.model = DistributedDataParallel(
-            self.raw_model,
-            device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            find_unused_parameters=find_unused,
-        )
+        self.model = wrap_ddp(self.raw_model, self.context, find_unused)
 
     # ------------------------------------------------------------------ training
 

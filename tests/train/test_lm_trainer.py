@@ -134,3 +134,52 @@ def test_cli_refuses_arguments_that_are_not_overrides(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "config overrides look like ++train_conf.max_epoch=3" in capsys.readouterr().err
     assert not (tmp_path / "exp").exists()
+
+
+def test_rank_share_pads_so_every_rank_takes_the_same_number_of_batches():
+    from funasr_lite.train.lm_trainer import rank_share
+
+    batches = [[0], [1], [2], [3], [4]]
+    assert rank_share(batches, 0, 1) == batches
+    assert rank_share(batches, 0, 2) == [[0], [2], [4]]
+    assert rank_share(batches, 1, 2) == [[1], [3], [0]]  # padded with the first batch
+    assert rank_share(batches, 2, 3) == [[2], [0]]
+
+
+def test_two_process_gloo_ddp_lm_training(tmp_path):
+    """torchrun with 2 CPU processes: half the batches each, one set of files from rank 0."""
+    import subprocess
+    import sys
+
+    from funasr_lite.train.lm_trainer import make_batches
+
+    _write_corpus(tmp_path)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+               "--nproc_per_node", "2", "-m", "funasr_lite.bin.train_lm", "--device", "cpu",
+               "--text", str(tmp_path / "text"), "--token_list", str(tmp_path / "tokens.txt"),
+               "--valid_text", str(tmp_path / "valid"), "--output_dir", str(tmp_path / "exp"),
+               "--config", str(tmp_path / "lm.yaml"), "++train_conf.max_epoch=3"]
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-4000:]
+    printed = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in printed] == ["epoch 1", "epoch 2", "epoch 3"]  # rank 0 only
+    valid_ppl = [float(line.split("valid ppl ")[1].split(",")[0]) for line in printed]
+    assert valid_ppl[-1] < valid_ppl[0]
+    # Each rank trains on ceil(batches / 2) batches per epoch: that many optimizer steps in all.
+    lengths = [len(CORPUS[i % len(CORPUS)]) for i in range(40)]
+    per_epoch = len(make_batches(lengths, 60, 256))
+    assert per_epoch >= 3
+    state = torch.load(tmp_path / "exp" / "epoch_3.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
+    assert state["counters"]["step"] == 3 * -(-per_epoch // 2)
+    assert not any(key.startswith("module.") for key in state["model"])
+    log = (tmp_path / "exp" / "train.log").read_text(encoding="utf-8")
+    assert f"2 processes: {-(-per_epoch // 2)} of the {per_epoch} batches per epoch" in log
+    assert "[rank 0]" in log and "[rank 1]" not in log and "[progress] epoch 3/3" in log
+    records = [line for line in (tmp_path / "exp" / "epochs.jsonl").read_text().splitlines() if line]
+    assert len(records) == 3
+    assert os.listdir(tmp_path / "exp" / "tensorboard")
+    model = load_lm(tmp_path / "exp" / "config.yaml")  # model.pt loads into a fresh LM
+    assert model.score(torch.tensor([[1, 6, 5, 4]]), torch.tensor([4]))[0].argmax().item() == 3
