@@ -1,0 +1,212 @@
+"""FSMN-VAD over a whole recording in bounded memory, reading a FunASR VAD model dir unchanged.
+
+A FunASR VAD model dir (e.g. the released ``speech_fsmn_vad_zh-cn-16k-common-pytorch``) holds::
+
+    config.yaml   model: FsmnVADStreaming, encoder: FSMN + encoder_conf, model_conf (endpoint
+                  options, see endpoint.py), frontend_conf (16 kHz, 80 mels, 25/10 ms, LFR 5/1)
+    am.mvn        400-dim CMVN (80 x lfr_m), Kaldi nnet1 text
+    model.pt      state dict ``encoder.*`` (read with torch.load(weights_only=True), strict)
+
+Offline segmentation runs like FunASR's ``AutoModel(model=DIR).generate(wav)``: the audio is cut
+into ``chunk_ms`` (60 s) chunks; per chunk, Kaldi fbank (dither 0) of the samples not yet framed,
+LFR 5/1 with the neighbour frames carried across chunks (edges repeat the first/last frame), CMVN,
+the causal FSMN with its per-layer cache, then the endpoint state machine. Only one chunk of audio
+and features is held at a time, so memory does not grow with the recording's length, and the
+result equals a single pass (the chunk boundaries matter only for FunASR's end-silence schedule,
+which :class:`EndpointDetector` reproduces). Output: ``[[start_ms, end_ms], ...]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Iterable, List, Optional
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from funasr_lite.frontend.cmvn import apply_cmvn, read_am_mvn
+from funasr_lite.frontend.fbank import compute_fbank
+from funasr_lite.models.load import load_model_weights
+from funasr_lite.models.vad.endpoint import EndpointDetector, VadOptions
+from funasr_lite.models.vad.fsmn import FSMN
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_MS = 60000  # FunASR's offline chunk_size
+MIN_CHUNK_MS = 15000  # below this FunASR switches generate() to streaming output
+
+
+def released_vad_model_dir() -> str:
+    """Where tools/setup.sh puts FunASR's released FSMN-VAD: ``<sys.prefix>/share/funasr_lite/fsmn-vad``."""
+    return os.path.join(sys.prefix, "share", "funasr_lite", "fsmn-vad")
+
+
+class VadModelDirError(ValueError):
+    """A VAD model dir that cannot be used; the message names the file and the problem."""
+
+
+class _ChunkFeatures:
+    """Fbank -> LFR (m, n=1) -> CMVN, chunk by chunk, equal to one pass over the whole signal.
+
+    Fbank frame t covers samples [t*shift, t*shift + window) (snip_edges), so a chunk is framed
+    together with the samples left over from the previous one. LFR frame c stacks fbank frames
+    c - (m-1)//2 .. c + m-1-(m-1)//2 (clamped to the recording): the last few frames wait for
+    their right neighbours until the next chunk or the end.
+    """
+
+    def __init__(self, sample_rate: int, frontend_conf: dict, shift: np.ndarray, scale: np.ndarray):
+        self.sample_rate = sample_rate
+        self.n_mels = int(frontend_conf.get("n_mels", 80))
+        self.frame_length_ms = float(frontend_conf.get("frame_length", 25))
+        self.frame_shift_ms = float(frontend_conf.get("frame_shift", 10))
+        self.window_type = str(frontend_conf.get("window", "hamming"))
+        self.lfr_m = int(frontend_conf.get("lfr_m", 1))
+        self.window = int(sample_rate * self.frame_length_ms / 1000)
+        self.hop = int(sample_rate * self.frame_shift_ms / 1000)
+        self.left = (self.lfr_m - 1) // 2
+        self.right = self.lfr_m - 1 - self.left
+        self.shift, self.scale = shift, scale
+        self.leftover = np.zeros(0, dtype=np.float32)  # samples from the next frame's start on
+        self.context: Optional[torch.Tensor] = None  # padded fbank frames not yet emitted as centres
+        self.context_decibel = np.zeros(0, dtype=np.float64)
+        self.last_frame: Optional[torch.Tensor] = None
+
+    def accept(self, samples: np.ndarray, is_final: bool):
+        """samples (N,) float32 -> (LFR+CMVN features (T, 80*m), decibel (T,)) for the frames now complete."""
+        samples = np.concatenate([self.leftover, np.asarray(samples, dtype=np.float32)])
+        num_frames = 0 if len(samples) < self.window else 1 + (len(samples) - self.window) // self.hop
+        self.leftover = samples[num_frames * self.hop :]
+        if num_frames:
+            fbank = compute_fbank(
+                samples[: (num_frames - 1) * self.hop + self.window], self.sample_rate, self.n_mels,
+                self.frame_length_ms, self.frame_shift_ms, window_type=self.window_type,
+            )
+            starts = np.arange(num_frames)[:, None] * self.hop + np.arange(self.window)[None, :]
+            frames = samples[starts]  # (T, window) float32, as FunASR frames the energy
+            decibel = 10 * np.log10(np.sum(np.square(frames), axis=1) + 0.000001)
+            if self.context is None:  # the recording's first frame, repeated as left context
+                self.context = fbank[:1].repeat(self.left, 1)
+                self.context_decibel = np.zeros(self.left)
+            self.context = torch.cat([self.context, fbank])
+            self.context_decibel = np.concatenate([self.context_decibel, decibel.astype(np.float64)])
+            self.last_frame = fbank[-1:]
+        if self.context is None:  # no frame yet (or ever: audio shorter than one window)
+            return None, None
+        padded = self.context
+        if is_final:
+            padded = torch.cat([padded, self.last_frame.repeat(self.right, 1)])
+        count = max(0, padded.shape[0] - (self.lfr_m - 1))
+        if count == 0:
+            return None, None
+        stacked = padded.unfold(0, self.lfr_m, 1)  # (count, n_mels, m)
+        stacked = stacked.transpose(1, 2).reshape(count, self.lfr_m * self.n_mels)
+        decibel = self.context_decibel[self.left : self.left + count]
+        self.context = padded[count:]
+        self.context_decibel = self.context_decibel[count:]
+        return apply_cmvn(stacked, self.shift, self.scale), decibel
+
+
+class FsmnVad(nn.Module):
+    """FunASR's FSMN-VAD: ``FsmnVad.from_model_dir(DIR).segment(waveform)`` -> ``[[start_ms, end_ms], ...]``."""
+
+    def __init__(self, encoder_conf: dict, options: VadOptions, frontend_conf: dict, shift, scale):
+        super().__init__()
+        self.encoder = FSMN(**encoder_conf)
+        self.options = options
+        self.frontend_conf = dict(frontend_conf)
+        self.shift = np.asarray(shift, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+        self.sample_rate = int(frontend_conf.get("fs", options.sample_rate))
+        self.eval()
+
+    @classmethod
+    def from_model_dir(cls, model_dir) -> "FsmnVad":
+        """Read ``config.yaml``, ``am.mvn`` and ``model.pt`` of a FunASR VAD model dir."""
+        model_dir = os.fspath(model_dir)
+        config_path = os.path.join(model_dir, "config.yaml")
+        if not os.path.isfile(config_path):
+            raise VadModelDirError(f"{model_dir}: no config.yaml (not a FunASR VAD model dir)")
+        with open(config_path, encoding="utf-8") as f:
+            try:
+                config = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise VadModelDirError(f"{config_path}: not valid YAML: {e}") from None
+        for key, expected in (("model", "FsmnVADStreaming"), ("encoder", "FSMN")):
+            if config.get(key) != expected:
+                raise VadModelDirError(f"{config_path}: {key} is {config.get(key)!r}, this VAD reads {expected!r}")
+        frontend_conf = dict(config.get("frontend_conf") or {})
+        if int(frontend_conf.get("lfr_n", 1)) != 1:
+            raise VadModelDirError(f"{config_path}: frontend_conf.lfr_n must be 1 (one score per 10 ms frame)")
+        if float(frontend_conf.get("dither", 0.0)) != 0.0:
+            logger.warning("%s: frontend_conf.dither ignored: VAD features use dither 0", config_path)
+        options = VadOptions.from_model_conf(config.get("model_conf"), f"{config_path}: model_conf")
+        encoder_conf = dict(config.get("encoder_conf") or {})
+        lfr_dim = int(frontend_conf.get("n_mels", 80)) * int(frontend_conf.get("lfr_m", 1))
+        if int(encoder_conf.get("input_dim", -1)) != lfr_dim:
+            raise VadModelDirError(
+                f"{config_path}: encoder_conf.input_dim {encoder_conf.get('input_dim')} != n_mels x lfr_m = {lfr_dim}"
+            )
+        mvn_path = os.path.join(model_dir, "am.mvn")
+        shift, scale = read_am_mvn(mvn_path)
+        if shift.size != lfr_dim:
+            raise VadModelDirError(f"{mvn_path}: {shift.size}-dim CMVN, the features are {lfr_dim}-dim")
+        try:
+            model = cls(encoder_conf, options, frontend_conf, shift, scale)
+        except TypeError as e:
+            raise VadModelDirError(f"{config_path}: encoder_conf does not fit FSMN: {e}") from None
+        load_model_weights(model, os.path.join(model_dir, "model.pt"), strict=True)
+        return model.eval()
+
+    @property
+    def chunk_samples(self) -> int:
+        return self.sample_rate * DEFAULT_CHUNK_MS // 1000
+
+    @torch.no_grad()
+    def segment_blocks(
+        self, blocks: Iterable[np.ndarray], max_end_silence_time: Optional[int] = None, chunk_ms: int = DEFAULT_CHUNK_MS
+    ) -> List[List[int]]:
+        """Segments of a recording given as consecutive blocks of (N,) float32 samples at ``sample_rate``.
+
+        max_end_silence_time: a fixed end silence (ms) instead of FunASR's default schedule.
+        chunk_ms: the scoring chunk (FunASR's ``chunk_size``; the schedule steps per chunk).
+        """
+        if chunk_ms < MIN_CHUNK_MS:
+            raise ValueError(f"chunk_ms={chunk_ms}: offline VAD needs chunks of at least {MIN_CHUNK_MS} ms")
+        options = self.options
+        if max_end_silence_time is not None:
+            options = VadOptions(**{**vars(self.options), "max_end_silence_time": int(max_end_silence_time)})
+        detector = EndpointDetector(options, dynamic_silence=max_end_silence_time is None, chunk_ms=chunk_ms)
+        features = _ChunkFeatures(self.sample_rate, self.frontend_conf, self.shift, self.scale)
+        chunk = self.sample_rate * chunk_ms // 1000
+        cache = None
+        sil_ids = list(options.sil_pdf_ids)
+
+        def run(samples: np.ndarray, is_final: bool) -> None:
+            nonlocal cache
+            detector.start_chunk()
+            feats, decibel = features.accept(samples, is_final)
+            if feats is not None:
+                posteriors, cache = self.encoder(feats.unsqueeze(0), cache)
+                silence_prob = posteriors[0, :, sil_ids].double().sum(dim=-1).numpy()
+                detector.accept(silence_prob, decibel, is_final)
+            if not is_final:
+                detector.end_chunk()
+
+        pending = np.zeros(0, dtype=np.float32)
+        for block in blocks:
+            pending = np.concatenate([pending, np.asarray(block, dtype=np.float32).reshape(-1)])
+            while pending.size >= chunk:  # every full chunk is non-final (FunASR: n = N // chunk + 1)
+                run(pending[:chunk], is_final=False)
+                pending = pending[chunk:]
+        run(pending, is_final=True)
+        return [list(segment) for segment in detector.segments]
+
+    def segment(self, waveform, max_end_silence_time: Optional[int] = None) -> List[List[int]]:
+        """Segments of one (N,) float32 waveform in [-1, 1] at ``sample_rate``."""
+        waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
+        blocks = (waveform[i : i + self.chunk_samples] for i in range(0, waveform.size, self.chunk_samples))
+        return self.segment_blocks(blocks, max_end_silence_time)
