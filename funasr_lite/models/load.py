@@ -1,41 +1,68 @@
-"""Loading FunASR / funasr_lite checkpoints (model.pt, model.pb, our own saves) into a model."""
+"""Reading checkpoint files: the one ``torch.load`` of the package and the one ``CheckpointError``.
+
+:func:`load_checkpoint` reads any checkpoint (ours, FunASR's ``model.pt``/``model.pb``, an LM
+``model.pt``) on the CPU with ``weights_only=True``; :func:`extract_model_state` finds the model
+weights inside; :func:`load_state_dict_file` is the two together. Training (resume, averaging,
+``init_param``), model dirs and LM loading all read through these. Writing is
+:mod:`funasr_lite.train.checkpoint`'s (atomic, temp file + rename).
+"""
 
 import logging
 import os
-from typing import Dict, List, Tuple
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
-_WRAPPER_KEYS = ("state_dict", "model")
+# Keys under which model weights are found in checkpoints of this toolkit and of FunASR.
+MODEL_STATE_KEYS = ("model", "state_dict", "model_state_dict")
 _SHOWN = 5  # how many offending keys an error message lists
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is unreadable or does not fit the model."""
+    """A checkpoint that cannot be read or used; the message names the file."""
 
 
-def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
-    """Read a state dict: unwrap {"state_dict"|"model": ...}, strip DDP "module." prefixes."""
+def load_checkpoint(path) -> Dict[str, Any]:
+    """Load a checkpoint on the CPU with ``weights_only=True``; errors name the file."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, pickle garbage, forbidden globals ...
-        raise CheckpointError(f"cannot read checkpoint {path} (corrupt or truncated?): {error}") from error
-    while isinstance(state, dict):
-        wrapper = next((key for key in _WRAPPER_KEYS if isinstance(state.get(key), dict)), None)
-        if wrapper is None:
-            break
-        state = state[wrapper]
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise CheckpointError(f"checkpoint {path} holds no state dict of tensors")
-    prefix = "module."
-    if state and all(key.startswith(prefix) for key in state):
-        state = {key[len(prefix):]: value for key, value in state.items()}
-    return dict(state)
+    except Exception as e:  # truncated zip, pickle errors, disallowed globals, ...
+        raise CheckpointError(f"{path}: cannot load checkpoint (corrupt or not a torch file?): {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict, got {type(state).__name__}")
+    return state
+
+
+def extract_model_state(checkpoint: Mapping[str, Any], path: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
+    """The model state dict inside a checkpoint (ours, FunASR's ``model.pt``/``model.pb``, or a
+    plain state dict); a ``module.`` prefix (DDP) is removed."""
+    state: Any = checkpoint
+    for _ in range(2):  # FunASR nests at most {"state_dict": {"model": ...}}
+        for key in MODEL_STATE_KEYS:
+            if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping) or not state:
+        raise CheckpointError(f"{path}: no model weights found")
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor (not a model state dict?)")
+        out[name[len("module."):] if name.startswith("module.") else name] = value
+    return out
+
+
+def load_state_dict_file(path) -> Dict[str, torch.Tensor]:
+    """The model weights of a checkpoint file (:func:`load_checkpoint` + :func:`extract_model_state`)."""
+    path = os.fspath(path)
+    return dict(extract_model_state(load_checkpoint(path), path))
 
 
 def _listing(title: str, items: List[str]) -> str:

@@ -1,7 +1,9 @@
-"""Checkpoints: atomic writes, safe loads (``weights_only=True``), RNG state, model weights.
+"""Checkpoints: atomic writes, RNG state, initialising a model from weights.
 
 A training checkpoint is a dict of tensors and plain Python values only (RNG states are
-converted to tensors/lists), so ``torch.load(..., weights_only=True)`` reads it.
+converted to tensors/lists), so ``torch.load(..., weights_only=True)`` reads it. Reading is
+:mod:`funasr_lite.models.load`'s (``load_checkpoint``, ``extract_model_state``,
+``CheckpointError``: one reader for training, model dirs and LMs), re-exported here.
 """
 
 from __future__ import annotations
@@ -12,23 +14,17 @@ import os
 import random
 import re
 import shutil
-from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 import torch
 
+from funasr_lite.models.load import CheckpointError, extract_model_state, load_checkpoint
 from funasr_lite.utils.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
 
-# Keys under which model weights are found in checkpoints of this toolkit and of FunASR.
-MODEL_STATE_KEYS = ("model", "state_dict", "model_state_dict")
 EPOCH_CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or used; the message names the file."""
 
 
 def save_checkpoint(state: Mapping[str, Any], path) -> None:
@@ -59,20 +55,6 @@ def list_epoch_checkpoints(directory) -> List[Tuple[int, str]]:
     return sorted(found)
 
 
-def load_checkpoint(path) -> Dict[str, Any]:
-    """Load a checkpoint on the CPU with ``weights_only=True``; errors name the file."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle errors, disallowed globals, ...
-        raise CheckpointError(f"{path}: cannot load checkpoint (corrupt or not a torch file?): {type(e).__name__}: {e}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a dict, got {type(state).__name__}")
-    return state
-
-
 def link_or_copy(src, dst) -> None:
     """Make ``dst`` the same content as ``src`` atomically (hard link if possible, else copy)."""
     src, dst = os.fspath(src), os.fspath(dst)
@@ -87,25 +69,6 @@ def link_or_copy(src, dst) -> None:
 
 
 # ---------------------------------------------------------------- model weights
-
-
-def extract_model_state(checkpoint: Mapping[str, Any], path: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
-    """The model state dict inside a checkpoint (ours, FunASR's ``model.pt``/``model.pb``, or a
-    plain state dict); a ``module.`` prefix (DDP) is removed."""
-    state: Any = checkpoint
-    for _ in range(2):  # FunASR nests at most {"state_dict": {"model": ...}}
-        for key in MODEL_STATE_KEYS:
-            if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-                state = state[key]
-                break
-    if not isinstance(state, Mapping) or not state:
-        raise CheckpointError(f"{path}: no model weights found")
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor (not a model state dict?)")
-        out[name[len("module."):] if name.startswith("module.") else name] = value
-    return out
 
 
 def load_model_weights(model: torch.nn.Module, path, strict: bool = False) -> Dict[str, list]:

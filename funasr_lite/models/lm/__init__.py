@@ -16,6 +16,7 @@ import torch
 
 from funasr_lite.data.tokenizer import vocab_size_of
 from funasr_lite.models.lm.transformer_lm import TransformerLM, strip_lm_prefix
+from funasr_lite.models.load import load_state_dict_file
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,7 @@ def load_lm(config_path, model_path: Optional[str] = None, device: str = "cpu") 
     if config.get("vocab_size") is None and config.get("token_list") is not None:
         config["vocab_size"] = vocab_size_of(config)
     model = build_lm(config)
-    state = torch.load(model_path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    state = load_state_dict_file(model_path)
     model.load_state_dict(strip_lm_prefix(state), strict=True)
     logger.info("loaded %s LM from %s (%d parameters)", config.get("lm", "transformer"), model_path,
                 sum(p.numel() for p in model.parameters()))
