@@ -10,11 +10,11 @@ import logging
 import sys
 
 from funasr_lite.data.aishell import SPLITS, prepare_aishell
+from funasr_lite.utils.cli import make_parser
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("funasr_lite.bin.aishell_data_prep", __doc__)
     parser.add_argument("audio_dir", help="e.g. /export/data/data_aishell/wav")
     parser.add_argument("transcript_dir", help="e.g. /export/data/data_aishell/transcript")
     parser.add_argument("out_dir", help="e.g. data (writes data/train, data/dev, data/test)")
@@ -23,7 +23,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     try:

@@ -15,14 +15,20 @@ from typing import List, Optional
 
 from funasr_lite.train.average import average_best_checkpoints, average_checkpoint_files
 from funasr_lite.train.checkpoint import CheckpointError
+from funasr_lite.utils.cli import make_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("funasr_lite.bin.average_checkpoints", __doc__)
+    parser.add_argument("--exp_dir", help="experiment dir with best.json")
+    parser.add_argument("--num", type=int, default=10, help="number of best epochs to average")
+    parser.add_argument("--out", help="output file (default <exp_dir>/model.avg<num>.pt)")
+    parser.add_argument("checkpoints", nargs="*", help="checkpoint files to average instead of best.json")
+    return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--exp_dir", help="experiment dir with best.json")
-    parser.add_argument("--num", type=int, default=10, help="number of best epochs to average (default 10)")
-    parser.add_argument("--out", help="output file (default <exp_dir>/model.avg<num>.pt)")
-    parser.add_argument("checkpoints", nargs="*", help="checkpoint files to average instead of best.json")
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     try:

@@ -1,4 +1,4 @@
-"""Character error rate of a decode, with Kaldi-style reports (and timestamp accuracy).
+r"""Character error rate of a decode, with Kaldi-style reports (and timestamp accuracy).
 
 Usage:
   python -m funasr_lite.bin.compute_cer --ref data/test/text \
@@ -22,10 +22,11 @@ import sys
 
 from funasr_lite.data.datadir import DataDirError
 from funasr_lite.decode.scoring import score_decode_dir
+from funasr_lite.utils.cli import make_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("funasr_lite.bin.compute_cer", __doc__)
     parser.add_argument("--ref", required=True, help="reference Kaldi text (utt transcript)")
     parser.add_argument("--hyp", required=True, help="hypothesis text, e.g. 1best_recog/text")
     parser.add_argument("--out_dir", required=True, help="where cer.txt, per_utt, errors.txt go")

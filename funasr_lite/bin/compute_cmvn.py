@@ -1,4 +1,4 @@
-"""Global CMVN statistics of a feats.scp -> am.mvn (tiled for LFR) and cmvn.json.
+r"""Global CMVN statistics of a feats.scp -> am.mvn (tiled for LFR) and cmvn.json.
 
 Usage:
   python -m funasr_lite.bin.compute_cmvn --feats_scp data/train/feats.scp \
@@ -22,16 +22,17 @@ from funasr_lite.frontend.cmvn import (
     write_am_mvn,
     write_cmvn_json,
 )
+from funasr_lite.utils.cli import make_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--feats_scp", required=True)
+    parser = make_parser("funasr_lite.bin.compute_cmvn", __doc__)
+    parser.add_argument("--feats_scp", required=True, help="feats.scp of the training set (raw fbank)")
     parser.add_argument("--out_mvn", required=True, help="Kaldi nnet1 am.mvn (shift = -mean, scale = 1/std)")
     parser.add_argument("--out_json", required=True, help="cmvn.json: mean, istd, frame count, raw sums")
     parser.add_argument("--lfr_m", type=int, default=7, help="tile statistics this many times (1: no LFR)")
     parser.add_argument("--dim", type=int, default=None, help="expected feature dim (default: first utterance)")
-    parser.add_argument("--var_floor", type=float, default=DEFAULT_VAR_FLOOR)
+    parser.add_argument("--var_floor", type=float, default=DEFAULT_VAR_FLOOR, help="variance floor before 1/std")
     return parser
 
 

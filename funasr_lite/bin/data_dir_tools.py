@@ -19,39 +19,43 @@ from funasr_lite.data.datadir import DataDirError, shorten_list
 from funasr_lite.data.datadir_ops import combine_data_dirs, perturb_data_dir_speed, subset_data_dir
 from funasr_lite.data.fix import fix_data_dir
 from funasr_lite.data.validate import validate_data_dir
+from funasr_lite.utils.cli import HelpFormatter, make_parser
 
 
 _PROG = {"validate": "validate_data_dir.sh", "fix": "fix_data_dir.sh", "perturb-speed": "perturb_data_dir_speed.sh",
          "combine": "combine_data.sh", "subset": "subset_data_dir.sh"}
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m funasr_lite.bin.data_dir_tools",
-                                     description="Data-dir tools behind utils/*_data_dir.sh.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("validate")
-    p.add_argument("--no-feats", action="store_true")
-    p.add_argument("--no-text", action="store_true")
-    p.add_argument("data_dir")
-    p = sub.add_parser("fix")
-    p.add_argument("data_dir")
-    p = sub.add_parser("perturb-speed")
-    p.add_argument("factor")
-    p.add_argument("src")
-    p.add_argument("dst")
-    p = sub.add_parser("combine")
-    p.add_argument("dst")
-    p.add_argument("srcs", nargs="+")
-    p = sub.add_parser("subset")
-    p.add_argument("--first", type=int)
-    p.add_argument("--utt-list")
-    p.add_argument("src")
-    p.add_argument("dst")
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("funasr_lite.bin.data_dir_tools", __doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+
+    p = command("validate", "check a data dir against the Kaldi contract (validate_data_dir.sh)")
+    p.add_argument("--no-feats", action="store_true", help="do not require feats.scp")
+    p.add_argument("--no-text", action="store_true", help="do not require text")
+    p.add_argument("data_dir", help="the data dir")
+    p = command("fix", "sort the files and keep the utterances present in all of them (fix_data_dir.sh)")
+    p.add_argument("data_dir", help="the data dir (fixed in place; originals kept in .backup/)")
+    p = command("perturb-speed", "a speed-perturbed copy of a data dir (perturb_data_dir_speed.sh)")
+    p.add_argument("factor", help="speed factor, e.g. 0.9")
+    p.add_argument("src", help="source data dir")
+    p.add_argument("dst", help="new data dir")
+    p = command("combine", "concatenate data dirs (combine_data.sh)")
+    p.add_argument("dst", help="new data dir")
+    p.add_argument("srcs", nargs="+", help="source data dirs")
+    p = command("subset", "a subset of a data dir (subset_data_dir.sh)")
+    p.add_argument("--first", type=int, help="the first N utterances")
+    p.add_argument("--utt-list", help="a file of utterance ids to keep")
+    p.add_argument("src", help="source data dir")
+    p.add_argument("dst", help="new data dir")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     prog = _PROG[args.command]
 
     def say(message: str) -> None:

@@ -15,16 +15,17 @@ import logging
 import sys
 
 from funasr_lite.decode.model_dir import ModelDirError, export_model_dir
+from funasr_lite.utils.cli import make_parser
 
 logger = logging.getLogger("export_model_dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("funasr_lite.bin.export_model_dir", __doc__)
     parser.add_argument("--exp_dir", required=True, help="training exp dir (config.yaml + checkpoints)")
     parser.add_argument("--checkpoint", help="weights in the exp dir, e.g. model.avg10.pt (default: the only "
                                              "model.avg*.pt, else the best epoch of best.json)")
-    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--out_dir", required=True, help="the model dir to write")
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Build the token list (and the BPE model) from the TRAIN transcripts.
+r"""Build the token list (and the BPE model) from the TRAIN transcripts.
 
 Usage: python -m funasr_lite.bin.make_tokens --text data/train/text --token_type char \
            --out_dir data/lang_char
@@ -12,13 +12,13 @@ import logging
 import sys
 
 from funasr_lite.data.tokenizer import make_token_list
+from funasr_lite.utils.cli import make_parser
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("funasr_lite.bin.make_tokens", __doc__)
     parser.add_argument("--text", required=True, help="Kaldi text file (utt words...) of the train set")
-    parser.add_argument("--token_type", choices=["char", "bpe"], default="char")
+    parser.add_argument("--token_type", choices=["char", "bpe"], default="char", help="characters or sentencepiece BPE")
     parser.add_argument("--nbpe", type=int, default=500,
                         help="sentencepiece vocabulary size for --token_type bpe (an upper bound)")
     parser.add_argument("--out_dir", required=True, help="e.g. data/lang_char")
@@ -26,7 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     try:

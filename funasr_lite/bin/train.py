@@ -19,13 +19,13 @@ from typing import List, Optional
 
 from funasr_lite.train.config import resolve_training_config
 from funasr_lite.utils.config import OVERRIDE_PREFIX, ConfigError
-from funasr_lite.utils.cli import str2bool
+from funasr_lite.utils.cli import make_parser, str2bool
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = make_parser(
+        "funasr_lite.bin.train",
+        __doc__,
         epilog=f"Extra arguments of the form {OVERRIDE_PREFIX}key.sub=value override the config.",
     )
     parser.add_argument("--config", required=True, help="training YAML (FunASR config.yaml schema)")
@@ -34,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token_list", help="tokens.txt / tokens.json")
     parser.add_argument("--cmvn_file", help="am.mvn (dimension n_mels * lfr_m)")
     parser.add_argument("--output_dir", required=True, help="experiment dir")
-    parser.add_argument("--resume", type=str2bool, default=True, help="continue from <output_dir>/checkpoint_latest.pt if present (default true)")
+    parser.add_argument("--resume", type=str2bool, default=True, help="continue from <output_dir>/checkpoint_latest.pt if present")
     parser.add_argument("--init_param", help="initial model weights (fine-tuning): FunASR model.pt or an averaged model")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when visible")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda when a GPU is visible, else cpu")
     return parser
 
 

@@ -6,8 +6,8 @@
     torchrun --nproc_per_node 2 -m funasr_lite.bin.train_lm ...   (same arguments; DDP)
 
 Writes ``<output_dir>/config.yaml``, ``model.pt``, ``train.log``, ``tensorboard/``,
-``epochs.jsonl`` and ``epoch_N.pt`` checkpoints; a rerun with the same config resumes. The training itself is
-:func:`funasr_lite.train.lm_trainer.train_lm` (the outputs are described there).
+``epochs.jsonl`` and ``epoch_N.pt`` checkpoints; a rerun with the same config resumes. The
+training itself is :func:`funasr_lite.train.lm_trainer.train_lm` (outputs described there).
 """
 
 from __future__ import annotations
@@ -18,15 +18,18 @@ from typing import Optional, Sequence
 
 from funasr_lite.train.lm_trainer import train_lm
 from funasr_lite.utils.config import OVERRIDE_PREFIX
+from funasr_lite.utils.cli import make_parser
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Train a Transformer token LM on transcripts; extra ++key=value arguments override the config.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        "funasr_lite.bin.train_lm",
+        __doc__,
+        epilog="Extra arguments of the form ++key.sub=value override the config (e.g. ++train_conf.max_epoch=3).")
     parser.add_argument("--text", required=True, help="Kaldi text file of the TRAIN set")
     parser.add_argument("--token_list", required=True, help="tokens.txt of the ASR model")
     parser.add_argument("--valid_text", default=None, help="Kaldi text file for validation perplexity (e.g. dev)")
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--output_dir", required=True, help="experiment dir, e.g. exp/lm")
     parser.add_argument("--config", default=None, help="LM YAML config (e.g. conf/lm.yaml)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="auto: cuda when a GPU is visible, else cpu")
@@ -34,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = get_parser()
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     bad = [a for a in extra if not a.startswith(OVERRIDE_PREFIX)]
     if bad:

@@ -1,6 +1,11 @@
 """Helpers shared by the thin entry points in funasr_lite/bin/."""
 
 import argparse
+import os
+import sys
+from typing import Any, Optional
+
+CONSOLE_PREFIX = "funasr-lite-"  # console scripts: funasr-lite-<tool> (setup.py)
 
 
 def str2bool(value: str) -> bool:
@@ -11,3 +16,35 @@ def str2bool(value: str) -> bool:
     if lowered in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's own line breaks (usage examples) and appends ``(default: X)`` to
+    every option that has a default its help text does not already state."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        text = action.help or ""
+        if (action.option_strings and not action.required and action.default is not None
+                and action.default is not argparse.SUPPRESS and "default" not in text.lower()):
+            text += " (default: %(default)s)"
+        return text
+
+
+def console_script(module: str) -> str:
+    """``funasr_lite.bin.train_lm`` -> ``funasr-lite-train-lm``."""
+    return CONSOLE_PREFIX + module.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def command_name(module: str) -> str:
+    """The command the user typed for the entry point ``module``: its console script when run
+    as one, else ``python -m <module>`` (argparse would name the file, e.g. ``infer.py``)."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    console = console_script(module)
+    return console if script == console else f"python -m {module}"
+
+
+def make_parser(module: str, description: Optional[str] = None, **kwargs: Any) -> argparse.ArgumentParser:
+    """The ArgumentParser of the entry point ``module`` (e.g. ``funasr_lite.bin.infer``): usage
+    with the real command, the description's layout kept, defaults shown."""
+    kwargs.setdefault("formatter_class", HelpFormatter)
+    return argparse.ArgumentParser(prog=command_name(module), description=description, **kwargs)
