@@ -233,4 +233,65 @@ class Paraformer:
         return self(input, **kwargs)
 
 
-__all__ = ["AudioInputError", "Paraformer", "array_to_waveform", "bytes_to_waveform", "fetch_url", "input_items"]
+class VAD:
+    """FunASR's FSMN-VAD: ``VAD.from_model_dir(DIR)(audio_in)`` -> ``[[start_ms, end_ms], ...]``.
+
+    ``audio_in`` is one recording in any form :class:`Paraformer` takes; files are read in 60 s
+    blocks (whole only when resampled), multichannel files downmixed, other rates resampled. No
+    samples or no speech: ``[]``. DIR: a FunASR VAD model dir, by default the released one that
+    tools/setup.sh installs (see funasr_lite/models/vad/).
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    @classmethod
+    def from_model_dir(cls, model_dir=None) -> "VAD":
+        from funasr_lite.models.vad.model import FsmnVad, released_vad_model_dir
+
+        return cls(FsmnVad.from_model_dir(model_dir if model_dir is not None else released_vad_model_dir()))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    def __call__(self, audio_in, audio_fs: Optional[int] = None,
+                 max_end_silence_time: Optional[int] = None) -> List[List[int]]:
+        """Segments of one recording; max_end_silence_time (ms) replaces FunASR's default schedule."""
+        items = input_items(audio_in, audio_fs, self.sample_rate)
+        if len(items) != 1:
+            raise AudioInputError(f"{len(items)} recordings given; VAD(...) takes one, VAD.generate(...) several")
+        return self._segments(items[0], max_end_silence_time)
+
+    def generate(self, input, audio_fs: Optional[int] = None,  # noqa: A002 (FunASR's argument name)
+                 max_end_silence_time: Optional[int] = None) -> List[Dict[str, Any]]:
+        """FunASR's output for one or many recordings: ``[{"key", "value": segments}]``. A recording
+        that cannot be read is logged and counted, and its entry has ``"error"`` instead of ``"value"``."""
+        from funasr_lite.frontend.audio import AudioError
+
+        items = input_items(input, audio_fs, self.sample_rate)
+        results = []
+        for item, key in zip(items, unique_keys([item.key for item in items])):
+            try:
+                results.append({"key": key, "value": self._segments(item, max_end_silence_time)})
+            except (AudioError, AudioInputError) as e:
+                logger.error("%s: no VAD segments: %s", key, e)
+                results.append({"key": key, "error": str(e)})
+        failed = sum("error" in result for result in results)
+        if failed:
+            logger.warning("VAD: %d of %d recordings could not be read", failed, len(results))
+        return results
+
+    def _segments(self, item: InputItem, max_end_silence_time: Optional[int]) -> List[List[int]]:
+        from funasr_lite.models.vad.audio_blocks import read_audio_blocks
+
+        if item.kind == "waveform":
+            return self.model.segment(item.waveform, max_end_silence_time, sample_rate=item.sample_rate)
+        if item.kind != "audio":
+            raise AudioInputError(f"{item.key}: the VAD needs audio, not stored features ({item.value})")
+        blocks = read_audio_blocks(item.value, self.sample_rate, self.model.chunk_samples)
+        return self.model.segment_blocks(blocks, max_end_silence_time)
+
+
+__all__ = ["AudioInputError", "Paraformer", "VAD", "array_to_waveform", "bytes_to_waveform", "fetch_url",
+           "input_items"]

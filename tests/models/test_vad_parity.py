@@ -6,7 +6,6 @@ signals, pauses 0.3-3 s, white/brown noise at 0-40 dB SNR), and the FSMN encoder
 funasr's on random weights (strict load, full pass and chunked with cache).
 """
 
-import logging
 import os
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 
 from funasr_lite.models.vad import FSMN, FsmnVad
 from funasr_lite.models.vad.model import released_vad_model_dir
-from vad_recordings import RECORDINGS, SAMPLE_RATE, build_recording
+from vad_recordings import RECORDINGS, SAMPLE_RATE, build_recording, funasr_segments, load_funasr_vad
 
 TOLERANCE_MS = 10
 
@@ -30,23 +29,12 @@ def vad_dir():
 
 @pytest.fixture(scope="module")
 def funasr_vad(vad_dir):
-    from funasr import AutoModel
-
-    threads = torch.get_num_threads()
-    model = AutoModel(model=vad_dir, disable_update=True, disable_pbar=True, disable_log=True, device="cpu", ncpu=1)
-    torch.set_num_threads(threads)  # AutoModel sets the global thread count
-    logging.getLogger().setLevel(logging.WARNING)
-    return model
+    return load_funasr_vad(vad_dir)
 
 
 @pytest.fixture(scope="module")
 def ours(vad_dir):
     return FsmnVad.from_model_dir(vad_dir)
-
-
-def funasr_segments(funasr_vad, audio, **options):
-    (result,) = funasr_vad.generate(input=audio, **options)
-    return result["value"]
 
 
 def boundary_difference(reference, hypothesis):

@@ -122,3 +122,21 @@ RECORDINGS = (
     (23, 180, 12, "white", 3.0, 0.3),
     (24, 95, 30, "white", 0.31, 0.3),  # almost no pauses: FunASR cuts segments
 )
+
+
+def load_funasr_vad(model_dir: str):
+    """The funasr oracle: ``AutoModel`` on a local VAD dir, offline, one thread, quiet."""
+    import logging
+
+    from funasr import AutoModel
+
+    threads = torch.get_num_threads()
+    model = AutoModel(model=model_dir, disable_update=True, disable_pbar=True, disable_log=True, device="cpu", ncpu=1)
+    torch.set_num_threads(threads)  # AutoModel sets the global thread count
+    logging.getLogger().setLevel(logging.WARNING)
+    return model
+
+
+def funasr_segments(funasr_vad, audio, **options):
+    (result,) = funasr_vad.generate(input=audio, **options)
+    return result["value"]

@@ -25,6 +25,7 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 import torch
+import torchaudio.functional
 import yaml
 from torch import nn
 
@@ -205,8 +206,14 @@ class FsmnVad(nn.Module):
         run(pending, is_final=True)
         return [list(segment) for segment in detector.segments]
 
-    def segment(self, waveform, max_end_silence_time: Optional[int] = None) -> List[List[int]]:
-        """Segments of one (N,) float32 waveform in [-1, 1] at ``sample_rate``."""
+    def segment(self, waveform, max_end_silence_time: Optional[int] = None,
+                sample_rate: Optional[int] = None) -> List[List[int]]:
+        """Segments of one (N,) float32 waveform in [-1, 1]; audio at another ``sample_rate`` is
+        resampled first (torchaudio's sinc resampler, as FunASR)."""
         waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
+        if sample_rate is not None and int(sample_rate) != self.sample_rate and waveform.size:
+            waveform = torchaudio.functional.resample(
+                torch.from_numpy(np.ascontiguousarray(waveform)), int(sample_rate), self.sample_rate
+            ).numpy()
         blocks = (waveform[i : i + self.chunk_samples] for i in range(0, waveform.size, self.chunk_samples))
         return self.segment_blocks(blocks, max_end_silence_time)

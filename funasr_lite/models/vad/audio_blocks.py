@@ -1,0 +1,71 @@
+"""Audio for the VAD in blocks: a long file is never held whole when it is already at the model rate."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Iterator
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional
+
+from funasr_lite.frontend.audio import (
+    AudioCorruptError,
+    AudioMissingError,
+    _check_wav_not_truncated,
+    _decode,
+    _run_pipe,
+    is_pipe_command,
+)
+
+_DECODE_ERRORS = (soundfile.LibsndfileError, RuntimeError, ValueError, EOFError)
+
+
+def _mono(block: np.ndarray, source: str) -> np.ndarray:
+    """(N, C) -> (N,) float32, channels averaged (FunASR downmixes the same way)."""
+    mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if not np.all(np.isfinite(mono)):
+        raise AudioCorruptError(source, "contains NaN or infinite samples")
+    return mono
+
+
+def read_audio_blocks(source: str, sample_rate: int, block_samples: int) -> Iterator[np.ndarray]:
+    """Mono float32 blocks (in [-1, 1]) of an audio file or a ``cmd |`` pipe, at ``sample_rate``.
+
+    A file already at ``sample_rate`` is read ``block_samples`` at a time, so memory does not grow
+    with its length; a pipe, or a file at another rate, is decoded whole and resampled
+    (torchaudio's sinc resampler, as FunASR). Multichannel audio is downmixed (mean). A file with
+    no samples yields nothing.
+
+    Raises:
+        AudioError subclasses naming the source: missing, corrupt (undecodable, truncated WAV,
+        NaN samples), pipe_failed.
+    """
+    source = source.strip()
+    if not is_pipe_command(source):
+        if not os.path.exists(source):
+            raise AudioMissingError(source, "no such file")
+        if os.path.isdir(source):
+            raise AudioMissingError(source, "is a directory, not an audio file")
+        _check_wav_not_truncated(source)
+        try:
+            with soundfile.SoundFile(source) as f:
+                if f.samplerate == sample_rate:
+                    for block in f.blocks(blocksize=block_samples, dtype="float32", always_2d=True):
+                        yield _mono(block, source)
+                    return
+        except _DECODE_ERRORS as e:
+            raise AudioCorruptError(source, f"cannot decode: {e}") from None
+        samples, rate = _decode(source, source)
+    else:
+        samples, rate = _decode(source, io.BytesIO(_run_pipe(source)))
+    if samples.shape[0] == 0:
+        return
+    waveform = _mono(samples, source)
+    if rate != sample_rate:
+        waveform = torchaudio.functional.resample(torch.from_numpy(waveform), rate, sample_rate).numpy()
+    for start in range(0, waveform.size, block_samples):
+        yield waveform[start : start + block_samples]
