@@ -9,15 +9,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 . ./path.sh
 . ./cmd.sh
 
-# ---- options (each can be given as --name value) ----
-stage=-1
-stop_stage=8
-nj=2                       # parallel jobs for data preparation
+# ---- options (each can be given as --name value; `bash run.sh --help` lists them) ----
+stage=-1                   # first stage to run (-1: corpus)
+stop_stage=8               # last stage to run (8: model dir)
+nj=2                       # parallel jobs (corpus, features, decoding)
 corpus=synthetic           # synthetic | aishell
 corpus_size=small          # synthetic corpus size: tiny | small | full
 corpus_root=corpus         # where data_aishell/ is (or goes)
 data_url=www.openslr.org/resources/33   # AISHELL-1 (openslr SLR33)
-seed=1
+seed=1                     # random seed of the synthetic corpus
 speed_perturb=false        # 3-way speed perturbation (0.9/1.0/1.1) of train
 resample=true              # resample wavs whose rate is not 16 kHz (false: refuse them)
 token_type=char            # char | bpe
@@ -25,22 +25,26 @@ nbpe=500                   # BPE vocabulary size when token_type=bpe
 train_config=conf/demo.yaml          # model + training config (FunASR config.yaml schema)
 lfr_m=                     # LFR stacking for am.mvn (80 * lfr_m dims); default: the config's frontend_conf.lfr_m
 lm_config=conf/lm.yaml     # stage 3: Transformer LM for shallow fusion (trained on train text only)
-lm_dir=exp/lm
+lm_dir=exp/lm              # stage 3 output; the LM of the beam_lm decode mode
 lm_args=                   # extra LM trainer arguments, e.g. "++train_conf.max_epoch=10"
 exp_tag=                   # experiment name (default: the config's file name)
 train_args=                # extra trainer arguments, e.g. "++train_conf.max_epoch=20 ++optim_conf.lr=1e-3"
 ngpu=0                     # >1: torchrun --nproc_per_node ngpu (DDP)
 num_avg=3                  # average this many best epochs into model.avg{N}.pt
 mwer_epochs=1              # stage 5: MWER fine-tuning epochs from the averaged model
-mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++model_conf.mwer_ce_weight=1.0 ++optim_conf.lr=0.0002 ++scheduler=constantlr ++scheduler_conf={} ++dataset_conf.sortagrad=0"
+mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++model_conf.mwer_ce_weight=1.0 ++optim_conf.lr=0.0002 ++scheduler=constantlr ++scheduler_conf={} ++dataset_conf.sortagrad=0"   # stage 5: trainer arguments of the MWER fine-tuning
 decode_exp=                # stages 6-8: experiment to decode/export (default: the stage-4 exp)
-decode_checkpoint=         # default: model.avg$num_avg.pt (model.avg1.pt for an *_mwer exp)
-decode_sets="dev test"
+decode_checkpoint=         # weights to decode (default: model.avg$num_avg.pt; model.avg1.pt for an *_mwer exp)
+decode_sets="dev test"     # data sets to decode and score (stages 6-7)
 decode_modes="greedy beam_lm"   # greedy | beam (beam + CTC) | beam_lm (beam + CTC + LM)
-beam_size=10
+beam_size=10               # beam width of the beam and beam_lm modes
 ctc_weight=0.3             # CTC prefix-score weight in beam search (the model must have a CTC branch)
-lm_weight=0.2
-help_message="Usage: bash run.sh [--stage N] [--stop_stage M] [--corpus synthetic|aishell] [--corpus_size tiny|small|full] [--nj N] ..."
+lm_weight=0.2              # LM shallow-fusion weight of the beam_lm mode
+# ---- end of options ----
+help_message="Usage: bash run.sh [--name value ...]
+AISHELL-1 Paraformer recipe, stages -1..8 (README.md: what each stage makes). On a terminal each
+stage shows its jobs (k/N done, elapsed, ETA) and a training job its epoch, step, ETA and last
+validation CER; logs go to the files named by each stage."
 . utils/parse_options.sh
 
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*" >&2; }
@@ -115,6 +119,10 @@ exp_dir=exp/$exp_tag
 train_launcher=(python -m funasr_lite.bin.train)
 [ "$ngpu" -gt 1 ] && train_launcher=(torchrun --standalone --nproc_per_node "$ngpu" -m funasr_lite.bin.train)
 
+# plot_curves <exp-dir>: per-epoch loss/CER/acc curves -> <exp-dir>/curves.png (a missing picture
+# is reported, not fatal). Per step: tensorboard --logdir exp
+plot_curves() { python "$FUNASR_LITE_ROOT/tools/plot_curves.py" "$1" || log "warning: no curves for $1"; }
+
 # train_paraformer <config> <output-dir> [trainer args...]: one training job on the train set.
 train_paraformer() {
   local config=$1 out=$2
@@ -130,6 +138,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # shellcheck disable=SC2086
   train_paraformer "$train_config" "$exp_dir" \
     ++train_conf.avg_nbest_model="$num_avg" $train_args   # the trainer writes model.avg$num_avg.pt
+  plot_curves "$exp_dir"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
@@ -137,6 +146,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # shellcheck disable=SC2086
   train_paraformer "$exp_dir/config.yaml" "${exp_dir}_mwer" --init_param "$exp_dir/model.avg$num_avg.pt" \
     ++train_conf.max_epoch="$mwer_epochs" ++train_conf.avg_nbest_model=1 $mwer_args
+  plot_curves "${exp_dir}_mwer"
 fi
 
 [ -z "$decode_exp" ] && decode_exp=$exp_dir

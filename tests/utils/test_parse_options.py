@@ -69,3 +69,46 @@ def test_helper_variables_do_not_leak(run_tool, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["foo_bar=default use_gpu=false nj=2 args=x"]
     assert os.access(os.path.join(UTILS_DIR, "parse_options.sh"), os.X_OK)
+
+
+BLOCK_DEMO = f"""set -euo pipefail
+cd /
+# ---- options ----
+stage=-1                   # first stage to run
+nj=2
+# decoding
+decode_sets="dev test"     # data sets to decode
+a_rather_long_option_name=long_default_value   # a long one
+empty=                     # empty default
+# ---- end of options ----
+not_listed=1               # after the block
+help_message="Usage: demo.sh [options]"
+. {UTILS_DIR}/parse_options.sh
+echo "stage=$stage"
+"""
+
+
+def test_help_lists_the_option_block_with_defaults_and_comments(run_tool, tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "demo.sh").write_text(BLOCK_DEMO)
+    # Called by a relative path although the script cd's away before parsing the options.
+    result = run_tool("bash sub/demo.sh --stage 3 --help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Usage: demo.sh [options]",
+        "Options (--name value or --name=value; the default follows the name):",
+        "  --stage -1                     first stage to run",  # the default as written, not --stage 3
+        "  --nj 2",
+        " decoding",
+        '  --decode_sets "dev test"       data sets to decode',
+        "  --a_rather_long_option_name long_default_value",
+        "                                 a long one",
+        '  --empty ""                     empty default',
+    ]
+    assert run_tool("bash sub/demo.sh --stage 3").stdout.strip() == "stage=3"
+
+
+def test_help_without_an_option_block_prints_only_the_message(run_tool, tmp_path):
+    result = run_demo(run_tool, tmp_path, "--help")
+    assert result.returncode == 0
+    assert result.stdout == "Usage: demo.sh [--foo-bar X] [--use-gpu true|false] [--nj N] <args>\n"
