@@ -11,11 +11,11 @@ import logging
 import sys
 
 from funasr_lite.data.synthetic_corpus import SIZES, CorpusError, default_text_path, generate_corpus
+from funasr_lite.utils.cli import make_parser
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("funasr_lite.bin.make_synthetic_corpus", __doc__)
     parser.add_argument("--out", required=True, help="output directory (gets data_aishell/)")
     parser.add_argument("--size", choices=sorted(SIZES), default="small",
                         help="tiny: ~100 utterances (tests); small: demo (~8 h train); full: >= 50 h")
@@ -27,7 +27,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     if args.nj < 1:

@@ -1,6 +1,7 @@
 """Helpers shared by the thin entry points in funasr_lite/bin/."""
 
 import argparse
+import copy
 import os
 import sys
 from typing import Any, Optional
@@ -18,14 +19,27 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def shows_default(action: argparse.Action) -> bool:
+    """True for an option whose default ``--help`` shows: optional, with a default that is not
+    None (None means "not given"; the help text says what happens then)."""
+    return (bool(action.option_strings) and not action.required and action.default is not None
+            and action.default is not argparse.SUPPRESS)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description's own line breaks (usage examples) and appends ``(default: X)`` to
-    every option that has a default its help text does not already state."""
+    every option that has a default its help text does not already state (also to options
+    without a help text)."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not (action.help and action.help.strip()) and shows_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> Optional[str]:
         text = action.help or ""
-        if (action.option_strings and not action.required and action.default is not None
-                and action.default is not argparse.SUPPRESS and "default" not in text.lower()):
+        if shows_default(action) and "default" not in text.lower():
             text += " (default: %(default)s)"
         return text
 
