@@ -62,11 +62,14 @@ One command argument is run as shell code ("a | b > c" works); with several, eac
 it is, except separate shell operators (\\| ";" "&&" ">" "2>&1" ">out"), which act as such.
 Options (the same for every backend; a backend ignores those it has no use for):
   --max-jobs-run N   at most N jobs at once (local default: all; Slurm: array throttle %N)
-  --num-threads N    threads per job: Slurm --cpus-per-task; exported as OMP_NUM_THREADS
+  --num-threads N    threads per job (per process of a torchrun job): Slurm --cpus-per-task;
+                     exported as OMP_NUM_THREADS
                      (local default, when several jobs run at once and OMP_NUM_THREADS and
                      MKL_NUM_THREADS are both unset: both exported as max(1, CPUs // jobs at once))
   --mem SIZE         memory per job, e.g. 4G or 500M (Slurm --mem)
   --gpu N            GPUs per job (Slurm --gres=gpu:N; ignored locally)
+                     Slurm, a job whose command runs `torchrun --nproc_per_node P`: it asks for
+                     --cpus-per-task=P*threads and, when --gpu is given, --gres=gpu:max(N,P)
   --time T           time limit, e.g. 1:00:00 or 2-00:00:00 (Slurm --time; ignored locally)
   --partition P      Slurm partition (ignored locally)
   --account A        Slurm account (ignored locally)
@@ -496,15 +499,38 @@ exit "$rc"
     return script_path
 
 
+_TORCHRUN_NPROC = re.compile(r"^--nproc[_-]per[_-]node(?:=(.*))?$")
+
+
+def torchrun_processes(command: str) -> int:
+    """Processes that a ``torchrun`` (or ``python -m torch.distributed.run``) in ``command``
+    starts: its ``--nproc_per_node`` when that is a number; 1 for any other command."""
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        return 1
+    for i, token in enumerate(tokens):
+        if os.path.basename(token) == "torchrun" or (i > 0 and token == "torch.distributed.run" and tokens[i - 1] == "-m"):
+            for j in range(i + 1, len(tokens)):
+                match = _TORCHRUN_NPROC.match(tokens[j])
+                if match:
+                    value = match.group(1) if match.group(1) is not None else " ".join(tokens[j + 1:j + 2])
+                    return int(value) if value.isdigit() and int(value) > 0 else 1
+            return 1
+    return 1
+
+
 def slurm_resource_args(jobs: JobArray, options: RunnerOptions) -> List[str]:
-    """Resource arguments shared by sbatch and srun."""
+    """Resource arguments shared by sbatch and srun. A torchrun job with P processes asks for
+    P times the threads and, on GPUs, at least P GPUs (one per process)."""
     args = [f"--job-name={_job_base_name(jobs)}"]
-    if options.num_threads:
-        args.append(f"--cpus-per-task={options.num_threads}")
+    processes = torchrun_processes(jobs.command(jobs.first))
+    if options.num_threads or processes > 1:
+        args.append(f"--cpus-per-task={(options.num_threads or 1) * processes}")
     if options.mem:
         args.append(f"--mem={options.mem}")
     if options.gpu:
-        args.append(f"--gres=gpu:{options.gpu}")
+        args.append(f"--gres=gpu:{max(options.gpu, processes)}")
     if options.time:
         args.append(f"--time={options.time}")
     if options.partition:
@@ -550,8 +576,23 @@ def _slurm_status_line(jobs: JobArray) -> StatusLine:
     return job_status_line(jobs, running, count=lambda: len(finished()))
 
 
-def _submit_array(jobs: JobArray, options: RunnerOptions, script_path: str) -> None:
-    """Submit the job array and wait for it; Ctrl-C cancels the array."""
+def _wait_for_array(jobs: JobArray, sbatch: subprocess.Popen) -> int:
+    """Wait for ``sbatch --wait`` to exit, or until every task has written its exit status:
+    sbatch polls Slurm with sleeps growing to 10 s, the status files show the end sooner.
+    Stopping sbatch there does not touch the (finished) job. Returns sbatch's exit code, 0
+    when stopped."""
+    while True:
+        try:
+            return sbatch.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            if all(os.path.exists(status_file(jobs, job_id)) for job_id in jobs.job_ids()):
+                sbatch.terminate()
+                sbatch.wait()
+                return 0
+
+
+def _submit_array(jobs: JobArray, options: RunnerOptions, script_path: str) -> str:
+    """Submit the job array and wait for it; return Slurm's job id. Ctrl-C cancels the array."""
     argv = sbatch_argv(jobs, options, script_path)
     logger.info("submitting: %s", shlex.join(argv))
     try:
@@ -565,9 +606,7 @@ def _submit_array(jobs: JobArray, options: RunnerOptions, script_path: str) -> N
         if slurm_job_id:
             logger.info("Slurm job %s (%d tasks)", slurm_job_id, jobs.num_jobs)
         with _slurm_status_line(jobs):
-            if proc.stdout:
-                proc.stdout.read()
-            return_code = proc.wait()
+            return_code = _wait_for_array(jobs, proc)
     except KeyboardInterrupt:
         if slurm_job_id:
             subprocess.run(["scancel", slurm_job_id], check=False)
@@ -578,6 +617,40 @@ def _submit_array(jobs: JobArray, options: RunnerOptions, script_path: str) -> N
     if return_code != 0:
         # sbatch --wait exits non-zero when a task failed: the status files tell which.
         logger.info("sbatch exited with code %d", return_code)
+    return slurm_job_id
+
+
+# Final task states of a job that ended without running its command to the end (the batch
+# script then writes no exit status, or the code of a signal).
+SLURM_KILLED_STATES = ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+                       "BOOT_FAIL", "DEADLINE", "REVOKED")
+
+
+def slurm_task_states(slurm_job_id: str) -> Dict[int, str]:
+    """{array task id: state, e.g. COMPLETED, FAILED, CANCELLED} of a job array, from sacct when
+    accounting is on, else from scontrol (the controller keeps finished jobs for MinJobAge,
+    300 s by default); {} when neither answers."""
+    def run(argv: List[str]) -> str:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return proc.stdout if proc.returncode == 0 else ""
+
+    states: Dict[int, str] = {}
+    for line in run(["sacct", "-n", "-P", "-X", "-j", slurm_job_id, "-o", "JobID,State"]).splitlines():
+        job, _, state = line.partition("|")
+        match = re.match(rf"^{re.escape(slurm_job_id)}_(\d+)$", job.strip())
+        if match and state.strip():
+            states[int(match.group(1))] = state.split()[0]  # "CANCELLED by 0" -> CANCELLED
+    if states:
+        return states
+    for line in run(["scontrol", "-o", "show", "job", slurm_job_id]).splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        task, state = fields.get("ArrayTaskId", ""), fields.get("JobState", "")
+        if task.isdigit() and state:
+            states[int(task)] = state
+    return states
 
 
 def _srun_one(jobs: JobArray, options: RunnerOptions, script_path: str, job_id: int,
@@ -607,18 +680,28 @@ def run_slurm(jobs: JobArray, options: RunnerOptions) -> List[int]:
             _run_in_parallel(jobs.job_ids(),
                              lambda job_id, table: _srun_one(jobs, options, script_path, job_id, table),
                              max_parallel)
+        slurm_job_id = ""
     else:
-        _submit_array(jobs, options, script_path)
+        slurm_job_id = _submit_array(jobs, options, script_path)
     statuses = {job_id: _read_status(status_file(jobs, job_id)) for job_id in jobs.job_ids()}
+    states = (slurm_task_states(slurm_job_id) if slurm_job_id and any(s != 0 for s in statuses.values())
+              else {})
+    # A killed task never writes its status: no point waiting for the file on a slow disk.
+    waiting = [j for j, s in statuses.items() if s is None and states.get(j) not in SLURM_KILLED_STATES]
     deadline = time.time() + options.status_wait_s
-    while any(s is None for s in statuses.values()) and time.time() < deadline:
+    while waiting and time.time() < deadline:
         time.sleep(0.5)  # a shared disk may show the files late
-        statuses = {j: s if s is not None else _read_status(status_file(jobs, j))
-                    for j, s in statuses.items()}
+        statuses.update({j: _read_status(status_file(jobs, j)) for j in waiting})
+        waiting = [j for j in waiting if statuses[j] is None]
     missing = [j for j, s in statuses.items() if s is None]
     if missing:
         logger.warning("%d job(s) wrote no exit status (killed, or never started): %s; see %s",
                        len(missing), " ".join(map(str, missing)), slurm_queue_dir(jobs))
+    for job_id, status in statuses.items():
+        state = states.get(job_id, "")
+        if status != 0 and state in SLURM_KILLED_STATES:
+            logger.warning("job %d (Slurm job %s_%d) was %s before it finished; log: %s", job_id,
+                           slurm_job_id, job_id, state, jobs.log_path(job_id))
     return [job_id for job_id, status in statuses.items() if status != 0]
 
 

@@ -154,3 +154,31 @@ def test_sbatch_missing_or_rejecting_is_an_error(run_tool, tmp_path):
     assert result.returncode != 0
     assert "invalid partition" in result.stderr
     assert "sbatch failed" in result.stderr
+
+
+@pytest.mark.parametrize("command, options, cpus, gres", [
+    ("torchrun --standalone --nproc_per_node 2 -m funasr_lite.bin.train --x 1", "", "2", None),
+    ("torchrun --nproc-per-node=4 -m funasr_lite.bin.train", "--gpu 1 --num-threads 3", "12", "gpu:4"),
+    ("python -m torch.distributed.run --nproc_per_node 2 train.py", "--gpu 8", "2", "gpu:8"),
+    ("torchrun --nproc_per_node gpu -m funasr_lite.bin.train", "--gpu 2", None, "gpu:2"),
+    ("python -m funasr_lite.bin.train --nproc_per_node 4", "--num-threads 2", "2", None),
+])
+def test_torchrun_job_asks_for_its_processes_cores_and_gpus(command, options, cpus, gres):
+    from funasr_lite.utils.jobs import parse_runner_argv, slurm_resource_args
+
+    runner_options, jobs = parse_runner_argv(options.split() + ["log/train.log"] + command.split())
+    args = slurm_resource_args(jobs, runner_options)
+    assert [a for a in args if a.startswith("--cpus-per-task")] == ([f"--cpus-per-task={cpus}"] if cpus else [])
+    assert [a for a in args if a.startswith("--gres")] == ([f"--gres={gres}"] if gres else [])
+
+
+def test_job_killed_by_slurm_is_reported_with_its_state(slurm, tmp_path):
+    """No exit status from task 2, and sacct says CANCELLED: named as cancelled, not waited for."""
+    sacct = tmp_path / "fakebin" / "sacct"
+    sacct.write_text("#!/bin/sh\nprintf '4242_1|COMPLETED\\n4242_2|CANCELLED by 0\\n'\n")
+    sacct.chmod(0o755)
+    result = slurm.run("run_slurm.py --status-wait 30 JOB=1:2 log/c.JOB.log 'echo JOB'", FAKE_SLURM_SKIP_TASKS="2")
+    assert result.returncode == 1
+    assert "job 2 (Slurm job 4242_2) was CANCELLED before it finished; log: log/c.2.log" in result.stderr
+    assert "run_slurm.py: 1 / 2 jobs failed, see log/c.2.log" in result.stderr
+    assert "job 1 (" not in result.stderr
