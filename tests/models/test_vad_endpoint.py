@@ -73,6 +73,16 @@ def test_two_segments_after_a_long_pause():
     assert segments == [[740, 2660], [2940, 4860]]
 
 
+def test_single_utterance_mode_stops_after_the_first_segment():
+    states = [(SILENCE, 100), (SPEECH, 150), (SILENCE, 70), (SPEECH, 150), (SILENCE, 200)]
+    assert run(states, detect_mode=0) == [[740, 2660]]
+    # the start silence times out when it passes max_start_silence_time (3000 ms) at frame 300;
+    # it counts until the window confirms speech, 14 frames after speech starts: speech from 287
+    # is confirmed at 301, too late; speech from 286 at 300, in time (start 300 - 40 = 260).
+    assert run([(SILENCE, 287), (SPEECH, 150), (SILENCE, 200)], detect_mode=0) == []
+    assert run([(SILENCE, 286), (SPEECH, 150), (SILENCE, 200)], detect_mode=0)[0][0] == 2600
+
+
 def test_dynamic_schedule_shortens_the_end_silence_in_the_next_chunk():
     # chunk 1 (6000 frames) ends inside speech (from 5000): at chunk 2's start FunASR counts 60 s
     # of accumulated speech -> end silence 200 - 150 = 50 ms: after the speech->silence change at

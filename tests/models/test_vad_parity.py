@@ -116,3 +116,23 @@ def test_fsmn_encoder_matches_funasr_on_random_weights():
             out, cache = ours(piece, cache)
             pieces.append(out)
         torch.testing.assert_close(torch.cat(pieces, dim=1), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_single_utterance_mode_matches_funasr(vad_dir):
+    """detect_mode 0: only the first segment, none after a start silence over 3 s."""
+    import dataclasses
+
+    from funasr import AutoModel
+
+    threads = torch.get_num_threads()
+    reference = AutoModel(model=vad_dir, disable_update=True, disable_pbar=True, disable_log=True,
+                          device="cpu", ncpu=1, detect_mode=0)
+    torch.set_num_threads(threads)
+    ours = FsmnVad.from_model_dir(vad_dir)
+    ours.options = dataclasses.replace(ours.options, detect_mode=0)
+    results = []
+    for seed, seconds, lead_in in ((61, 40.0, None), (62, 70.0, 5.0), (63, 90.0, 1.0)):
+        audio, _ = build_recording(seed, seconds, 20.0, lead_in=lead_in)
+        results.append(ours.segment(audio))
+        assert results[-1] == funasr_segments(reference, audio)
+    assert [len(r) for r in results] == [1, 0, 1]
