@@ -77,7 +77,8 @@ def last_progress_message(log_path: str, tail_bytes: int = 16384) -> Optional[st
 class StatusLine:
     """A live one-line status of ``total`` jobs on a terminal.
 
-    ``label: k/N done, elapsed M:SS, ETA M:SS | detail``, redrawn every ``interval`` seconds by a
+    ``label: k/N done, elapsed M:SS, ETA M:SS | detail`` (one job: ``label: elapsed M:SS | detail``,
+    then ``label: done, elapsed M:SS``), redrawn every ``interval`` seconds by a
     background thread (and at each :meth:`update`), ended with a newline by :meth:`close`.
     ``detail`` (optional callable) adds text such as the newest ``[progress]`` line of a running
     job; ``count`` (optional callable) is asked for the number of finished jobs at each redraw
@@ -108,8 +109,11 @@ class StatusLine:
         elapsed = (self.clock() if now is None else now) - self.start
         if self.count is not None:
             self.done = self.count()
-        text = (f"{self.label}: {self.done}/{self.total} done, elapsed {format_duration(elapsed)}, "
-                f"ETA {format_duration(eta_seconds(elapsed, self.done, self.total))}")
+        if self.total == 1:  # one job (a training run): its own [progress] detail has the ETA
+            text = f"{self.label}: {'done, ' if self.done else ''}elapsed {format_duration(elapsed)}"
+        else:
+            text = (f"{self.label}: {self.done}/{self.total} done, elapsed {format_duration(elapsed)}, "
+                    f"ETA {format_duration(eta_seconds(elapsed, self.done, self.total))}")
         detail = self.detail() if self.detail is not None else None
         return f"{text} | {detail}" if detail else text
 

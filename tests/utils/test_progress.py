@@ -47,6 +47,11 @@ def test_status_line_count_callable_and_disabled_line_writes_nothing():
     status = StatusLine("x", 3, stream=io.StringIO(), enabled=True, clock=clock, count=lambda: 2)
     clock.now += 10
     assert status.text() == "x: 2/3 done, elapsed 0:10, ETA 0:05"
+    single = StatusLine("train", 1, stream=io.StringIO(), enabled=True, clock=clock, detail=lambda: "epoch 1/7")
+    clock.now += 5
+    assert single.text() == "train: elapsed 0:05 | epoch 1/7"  # one job: no k/N, the job's line has the ETA
+    single.update(1)
+    assert single.text() == "train: done, elapsed 0:05 | epoch 1/7"
     quiet = io.StringIO()
     with StatusLine("x", 3, stream=quiet, enabled=False) as line:
         line.update(3)
@@ -56,13 +61,13 @@ def test_status_line_count_callable_and_disabled_line_writes_nothing():
 def test_status_line_redraws_over_a_longer_previous_line():
     stream = io.StringIO()
     details = iter(["a long detail text", None])
-    status = StatusLine("j", 1, stream=stream, enabled=True, clock=FakeClock(), detail=lambda: next(details))
+    status = StatusLine("j", 2, stream=stream, enabled=True, clock=FakeClock(), detail=lambda: next(details))
     status.draw()
     first = stream.getvalue()
     status.draw()
     second = stream.getvalue()[len(first):]
     # The shorter line is padded with blanks so nothing of the longer one stays visible.
-    assert second.startswith("\rj: 0/1 done") and len(second) == len(first)
+    assert second.startswith("\rj: 0/2 done") and len(second) == len(first)
 
 
 def test_last_progress_message_reads_the_newest_marked_line(tmp_path):
