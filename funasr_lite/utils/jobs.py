@@ -563,17 +563,20 @@ def _read_status(path: str) -> Optional[int]:
         return None
 
 
-def _slurm_status_line(jobs: JobArray) -> StatusLine:
-    """Finished jobs counted by their exit-status files; running ones: a log but no status yet."""
+def _slurm_status_line(jobs: JobArray, enabled: Optional[bool] = None) -> StatusLine:
+    """Finished jobs counted by their exit-status files; running ones: no status yet and a log
+    written since the line started (an older log is an earlier run's)."""
+    start = time.time() - 1.0
 
     def finished() -> List[int]:
         return [j for j in jobs.job_ids() if os.path.exists(status_file(jobs, j))]
 
     def running() -> List[int]:
         done = set(finished())
-        return [j for j in jobs.job_ids() if j not in done and os.path.exists(jobs.log_path(j))]
+        return [j for j in jobs.job_ids()
+                if j not in done and os.path.exists(jobs.log_path(j)) and os.path.getmtime(jobs.log_path(j)) >= start]
 
-    return job_status_line(jobs, running, count=lambda: len(finished()))
+    return job_status_line(jobs, running, count=lambda: len(finished()), enabled=enabled)
 
 
 def _wait_for_array(jobs: JobArray, sbatch: subprocess.Popen) -> int:
