@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from funasr_lite.data.synthetic_corpus import SIZES, CorpusError, default_text_path, generate_corpus
+from funasr_lite.data.synthetic import SIZES, CorpusError, default_text_path, generate_corpus
 from funasr_lite.utils.cli import make_parser
 
 
