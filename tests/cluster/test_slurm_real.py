@@ -53,9 +53,22 @@ def scontrol_job(job_id):
     return [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in out.splitlines()]
 
 
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 @pytest.fixture(scope="module")
 def slurm():
-    """A running single-node Slurm; fails (never skips) with the script's output when it cannot start."""
+    """A running single-node Slurm; fails (never skips) with the script's output when it cannot
+    start. Stopped afterwards when this session started it and no other live test session
+    (a pid file in <state dir>/users) still uses it."""
+    users = os.path.join(os.environ.get("SLURM_LOCAL_DIR", "/var/lib/slurm_local"), "users")
     was_running = subprocess.run(["bash", SLURM_LOCAL, "status"], capture_output=True).returncode == 0
     t0 = time.time()
     try:
@@ -66,9 +79,27 @@ def slurm():
         pytest.fail(f"Slurm could not be started (tools/slurm_local.sh start, exit {proc.returncode}):\n"
                     f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}", pytrace=False)
     print(f"slurm_local.sh start: {time.time() - t0:.1f} s")
+    os.makedirs(users, exist_ok=True)
+    mine = os.path.join(users, str(os.getpid()))
+    open(mine, "w").close()
     yield
-    if not was_running:
-        subprocess.run(["bash", SLURM_LOCAL, "stop"], capture_output=True, timeout=300)
+    os.remove(mine)
+    others = [name for name in os.listdir(users) if name.isdigit() and _pid_alive(int(name))]
+    if not was_running and not others:
+        stop = subprocess.run(["bash", SLURM_LOCAL, "stop"], capture_output=True, text=True, timeout=300)
+        assert stop.returncode == 0, stop.stderr
+        assert subprocess.run(["bash", SLURM_LOCAL, "status"], capture_output=True).returncode == 1
+
+
+def test_slurm_local_config_comes_from_this_machine_and_start_is_idempotent(slurm):
+    conf = open("/etc/slurm/slurm.conf", encoding="utf-8").read()
+    host = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
+    assert f"NodeName={host} NodeAddr=127.0.0.1 CPUs={len(os.sched_getaffinity(0))} " in conf
+    assert "ProctrackType=proctrack/linuxproc" in conf and "PartitionName=debug" in conf
+    again = subprocess.run(["bash", SLURM_LOCAL, "start"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "already running" in again.stderr, again.stderr
+    status = subprocess.run(["bash", SLURM_LOCAL, "status"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and re.search(rf"node {host}: (idle|mixed|allocated)", status.stdout), status.stdout
 
 
 @pytest.fixture(scope="module")
