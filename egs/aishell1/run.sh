@@ -24,7 +24,8 @@ token_type=char            # char | bpe
 nbpe=500                   # BPE vocabulary size when token_type=bpe
 train_config=conf/demo.yaml          # model + training config (FunASR config.yaml schema)
 lfr_m=                     # LFR stacking for am.mvn (80 * lfr_m dims); default: the config's frontend_conf.lfr_m
-lm_config=conf/lm.yaml     # stage 3: Transformer LM for shallow fusion (trained on train text only)
+lm_config=conf/lm.yaml     # stage 3: Transformer LM for shallow fusion
+lm_extra_text=auto         # stage 3: more LM text (one sentence a line) beside data/train/text; auto: the synthetic corpus's lm_extra_text.txt when present; none: train text only
 lm_dir=exp/lm              # stage 3 output; the LM of the beam_lm decode mode
 lm_args=                   # extra LM trainer arguments, e.g. "++train_conf.max_epoch=10"
 exp_tag=                   # experiment name (default: the config's file name)
@@ -106,11 +107,21 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "stage 3: Transformer LM on data/$train_set/text -> $lm_dir (log: $lm_dir/train.log)"
+  extra=$lm_extra_text
+  [ "$extra" = auto ] && extra=$corpus_root/data_aishell/transcript/lm_extra_text.txt
+  [ "$lm_extra_text" = auto ] && [ ! -f "$extra" ] && extra=none
   mkdir -p "$lm_dir"
+  lm_text=data/$train_set/text
+  if [ "$extra" != none ]; then
+    # Train text + the extra sentences (keyed lmextra-N); none of them is a dev/test sentence
+    # (the corpus generator leaves out every text run that contains one).
+    lm_text=$lm_dir/text
+    { cat "data/$train_set/text"; awk '{printf "lmextra-%07d %s\n", NR, $0}' "$extra"; } > "$lm_text"
+  fi
+  log "stage 3: Transformer LM on $lm_text ($(wc -l < "$lm_text") sentences) -> $lm_dir (log: $lm_dir/log/train_lm.log)"
   # shellcheck disable=SC2086
   $train_cmd "$lm_dir/log/train_lm.log" python -m funasr_lite.bin.train_lm --config "$lm_config" \
-    --text "data/$train_set/text" --valid_text data/dev/text --token_list "$lang_dir/tokens.txt" \
+    --text "$lm_text" --valid_text data/dev/text --token_list "$lang_dir/tokens.txt" \
     --output_dir "$lm_dir" $lm_args
 fi
 
