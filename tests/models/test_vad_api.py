@@ -135,6 +135,13 @@ def test_truncated_wav_is_refused_and_named(vad, recording, tmp_path, caplog):
     assert "cut: no VAD segments" in caplog.text and "1 of 2 recordings could not be read" in caplog.text
 
 
+def test_float_file_far_outside_the_range_is_named(vad, tmp_path):
+    loud = str(tmp_path / "loud.wav")
+    soundfile.write(loud, np.full(16000, 3.0, dtype=np.float32), SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(AudioCorruptError, match="loud.wav.*outside"):
+        vad(loud)
+
+
 def test_16khz_files_are_read_in_blocks(recording, tmp_path):
     path = pcm16_wav(str(tmp_path / "long.wav"), recording)
     blocks = list(read_audio_blocks(path, SAMPLE_RATE, 10 * SAMPLE_RATE))

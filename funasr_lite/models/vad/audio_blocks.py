@@ -29,6 +29,8 @@ def _mono(block: np.ndarray, source: str) -> np.ndarray:
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     if not np.all(np.isfinite(mono)):
         raise AudioCorruptError(source, "contains NaN or infinite samples")
+    if mono.size and float(np.abs(mono).max()) > 2.0:  # the fbank refuses it later, without the name
+        raise AudioCorruptError(source, f"float samples reach {float(np.abs(mono).max()):.1f}, outside [-1, 1]")
     return mono
 
 
