@@ -20,7 +20,6 @@ rate is resampled to the model's. Keys: file name without extension for files an
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import urllib.error
@@ -29,7 +28,6 @@ import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import soundfile
 import torch
 
 from funasr_lite.decode.inference import (
@@ -44,6 +42,7 @@ from funasr_lite.decode.inference import (
 )
 from funasr_lite.decode.model_dir import LoadedModel, load_model_dir
 from funasr_lite.decode.writers import write_1best_recog
+from funasr_lite.frontend.audio import AudioError, decode_audio_bytes, prepare_samples
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +100,17 @@ def _mono(samples: np.ndarray, source: str) -> np.ndarray:
 def bytes_to_waveform(data: bytes, audio_fs: Optional[int], default_fs: int, source: str):
     """Sound-file bytes (RIFF/FLAC/Ogg, by their magic), else raw 16-bit PCM -> (samples, rate)."""
     if data[:4] in _SOUND_FILE_MAGIC:
-        try:
-            samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError, ValueError) as e:
-            raise AudioInputError(f"{source}: cannot decode the audio file bytes: {e}") from None
-        if samples.shape[1] > 1:
-            raise AudioInputError(f"{source}: {samples.shape[1]} channels; give mono audio")
+        try:  # the frontend's decoder and checks; resampling happens in the frontend later
+            samples, rate = decode_audio_bytes(data, source)
+            if samples.shape[0] == 0:  # no samples: an empty hypothesis, as for an empty file
+                waveform = np.zeros(0, dtype=np.float32)
+            else:
+                waveform, rate, _ = prepare_samples(samples, rate, source, target_sr=None)
+        except AudioError as e:
+            raise AudioInputError(str(e)) from None
         if audio_fs is not None and int(audio_fs) != rate:
             logger.warning("%s: audio_fs=%s ignored: the file says %d Hz", source, audio_fs, rate)
-        return samples[:, 0], int(rate)
+        return waveform, int(rate)
     return pcm16_to_float(data, source), int(audio_fs or default_fs)
 
 
@@ -141,14 +142,17 @@ def _url_key(url: str) -> str:
     return key_of_path(urllib.parse.urlparse(url).path or "url")
 
 
-def input_items(audio_in: Any, audio_fs: Optional[int], model_fs: int) -> List[InputItem]:
-    """Turn ``audio_in`` (see the module docstring) into input items with provisional keys."""
+def input_items(audio_in: Any, audio_fs: Optional[int], model_fs: int, frontend=None) -> List[InputItem]:
+    """Turn ``audio_in`` (see the module docstring) into input items with provisional keys.
+
+    frontend: the model's WavFrontend; a data dir's stored features must match its fbank options.
+    """
     if isinstance(audio_in, (list, tuple)):
         items: List[InputItem] = []
         for position, element in enumerate(audio_in, 1):
             if isinstance(element, (list, tuple)):
                 raise AudioInputError(f"audio_in[{position - 1}]: nested lists are not inputs")
-            for item in input_items(element, audio_fs, model_fs):
+            for item in input_items(element, audio_fs, model_fs, frontend):
                 if item.key == "utt1" and item.kind == "waveform":
                     item.key = f"utt{position}"
                 items.append(item)
@@ -160,7 +164,7 @@ def input_items(audio_in: Any, audio_fs: Optional[int], model_fs: int) -> List[I
             samples, rate = bytes_to_waveform(fetch_url(audio_in), audio_fs, model_fs, audio_in)
             return [InputItem(_url_key(audio_in), "waveform", audio_in, samples, rate)]
         if os.path.isdir(audio_in):
-            return items_from_data_dir(audio_in)
+            return items_from_data_dir(audio_in, frontend)
         if not os.path.exists(audio_in):
             raise AudioInputError(f"{audio_in}: no such file (and not an http(s) URL)")
         if audio_in.endswith(".scp"):
@@ -213,7 +217,7 @@ class Paraformer:
         output_dir: also write ``<output_dir>/1best_recog/{text,token,score,time_stamp,rtf}``.
         key: the key (or one per input) to use instead of the derived ones.
         """
-        items = input_items(audio_in, audio_fs, self.sample_rate)
+        items = input_items(audio_in, audio_fs, self.sample_rate, self.loaded.frontend)
         if key is not None:
             keys = [key] if isinstance(key, str) else list(key)
             if len(keys) != len(items):
@@ -231,6 +235,7 @@ class Paraformer:
     def generate(self, input, **kwargs) -> List[Dict[str, Any]]:  # noqa: A002 (FunASR's argument name)
         """FunASR ``AutoModel.generate(input=...)`` spelling of :meth:`__call__`."""
         return self(input, **kwargs)
+
 
 
 class VAD:

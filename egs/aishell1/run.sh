@@ -87,10 +87,14 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     rm -rf data/train_sp0.9 data/train_sp1.1
     rm -f data/train_sp/.fbank.done   # the combined dir has no features yet
   fi
+  # The fbank options are the training config's frontend_conf (fine-tuning a model dir: pass its
+  # config.yaml as --train_config); make_fbank.sh records them in data/$x/fbank.json, which
+  # training and decoding check against the model's frontend_conf.
+  fbank_options=$(python -m funasr_lite.bin.compute_fbank --config "$train_config" --print_options)
   for x in $train_set dev test; do
-    params="resample=$resample"
+    params="resample=$resample fbank=$fbank_options"
     if stage_done "data/$x/.fbank.done" "$params" && [ -s "data/$x/feats.scp" ]; then log "data/$x: features exist"; continue; fi
-    utils/make_fbank.sh --nj "$nj" --cmd "$train_cmd" --resample "$resample" \
+    utils/make_fbank.sh --nj "$nj" --cmd "$train_cmd" --resample "$resample" --fbank-config "$train_config" \
       "data/$x" "exp/make_fbank/$x" fbank
     utils/fix_data_dir.sh "data/$x"
     utils/validate_data_dir.sh "data/$x"
@@ -180,11 +184,14 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       dir=$decode_exp/decode_${x}_$mode
       log "stage 6: decode data/$x ($mode, nj=$nj) with $decode_exp/$decode_checkpoint -> $dir/1best_recog"
       args=$(decode_args "$mode")
+      # Kaldi-style jobs: each decodes its part $dir/split$nj/JOB (a data dir) into
+      # $dir/split$nj/JOB/1best_recog; the merge checks every part against its keys.
+      utils/split_data.sh "data/$x" "$nj" "$dir/split$nj"
       # shellcheck disable=SC2086
       $decode_cmd JOB=1:"$nj" "$dir/log/decode.JOB.log" python -m funasr_lite.bin.infer \
-        --exp_dir "$decode_exp" --checkpoint "$decode_checkpoint" --data_dir "data/$x" \
-        --output_dir "$dir" --nj "$nj" --job_id JOB --num_threads 1 $args
-      python -m funasr_lite.bin.infer --merge --data_dir "data/$x" --output_dir "$dir" --nj "$nj"
+        --exp_dir "$decode_exp" --checkpoint "$decode_checkpoint" --data_dir "$dir/split$nj/JOB" \
+        --output_dir "$dir/split$nj/JOB" --num_threads 1 $args
+      python -m funasr_lite.bin.infer --merge "$dir/split$nj" --output_dir "$dir"
     done
   done
 fi

@@ -1,15 +1,20 @@
-"""Compute 80-dim Kaldi fbank for one wav.scp into a float32 ark + scp (one job of make_fbank.sh).
+r"""Compute Kaldi fbank for one wav.scp into a float32 ark + scp (one job of make_fbank.sh).
 
 Usage:
   python -m funasr_lite.bin.compute_fbank --wav_scp wav.scp [--utt2speed utt2speed] \
       --out_ark raw_fbank.1.ark --out_scp raw_fbank.1.scp --out_utt2num_frames utt2num_frames.1 \
-      [--resample true] [--channel N] [--dither 0] [--num_mel_bins 80]
+      [--config conf/demo.yaml] [--out_options fbank_options.1.json] [--resample true] [--channel N] [--dither 0]
+  python -m funasr_lite.bin.compute_fbank --config conf/demo.yaml --print_options   # the options, as JSON
 
+The fbank options (fs, window, n_mels, frame_length, frame_shift) come from --config: a training
+config or a model dir's config.yaml (its frontend_conf block), or a data dir's fbank.json;
+without --config, FunASR's WavFrontend defaults (16 kHz, hamming, 80 bins, 25/10 ms).
 Bad utterances are skipped with one WARNING line each and listed in <out_scp>.dropped.
 Exit status 0 unless no utterance was given or every one was dropped.
 """
 
 import argparse
+import json
 import logging
 import sys
 
@@ -17,43 +22,70 @@ import torch
 
 from funasr_lite.data.datadir import DataDirError
 from funasr_lite.frontend.fbank import extract_fbank_job
-from funasr_lite.utils.cli import str2bool
+from funasr_lite.frontend.wav_frontend import WavFrontend, write_fbank_options
+from funasr_lite.utils.cli import make_parser, str2bool
+from funasr_lite.utils.config import ConfigError, load_yaml
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--wav_scp", required=True, help="Kaldi wav.scp: utt path, or utt 'command |'")
+    parser = make_parser("funasr_lite.bin.compute_fbank", __doc__)
+    parser.add_argument("--wav_scp", help="Kaldi wav.scp: utt path, or utt 'command |'")
     parser.add_argument("--utt2speed", default=None, help="optional 'utt factor' speed-perturbation file")
-    parser.add_argument("--out_ark", required=True)
-    parser.add_argument("--out_scp", required=True)
-    parser.add_argument("--out_utt2num_frames", required=True)
-    parser.add_argument("--sample_rate", type=int, default=16000, help="rate the features are computed at")
+    parser.add_argument("--out_ark")
+    parser.add_argument("--out_scp")
+    parser.add_argument("--out_utt2num_frames")
+    parser.add_argument("--config", default=None,
+                        help="YAML/JSON with a frontend_conf block (training or model-dir config.yaml), or a fbank.json")
+    parser.add_argument("--out_options", default=None, help="also write the fbank options used (fbank.json format)")
+    parser.add_argument("--print_options", action="store_true", help="print the fbank options as JSON and exit")
     parser.add_argument("--resample", type=str2bool, default=True, help="resample other rates (else drop them)")
     parser.add_argument("--channel", type=int, default=None, help="0-based channel of multichannel files")
     parser.add_argument("--dither", type=float, default=0.0, help="0 for decoding/CMVN; > 0 only for training")
-    parser.add_argument("--num_mel_bins", type=int, default=80)
     parser.add_argument("--num_threads", type=int, default=1, help="torch threads (jobs run in parallel)")
     return parser
 
 
+def frontend_from_file(path, dither: float = 0.0) -> WavFrontend:
+    """The frontend (no CMVN) of a config with a frontend_conf block, or of a fbank.json."""
+    if path is None:
+        return WavFrontend(dither=dither)
+    content = load_yaml(path)  # JSON is YAML
+    conf = content.get("frontend_conf", content)
+    if not isinstance(conf, dict):
+        raise ConfigError(f"{path}: frontend_conf must be a mapping")
+    return WavFrontend(conf, dither=dither, source=str(path))
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     log = logging.getLogger("compute_fbank")
     torch.set_num_threads(args.num_threads)
+    try:
+        frontend = frontend_from_file(args.config, args.dither)
+    except (ConfigError, ValueError) as e:
+        log.error("%s", e)
+        return 1
+    if args.print_options:
+        print(json.dumps(frontend.fbank_options(), sort_keys=True))
+        return 0
+    missing = [name for name in ("wav_scp", "out_ark", "out_scp", "out_utt2num_frames") if not getattr(args, name)]
+    if missing:
+        parser.error("the following arguments are required: " + ", ".join("--" + name for name in missing))
     try:
         summary = extract_fbank_job(
             args.wav_scp,
             args.out_ark,
             args.out_scp,
             args.out_utt2num_frames,
+            frontend,
             utt2speed=args.utt2speed,
-            sample_rate=args.sample_rate,
             resample=args.resample,
             channel=args.channel,
-            num_mel_bins=args.num_mel_bins,
-            dither=args.dither,
         )
+        if args.out_options:
+            write_fbank_options(args.out_options, frontend.fbank_options())
     except (DataDirError, OSError) as e:
         log.error("%s", e)
         return 1

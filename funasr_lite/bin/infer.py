@@ -1,4 +1,4 @@
-"""Decode with a Paraformer model dir (ours, FunASR's/ModelScope's) or a training exp dir.
+r"""Decode with a Paraformer model dir (ours, FunASR's/ModelScope's) or a training exp dir.
 
 Usage:
   python -m funasr_lite.bin.infer --model_dir DIR --data_dir data/test --output_dir exp/x/decode_test
@@ -6,13 +6,16 @@ Usage:
   python -m funasr_lite.bin.infer --model_dir DIR --wav a.wav b.wav          # prints "key text" lines
   python -m funasr_lite.bin.infer --model_dir DIR --audio https://host/x.wav  # any Paraformer() input
 
-Parallel jobs (the recipe's $decode_cmd), then the merge (same input options, no model needed):
-  $decode_cmd JOB=1:4 D/log/decode.JOB.log python -m funasr_lite.bin.infer --model_dir DIR \\
-      --data_dir data/test --output_dir D --nj 4 --job_id JOB          # -> D/split4/JOB/1best_recog
-  python -m funasr_lite.bin.infer --merge --data_dir data/test --output_dir D --nj 4   # -> D/1best_recog
+Parallel jobs, the Kaldi way (egs/aishell1/run.sh stage 6): split the data dir, decode each part
+with a plain infer, merge the parts by their keys (no model needed):
+  utils/split_data.sh data/test 4 D/split4                             # -> D/split4/{1..4}/
+  $decode_cmd JOB=1:4 D/log/decode.JOB.log python -m funasr_lite.bin.infer --model_dir DIR \
+      --data_dir D/split4/JOB --output_dir D/split4/JOB               # -> D/split4/JOB/1best_recog
+  python -m funasr_lite.bin.infer --merge D/split4 --output_dir D       # -> D/1best_recog
 
 Output: <output_dir>/1best_recog/{text,token,score,time_stamp,rtf}. Decoding never dithers;
-a data dir is read from feats.scp when it has one, else from wav.scp.
+a data dir is read from feats.scp when it has one (its fbank.json must match the model's
+frontend_conf), else from wav.scp.
 """
 
 import argparse
@@ -26,24 +29,25 @@ from funasr_lite.decode.inference import (
     DecodeError,
     DecodeOptions,
     Speech2Text,
-    decode_job,
+    decode_to_dir,
     items_from_data_dir,
     items_from_wav_files,
     items_from_wav_scp,
-    merge_jobs,
+    merge_split_dirs,
 )
 from funasr_lite.decode.model_dir import ModelDirError, load_model_dir
+from funasr_lite.utils.cli import make_parser
 
 logger = logging.getLogger("infer")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("funasr_lite.bin.infer", __doc__)
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model_dir", help="model dir: config.yaml, model.pt|model.pb, am.mvn, tokens.{txt,json}")
     model.add_argument("--exp_dir", help="training exp dir (config.yaml + checkpoints); same as --model_dir")
     parser.add_argument("--checkpoint", help="weights file in the dir (e.g. model.avg10.pt) or a path")
-    inputs = parser.add_mutually_exclusive_group(required=True)
+    inputs = parser.add_mutually_exclusive_group()
     inputs.add_argument("--data_dir", help="Kaldi data dir (feats.scp preferred, else wav.scp)")
     inputs.add_argument("--wav_scp", help="a wav.scp")
     inputs.add_argument("--wav", nargs="+", help="audio files (key = file name without extension)")
@@ -62,17 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse longer utterances (model-input frames; 6000 = 6 min at LFR 6)")
     parser.add_argument("--bucket_size", type=int, default=256, help="utterances sorted by length together")
     parser.add_argument("--no_timestamps", action="store_true", help="do not write time_stamp")
-    parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")
-    parser.add_argument("--job_id", type=int, default=None, help="this job (1..nj): decodes its share")
-    parser.add_argument("--merge", action="store_true", help="merge the nj jobs' outputs into output_dir")
+    parser.add_argument("--merge", metavar="SPLIT_DIR",
+                        help="merge SPLIT_DIR/{1..N}/1best_recog (utils/split_data.sh parts) into output_dir")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads")
     return parser
 
 
-def _items(args):
+def _items(args, frontend=None):
     if args.data_dir:
-        return items_from_data_dir(args.data_dir)
+        return items_from_data_dir(args.data_dir, frontend)
     if args.wav_scp:
         return items_from_wav_scp(args.wav_scp)
     return items_from_wav_files(args.wav)
@@ -84,20 +87,23 @@ def _print_results(results) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     torch.set_num_threads(max(1, args.num_threads))
     model_dir = args.model_dir or args.exp_dir
+    given_inputs = [name for name in ("data_dir", "wav_scp", "wav", "audio") if getattr(args, name)]
+    if args.merge:
+        if given_inputs or model_dir or not args.output_dir:
+            parser.error("--merge SPLIT_DIR takes only --output_dir (the parts' keys come from SPLIT_DIR)")
+    elif not given_inputs:
+        parser.error("give one of --data_dir, --wav_scp, --wav, --audio (or --merge SPLIT_DIR)")
     try:
         if args.merge:
-            if not args.output_dir or args.audio:
-                raise DecodeError("--merge needs --output_dir and the jobs' inputs (--data_dir, --wav_scp or --wav)")
-            merge_jobs(_items(args), args.output_dir, args.nj)
+            merge_split_dirs(args.merge, args.output_dir)
             return 0
         if not model_dir:
             raise DecodeError("give --model_dir (or --exp_dir)")
-        if (args.nj > 1 or args.job_id is not None) and not args.output_dir:
-            raise DecodeError("--nj/--job_id need --output_dir")
         options = DecodeOptions(
             decode_mode=args.decode_mode, batch_bins=args.batch_bins, max_frames=args.max_frames,
             bucket_size=args.bucket_size, beam_size=args.beam_size, ctc_weight=args.ctc_weight,
@@ -108,18 +114,17 @@ def main(argv=None) -> int:
         if args.audio:
             from funasr_lite.api import Paraformer
 
-            if args.nj > 1:
-                raise DecodeError("--audio decodes in one job; use --wav_scp or --data_dir with --nj")
             asr = Paraformer.from_model_dir(model_dir, args.checkpoint, args.device, **vars(options))
             results = asr(args.audio if len(args.audio) > 1 else args.audio[0], audio_fs=args.audio_fs,
                           output_dir=args.output_dir)
             if not args.output_dir:
                 _print_results(results)
             return 0
-        items = _items(args)
-        speech2text = Speech2Text(load_model_dir(model_dir, args.checkpoint, args.device), options)
+        loaded = load_model_dir(model_dir, args.checkpoint, args.device)
+        items = _items(args, loaded.frontend)
+        speech2text = Speech2Text(loaded, options)
         if args.output_dir:
-            decode_job(speech2text, items, args.output_dir, args.nj, args.job_id)
+            decode_to_dir(speech2text, items, args.output_dir)
         else:
             _print_results(speech2text.decode(items))
     except (DecodeError, ModelDirError, ValueError, OSError, RuntimeError) as e:

@@ -1,8 +1,11 @@
 """Training/validation dataset over a Kaldi data dir with pre-computed fbank features.
 
 Per utterance: raw fbank (T, n_mels) from ``feats.scp`` (kaldiio) -> LFR(m, n) -> CMVN
-(``am.mvn``) -> (T', n_mels * m) float32; text -> token ids. Lengths come from
-``utt2num_frames`` so filtering and batching never read a matrix.
+(``am.mvn``) -> (T', n_mels * m) float32, by the frontend decoding uses too
+(``WavFrontend.lfr_cmvn``); text -> token ids. Lengths come from ``utt2num_frames`` so
+filtering and batching never read a matrix. Built from a config (:func:`build_dataset`), the
+data dir's ``fbank.json`` must match ``frontend_conf`` (features made with other options are
+refused, naming both settings).
 
 The utterance list is the intersection of ``feats.scp``, ``text`` and ``utt2num_frames``
 (the leftovers are counted and logged), minus utterances with no tokens, fewer/more frames
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import kaldiio
 import numpy as np
@@ -24,8 +27,10 @@ import torch
 from torch.utils.data import Dataset
 
 from funasr_lite.data.datadir import read_kv
-from funasr_lite.frontend.cmvn import apply_cmvn, read_am_mvn
-from funasr_lite.frontend.lfr import lfr_length, lfr_stack
+from funasr_lite.frontend.cmvn import CmvnError, read_am_mvn
+from funasr_lite.frontend.lfr import lfr_length
+from funasr_lite.frontend.wav_frontend import FeatureOptionsError, WavFrontend, check_feature_options
+from funasr_lite.utils.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,8 @@ class AsrDataset(Dataset):
             (``funasr_lite.data.tokenizer.CharTokenizer``).
         cmvn_file: ``am.mvn`` whose dim must equal ``n_mels * lfr_m``.
         lfr_m, lfr_n: LFR stacking (1, 1 = none).
+        frontend: a :class:`WavFrontend` (frontend_conf + am.mvn) instead of cmvn_file/lfr_m/lfr_n:
+            then n_mels is the config's and ``<data_dir>/fbank.json`` is checked against it.
         min_frames, max_frames: keep utterances with min_frames <= T' <= max_frames (after LFR).
         min_tokens, max_tokens: keep utterances with min_tokens <= L <= max_tokens (0 tokens never).
     """
@@ -76,7 +83,7 @@ class AsrDataset(Dataset):
         self,
         data_dir,
         tokenizer,
-        cmvn_file,
+        cmvn_file=None,
         lfr_m: int = 1,
         lfr_n: int = 1,
         min_frames: int = 1,
@@ -84,10 +91,17 @@ class AsrDataset(Dataset):
         min_tokens: int = 1,
         max_tokens: int = 1_000_000,
         check_feature_dim: bool = True,
+        frontend: Optional[WavFrontend] = None,
     ):
         self.data_dir = os.fspath(data_dir)
         self.tokenizer = tokenizer
-        self.cmvn_file = os.fspath(cmvn_file)
+        if frontend is not None:
+            if frontend.cmvn_shift is None:
+                raise DatasetError(f"{self.data_dir}: the frontend has no CMVN (am.mvn)")
+            cmvn_file, lfr_m, lfr_n = frontend.cmvn_file, frontend.lfr_m, frontend.lfr_n
+        elif cmvn_file is None:
+            raise DatasetError(f"{self.data_dir}: give cmvn_file (am.mvn) or a frontend")
+        self.cmvn_file = os.fspath(cmvn_file) if cmvn_file is not None else "CMVN"
         self.lfr_m, self.lfr_n = int(lfr_m), int(lfr_n)
         self.feats_scp = os.path.join(self.data_dir, "feats.scp")
         for name in ("feats.scp", "text", "utt2num_frames"):
@@ -103,9 +117,20 @@ class AsrDataset(Dataset):
             except ValueError:
                 raise DatasetError(f"{num_frames_path}: utterance {utt_id!r} has a non-integer frame count {value!r}") from None
 
-        self.cmvn_shift, self.cmvn_scale = read_am_mvn(self.cmvn_file)
+        if frontend is not None:
+            try:
+                check_feature_options(self.data_dir, frontend.fbank_options(), frontend.source)
+            except FeatureOptionsError as e:
+                raise DatasetError(str(e)) from None
+            self.cmvn_shift, self.cmvn_scale = frontend.cmvn_shift, frontend.cmvn_scale
+        else:
+            self.cmvn_shift, self.cmvn_scale = read_am_mvn(self.cmvn_file)
         if check_feature_dim and feats:
-            self._check_dims(feats)
+            self._check_dims(feats, frontend)
+        if frontend is None:  # no config given: n_mels is what the features and am.mvn say
+            frontend = WavFrontend({"n_mels": max(1, self.feature_dim // self.lfr_m), "lfr_m": self.lfr_m,
+                                    "lfr_n": self.lfr_n}, self.cmvn_file, cmvn=(self.cmvn_shift, self.cmvn_scale))
+        self.frontend = frontend
         summary = FilterSummary()
         for utt_id in feats:
             if utt_id not in texts:
@@ -173,8 +198,9 @@ class AsrDataset(Dataset):
     def feature_dim(self) -> int:
         return int(self.cmvn_shift.shape[0])
 
-    def _check_dims(self, feats: Dict[str, str]) -> None:
-        """am.mvn must have n_mels * lfr_m dims, n_mels read from the first matrix of feats.scp."""
+    def _check_dims(self, feats: Dict[str, str], frontend: Optional[WavFrontend]) -> None:
+        """am.mvn must have n_mels * lfr_m dims, n_mels read from the first matrix of feats.scp
+        (and equal to the frontend's n_mels when a frontend is given)."""
         first_utt, first_path = next(iter(feats.items()))
         try:
             first = kaldiio.load_mat(first_path)
@@ -183,6 +209,12 @@ class AsrDataset(Dataset):
         if first.ndim != 2:
             raise DatasetError(f"{self.feats_scp}: utterance {first_utt} is not a (T, D) matrix (shape {first.shape})")
         n_mels = first.shape[1]
+        if frontend is not None and n_mels != frontend.n_mels:
+            raise DatasetError(
+                f"{self.feats_scp}: utterance {first_utt} has {n_mels}-dim features but {frontend.source} "
+                f"frontend_conf has n_mels={frontend.n_mels}; recompute the features with that config "
+                f"(utils/make_fbank.sh --fbank-config {frontend.source})"
+            )
         expected = n_mels * self.lfr_m
         if self.cmvn_shift.shape[0] != expected:
             raise DatasetError(
@@ -208,8 +240,7 @@ class AsrDataset(Dataset):
             raise DatasetError(
                 f"{self.feats_scp}: utterance {utt_id} has shape {raw.shape}; expected (T, {self.feature_dim // self.lfr_m})"
             )
-        stacked, _ = lfr_stack(torch.from_numpy(raw), m=self.lfr_m, n=self.lfr_n)
-        return apply_cmvn(stacked, self.cmvn_shift, self.cmvn_scale, source=self.cmvn_file).float()
+        return self.frontend.lfr_cmvn(raw)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         return {
@@ -224,14 +255,18 @@ class AsrDataset(Dataset):
         return state
 
 
-def build_dataset(data_dir, tokenizer, cmvn_file, frontend_conf: dict, dataset_conf: dict) -> AsrDataset:
-    """AsrDataset from the config blocks (``frontend_conf`` lfr_m/lfr_n, ``dataset_conf`` limits)."""
+def build_dataset(data_dir, tokenizer, cmvn_file, frontend_conf: dict, dataset_conf: dict,
+                  config_source: str = "the training config") -> AsrDataset:
+    """AsrDataset from the config blocks: the frontend of ``frontend_conf`` + ``cmvn_file`` (whose
+    fbank options the data dir's features must have), ``dataset_conf`` limits."""
+    try:
+        frontend = WavFrontend(frontend_conf, cmvn_file, source=config_source)
+    except (CmvnError, ConfigError) as e:
+        raise DatasetError(str(e)) from None
     return AsrDataset(
         data_dir,
         tokenizer,
-        cmvn_file,
-        lfr_m=int(frontend_conf.get("lfr_m", 1)),
-        lfr_n=int(frontend_conf.get("lfr_n", 1)),
+        frontend=frontend,
         min_frames=int(dataset_conf.get("min_frames", 1)),
         max_frames=int(dataset_conf.get("max_frames", 1_000_000)),
         min_tokens=int(dataset_conf.get("min_tokens", 1)),

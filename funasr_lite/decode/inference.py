@@ -1,9 +1,15 @@
 """Batch decoding with a loaded model dir: audio or fbank features -> hypotheses -> 1best_recog/.
 
-Per utterance: audio (float in [-1, 1], mono, resampled to the model rate) -> Kaldi fbank with
-dither 0 -> LFR -> CMVN -> encoder -> CIF predictor -> decoder -> greedy or beam search ->
-token ids -> tokens (``<blank>``, ``<s>``, ``</s>`` dropped) -> text, score, CIF timestamps.
-``feats.scp`` input holds raw fbank (T, n_mels) and starts at LFR.
+Per utterance: audio (float in [-1, 1], mono, resampled to the model rate) -> the model dir's
+:class:`~funasr_lite.frontend.wav_frontend.WavFrontend` (Kaldi fbank with dither 0 -> LFR -> CMVN)
+-> encoder -> CIF predictor -> decoder -> greedy or beam search -> token ids -> tokens
+(``<blank>``, ``<s>``, ``</s>`` dropped) -> text, score, CIF timestamps. ``feats.scp`` input
+holds raw fbank (T, n_mels) and enters the frontend at LFR (``WavFrontend.lfr_cmvn``); a data
+dir's ``fbank.json`` must match the model's frontend_conf (:func:`items_from_data_dir`).
+
+Parallel jobs are Kaldi's: ``utils/split_data.sh`` splits a data dir into ``split<N>/<J>``, each
+job decodes one part as a plain data dir, and :func:`funasr_lite.decode.writers.merge_split_dirs`
+merges the parts by their keys.
 
 Batching: inputs are read ``bucket_size`` at a time, sorted by length (longest first) and cut
 into batches of at most ``batch_bins`` padded model-input frames (B x the longest T' after
@@ -29,14 +35,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import kaldiio
 import numpy as np
 import torch
-import torchaudio.functional
 from torch.nn.utils.rnn import pad_sequence
 
 from funasr_lite.data.batch_sampler import split_into_batches
@@ -44,10 +50,9 @@ from funasr_lite.data.datadir import read_kv
 from funasr_lite.decode.model_dir import LoadedModel
 from funasr_lite.decode.timestamps import cif_timestamps
 from funasr_lite.decode.writers import merge_1best_recog, write_1best_recog
-from funasr_lite.frontend.audio import AudioEmptyError, AudioError, read_audio
-from funasr_lite.frontend.cmvn import apply_cmvn
-from funasr_lite.frontend.fbank import WaveformTooShortError, compute_fbank
-from funasr_lite.frontend.lfr import lfr_stack
+from funasr_lite.frontend.audio import AudioEmptyError, AudioError
+from funasr_lite.frontend.fbank import WaveformTooShortError
+from funasr_lite.frontend.wav_frontend import FeatureOptionsError, WavFrontend, check_feature_options
 from funasr_lite.utils.progress import peak_rss_mb
 from funasr_lite.utils.progress import progress
 
@@ -160,11 +165,20 @@ def items_from_feats_scp(feats_scp) -> List[InputItem]:
     return [InputItem(key, "feats", value) for key, value in read_kv(feats_scp).items()]
 
 
-def items_from_data_dir(data_dir) -> List[InputItem]:
-    """A Kaldi data dir: feats.scp when present (raw fbank), else wav.scp."""
+def items_from_data_dir(data_dir, frontend: Optional[WavFrontend] = None) -> List[InputItem]:
+    """A Kaldi data dir: feats.scp when present (raw fbank), else wav.scp.
+
+    With ``frontend`` (the model's), stored features must have been made with its fbank options
+    (``<data_dir>/fbank.json``); other options are a DecodeError naming both settings.
+    """
     data_dir = os.fspath(data_dir)
     feats_scp = os.path.join(data_dir, "feats.scp")
     if os.path.isfile(feats_scp):
+        if frontend is not None:
+            try:
+                check_feature_options(data_dir, frontend.fbank_options(), frontend.source)
+            except FeatureOptionsError as e:
+                raise DecodeError(str(e)) from None
         return items_from_feats_scp(feats_scp)
     wav_scp = os.path.join(data_dir, "wav.scp")
     if os.path.isfile(os.path.join(data_dir, "segments")):
@@ -177,27 +191,6 @@ def items_from_data_dir(data_dir) -> List[InputItem]:
 def items_from_wav_files(paths: Sequence[str]) -> List[InputItem]:
     keys = unique_keys([key_of_path(p) for p in paths])
     return [InputItem(key, "audio", os.fspath(path)) for key, path in zip(keys, paths)]
-
-
-def job_share(items: Sequence[InputItem], num_jobs: int, job_id: int) -> List[InputItem]:
-    """The contiguous part ``job_id`` (1-based) of ``num_jobs``; sizes differ by one at most.
-
-    More jobs than utterances is an error (as Kaldi's split_scp.pl): an empty job would write
-    files unlike the others'.
-    """
-    if num_jobs < 1 or not 1 <= job_id <= num_jobs:
-        raise DecodeError(f"job_id must be in 1..{num_jobs}, got {job_id}")
-    if len(items) < num_jobs:
-        raise DecodeError(f"nj={num_jobs} is more than the {len(items)} utterances to decode; use nj <= {len(items)}")
-    base, extra = divmod(len(items), num_jobs)
-    start = (job_id - 1) * base + min(job_id - 1, extra)
-    size = base + (1 if job_id <= extra else 0)
-    return list(items[start : start + size])
-
-
-def job_dir(output_dir, num_jobs: int, job_id: int) -> str:
-    """Where job ``job_id`` of ``num_jobs`` writes its 1best_recog: <output_dir>/split{N}/{J}."""
-    return os.path.join(os.fspath(output_dir), f"split{num_jobs}", str(job_id))
 
 
 # ---------------------------------------------------------------- LM
@@ -268,35 +261,11 @@ class Speech2Text:
                 logger.warning("lm_dir %s is unused: lm_weight is 0", self.options.lm_dir)
         elif self.options.lm_dir:
             logger.warning("lm_dir %s is unused: greedy decoding", self.options.lm_dir)
-        conf = loaded.frontend_conf
-        self._fbank_options = dict(
-            num_mel_bins=int(conf["n_mels"]), frame_length=float(conf["frame_length"]),
-            frame_shift=float(conf["frame_shift"]), window_type=str(conf["window"]), dither=0.0,
-        )
+        self.frontend = loaded.frontend
         self._dropped_ids = {self.model.blank_id, self.model.sos, self.model.eos}
         self._feats_handles: Dict[str, object] = {}
 
     # ------------------------------------------------------------ features
-    def resample(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-        """(N,) float32 at sample_rate -> (N',) float32 at the model rate (torchaudio, as read_audio)."""
-        target = self.loaded.sample_rate
-        if int(sample_rate) == target:
-            return waveform
-        return torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(waveform)), int(sample_rate), target).numpy()
-
-    def fbank(self, waveform: np.ndarray) -> Optional[torch.Tensor]:
-        """(N,) float32 in [-1, 1] at the model rate -> (T, n_mels), or None when N < one window."""
-        try:
-            return compute_fbank(waveform, self.loaded.sample_rate, **self._fbank_options)
-        except WaveformTooShortError:
-            return None
-
-    def model_input(self, fbank: torch.Tensor) -> torch.Tensor:
-        """(T, n_mels) raw fbank -> (T', n_mels * lfr_m) after LFR and CMVN."""
-        conf = self.loaded.frontend_conf
-        stacked, _ = lfr_stack(fbank.float(), m=int(conf["lfr_m"]), n=int(conf["lfr_n"]))
-        return apply_cmvn(stacked, self.loaded.cmvn_shift, self.loaded.cmvn_scale, source=self.loaded.files.cmvn).float()
-
     def prepare(self, index: int, item: InputItem) -> PreparedUtterance:
         """Read one input and compute its model input (timed)."""
         start = time.perf_counter()
@@ -306,33 +275,35 @@ class Speech2Text:
                 matrix = np.array(kaldiio.load_mat(item.value, fd_dict=self._feats_handles), dtype=np.float32)
             except Exception as e:  # kaldiio raises many types for bad offsets/files
                 raise DecodeError(f"utterance {item.key}: cannot read features {item.value}: {e}") from None
-            if matrix.ndim != 2 or matrix.shape[1] != self.loaded.n_mels:
+            if matrix.ndim != 2 or matrix.shape[1] != self.frontend.n_mels:
                 raise DecodeError(
                     f"utterance {item.key}: features {item.value} have shape {matrix.shape}, but the model "
-                    f"({self.loaded.files.config}) expects (T, {self.loaded.n_mels}) raw fbank"
+                    f"({self.loaded.files.config}) expects (T, {self.frontend.n_mels}) raw fbank"
                 )
             fbank = torch.from_numpy(matrix) if matrix.shape[0] > 0 else None
-            audio_s = matrix.shape[0] * float(self.loaded.frontend_conf["frame_shift"]) / 1000.0
+            audio_s = matrix.shape[0] * self.frontend.frame_shift_ms / 1000.0
         else:
             if item.kind == "audio":
                 try:
-                    waveform, _, _ = read_audio(item.value, self.loaded.sample_rate, resample=True)
+                    waveform, _ = self.frontend.read_audio(item.value, resample=True)
                 except AudioEmptyError:
                     waveform = np.zeros(0, dtype=np.float32)
                 except AudioError as e:
                     raise DecodeError(f"utterance {item.key}: {e}") from None
             elif item.kind == "waveform":
-                waveform = self.resample(np.asarray(item.waveform, dtype=np.float32), item.sample_rate)
+                waveform = self.frontend.resample(np.asarray(item.waveform, dtype=np.float32), item.sample_rate)
             else:
                 raise DecodeError(f"utterance {item.key}: unknown input kind {item.kind!r}")
-            audio_s = len(waveform) / float(self.loaded.sample_rate)
+            audio_s = len(waveform) / float(self.frontend.sample_rate)
             try:
-                fbank = self.fbank(waveform)
+                fbank = self.frontend.fbank(waveform)
+            except WaveformTooShortError:
+                fbank = None
             except ValueError as e:  # e.g. int16 values passed as floats
                 raise DecodeError(f"utterance {item.key}: {e}") from None
-        model_input = self.model_input(fbank) if fbank is not None else None
+        model_input = self.frontend.lfr_cmvn(fbank) if fbank is not None else None
         if model_input is not None and model_input.shape[0] > self.options.max_frames:
-            frame_s = float(self.loaded.frontend_conf["frame_shift"]) * int(self.loaded.frontend_conf["lfr_n"]) / 1000
+            frame_s = self.frontend.output_frame_ms / 1000
             raise DecodeError(
                 f"utterance {item.key} is too long: {model_input.shape[0]} frames ({audio_s:.1f} s) > max_frames "
                 f"{self.options.max_frames} ({self.options.max_frames * frame_s:.0f} s); split it (e.g. by VAD) "
@@ -464,34 +435,33 @@ def decode_to_dir(speech2text: Speech2Text, items: Sequence[InputItem], output_d
     return results
 
 
-def decode_job(speech2text: Speech2Text, items: Sequence[InputItem], output_dir, num_jobs: int = 1,
-               job_id: Optional[int] = None) -> Tuple[str, List[Dict]]:
-    """Without job_id (num_jobs 1): decode all items into output_dir. With job_id: decode job
-    ``job_id``'s share into ``<output_dir>/split{N}/{J}`` (also for N = 1, so the recipe's
-    jobs-then-merge steps are the same for any N). Returns (the dir written, results)."""
-    if job_id is None and num_jobs == 1:
-        return os.fspath(output_dir), decode_to_dir(speech2text, items, output_dir)
-    if job_id is None:
-        raise DecodeError(f"nj={num_jobs} needs job_id (1..{num_jobs}), or merge the finished jobs")
-    share = job_share(items, num_jobs, job_id)
-    out = job_dir(output_dir, num_jobs, job_id)
-    logger.info("job %d/%d: %d of %d utterances -> %s", job_id, num_jobs, len(share), len(items), out)
-    return out, decode_to_dir(speech2text, share, out)
+def split_job_dirs(split_dir) -> List[str]:
+    """The job dirs ``<split_dir>/1 .. N`` of a ``split<N>`` dir made by utils/split_data.sh."""
+    split_dir = os.fspath(split_dir).rstrip("/")
+    match = re.fullmatch(r"split([1-9][0-9]*)", os.path.basename(split_dir))
+    if not match:
+        raise DecodeError(f"{split_dir}: not a split dir (utils/split_data.sh names it split<N>)")
+    job_dirs = [os.path.join(split_dir, str(job)) for job in range(1, int(match.group(1)) + 1)]
+    missing = [d for d in job_dirs if not os.path.isdir(d)]
+    if missing:
+        raise DecodeError(f"{split_dir}: missing job dir(s) {', '.join(missing)}; split the data again")
+    return job_dirs
 
 
-def merge_jobs(items: Sequence[InputItem], output_dir, num_jobs: int) -> str:
-    """Merge ``<output_dir>/split{N}/{1..N}/1best_recog`` into ``<output_dir>/1best_recog``.
+def merge_split_dirs(split_dir, output_dir) -> str:
+    """Merge the jobs' ``<split_dir>/<J>/1best_recog`` into ``<output_dir>/1best_recog``.
 
-    The expected utterances of each job are recomputed from the same inputs, so a job that
-    failed, or decoded something else, is named and nothing is written.
+    Each job must have decoded exactly the utterances of its part (the keys of its feats.scp, else
+    wav.scp, as :func:`items_from_data_dir` reads them); a job that failed, or decoded something
+    else, is named and nothing is written (:func:`funasr_lite.decode.writers.merge_1best_recog`).
     """
-    part_dirs = [job_dir(output_dir, num_jobs, j) for j in range(1, num_jobs + 1)]
-    expected = [[item.key for item in job_share(items, num_jobs, j)] for j in range(1, num_jobs + 1)]
-    return merge_1best_recog(part_dirs, output_dir, expected)
+    job_dirs = split_job_dirs(split_dir)
+    expected = [[item.key for item in items_from_data_dir(job_dir)] for job_dir in job_dirs]
+    return merge_1best_recog(job_dirs, output_dir, expected)
 
 
 __all__ = [
-    "DecodeError", "DecodeOptions", "InputItem", "PreparedUtterance", "Speech2Text", "decode_job",
-    "decode_to_dir", "items_from_data_dir", "items_from_feats_scp", "items_from_wav_files", "items_from_wav_scp",
-    "job_dir", "job_share", "key_of_path", "load_lm_dir", "merge_jobs", "summarize", "unique_keys",
+    "DecodeError", "DecodeOptions", "InputItem", "PreparedUtterance", "Speech2Text", "decode_to_dir",
+    "items_from_data_dir", "items_from_feats_scp", "items_from_wav_files", "items_from_wav_scp", "key_of_path",
+    "load_lm_dir", "merge_split_dirs", "split_job_dirs", "summarize", "unique_keys",
 ]

@@ -44,9 +44,11 @@ import torch
 
 from funasr_lite.data.tokenizer import CharTokenizer, TokenListError, build_tokenizer, read_token_list, write_token_list
 from funasr_lite.frontend.cmvn import CmvnError, read_am_mvn
+from funasr_lite.frontend.wav_frontend import WavFrontend
 from funasr_lite.models import DECODERS, ENCODERS, MODELS, PREDICTORS, ConfigError, build_model
 from funasr_lite.models.load import CheckpointError, compare_state_dicts, load_state_dict_file
 from funasr_lite.utils.config import dump_config, load_yaml
+from funasr_lite.utils.config import resolve_frontend_conf as resolve_frontend_block
 from funasr_lite.utils.config import ConfigError as YamlConfigError
 from funasr_lite.utils.fileio import atomic_open
 
@@ -59,11 +61,6 @@ CMVN_NAME = "am.mvn"
 BPE_MODEL_NAME = "bpe.model"
 EXPORTED_TOKENS_NAME = "tokens.txt"
 
-# FunASR WavFrontend defaults, except dither (decoding is deterministic).
-FRONTEND_DEFAULTS: Dict[str, Any] = {
-    "fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
-    "lfr_m": 1, "lfr_n": 1, "dither": 0.0,
-}
 # Top-level keys of a training config that name files on the training machine.
 _MACHINE_PATH_KEYS = ("token_list", "cmvn_file", "train_data", "valid_data", "output_dir", "init_param")
 # Sections only training uses; dropped before building a model for decoding (SpecAug has no weights).
@@ -92,7 +89,8 @@ class LoadedModel:
 
     model: the Paraformer in eval mode on ``device``; config: the config.yaml as read;
     frontend_conf: resolved (defaults filled, dither 0); cmvn_shift / cmvn_scale: (D,) float32;
-    encoder_frame_ms: duration of one encoder (predictor) frame, for timestamps.
+    encoder_frame_ms: duration of one encoder (predictor) frame, for timestamps;
+    frontend: the :class:`WavFrontend` of frontend_conf + am.mvn (audio or raw fbank -> model input).
     """
 
     model: torch.nn.Module
@@ -105,6 +103,7 @@ class LoadedModel:
     cmvn_scale: np.ndarray
     encoder_frame_ms: float
     device: torch.device
+    frontend: WavFrontend
 
     @property
     def sample_rate(self) -> int:
@@ -251,19 +250,16 @@ def resolve_model_files(model_dir, checkpoint: Optional[str] = None) -> Tuple[Mo
 
 
 def resolve_frontend_conf(config: Dict[str, Any], source: str = CONFIG_NAME) -> Dict[str, Any]:
-    """frontend_conf with FunASR's defaults filled in and dither forced to 0 (decoding)."""
-    conf = dict(FRONTEND_DEFAULTS)
+    """frontend_conf of ``config`` with FunASR's defaults filled in (``utils.config``) and dither
+    forced to 0 (decoding); a bad value is a ModelDirError naming the key."""
     given = dict(config.get("frontend_conf") or {})
     if float(given.get("dither", 0.0) or 0.0) != 0.0:
         logger.info("%s: frontend_conf.dither=%s ignored: decoding uses dither 0", source, given["dither"])
-    given.pop("dither", None)
-    conf.update(given)
-    for key in ("fs", "n_mels", "lfr_m", "lfr_n"):
-        if isinstance(conf[key], bool) or not isinstance(conf[key], int) or conf[key] < 1:
-            raise ModelDirError(f"{source}: frontend_conf.{key} must be a positive integer, got {conf[key]!r}")
-    if not conf.get("upsacle_samples", True):  # FunASR's spelling
-        raise ModelDirError(f"{source}: frontend_conf.upsacle_samples=false is not supported")
-    return conf
+    given["dither"] = 0.0
+    try:
+        return resolve_frontend_block(given, source)
+    except YamlConfigError as e:
+        raise ModelDirError(str(e)) from None
 
 
 def _conv_subsampled_features(num_features: int, stages) -> int:
@@ -406,6 +402,7 @@ def load_model_dir(model_dir, checkpoint: Optional[str] = None, device="cpu") ->
         model=model, config=config, files=files, token_list=token_list, tokenizer=tokenizer,
         frontend_conf=frontend_conf, cmvn_shift=cmvn_shift, cmvn_scale=cmvn_scale,
         encoder_frame_ms=_encoder_frame_ms(model, frontend_conf), device=device,
+        frontend=WavFrontend(frontend_conf, files.cmvn, cmvn=(cmvn_shift, cmvn_scale), source=files.config),
     )
     logger.info(
         "loaded %s (weights %s, %d tokens, %d-dim input, %d parameters) on %s", files.model_dir,

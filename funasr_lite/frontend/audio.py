@@ -123,6 +123,35 @@ def _run_pipe(command: str) -> bytes:
     return result.stdout
 
 
+def resample_waveform(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """(N,) float32 at ``from_rate`` -> float32 at ``to_rate`` (torchaudio's sinc resampler).
+
+    The one resampler of the toolkit: files, pipes, bytes and arrays all go through it.
+    """
+    waveform = np.ascontiguousarray(waveform, dtype=np.float32)
+    if int(from_rate) == int(to_rate):
+        return waveform
+    return torchaudio.functional.resample(torch.from_numpy(waveform), int(from_rate), int(to_rate)).numpy()
+
+
+def load_audio(path_or_cmd: str) -> Tuple[np.ndarray, int]:
+    """Decode a file path or a ``cmd |`` pipe: ``((N, C) float32, native rate)``, unchecked."""
+    source = path_or_cmd.strip()
+    if is_pipe_command(source):
+        return _decode(source, io.BytesIO(_run_pipe(source)))
+    if not os.path.exists(source):
+        raise AudioMissingError(source, "no such file")
+    if os.path.isdir(source):
+        raise AudioMissingError(source, "is a directory, not an audio file")
+    _check_wav_not_truncated(source)
+    return _decode(source, source)
+
+
+def decode_audio_bytes(data: bytes, source: str) -> Tuple[np.ndarray, int]:
+    """Decode a sound file's bytes (WAV, FLAC, Ogg, ...): ``((N, C) float32, native rate)``."""
+    return _decode(source, io.BytesIO(data))
+
+
 def read_audio(
     path_or_cmd: str,
     target_sr: Optional[int] = 16000,
@@ -135,7 +164,7 @@ def read_audio(
         path_or_cmd: a file path, or a command ending in ``|`` whose stdout is a sound file.
         target_sr: the rate the caller needs (None: keep the file's rate).
         resample: when the file's rate differs from ``target_sr``, resample it
-            (torchaudio.functional.resample, reported in ``info.resampled``) instead of refusing.
+            (:func:`resample_waveform`, reported in ``info.resampled``) instead of refusing.
         channel: 0-based channel to keep from a multichannel file; None refuses multichannel.
 
     Returns:
@@ -146,16 +175,19 @@ def read_audio(
         pipe_failed); the message names the file or command.
     """
     source = path_or_cmd.strip()
-    if is_pipe_command(source):
-        samples, file_rate = _decode(source, io.BytesIO(_run_pipe(source)))
-    else:
-        if not os.path.exists(source):
-            raise AudioMissingError(source, "no such file")
-        if os.path.isdir(source):
-            raise AudioMissingError(source, "is a directory, not an audio file")
-        _check_wav_not_truncated(source)
-        samples, file_rate = _decode(source, source)
+    samples, file_rate = load_audio(source)
+    return prepare_samples(samples, file_rate, source, target_sr, resample, channel)
 
+
+def prepare_samples(
+    samples: np.ndarray,
+    file_rate: int,
+    source: str,
+    target_sr: Optional[int] = 16000,
+    resample: bool = True,
+    channel: Optional[int] = None,
+) -> Tuple[np.ndarray, int, AudioInfo]:
+    """Decoded ``(N, C)`` samples -> checked mono float32 at ``target_sr`` (see :func:`read_audio`)."""
     num_samples, num_channels = samples.shape
     if num_samples == 0:
         raise AudioEmptyError(source, "0 samples")
@@ -178,7 +210,7 @@ def read_audio(
             raise AudioSampleRateError(
                 source, f"refused: {file_rate} Hz, expected {target_sr}; pass --resample true"
             )
-        waveform = torchaudio.functional.resample(torch.from_numpy(waveform), file_rate, target_sr).numpy()
+        waveform = resample_waveform(waveform, file_rate, target_sr)
         sample_rate = target_sr
         resampled = True
         logger.debug("%s: resampled %d Hz -> %d Hz", source, file_rate, target_sr)

@@ -1,7 +1,8 @@
 """Kaldi log-mel filterbank features (SPEC §1.1-1.2) and the per-job extraction loop.
 
-Settings are Kaldi's compute-fbank defaults that FunASR uses: 25 ms hamming window, 10 ms
-shift, snip_edges (frames = 1 + (N - 400) // 160 at 16 kHz), pre-emphasis 0.97, DC removal,
+Settings are Kaldi's compute-fbank defaults that FunASR uses (frontend_conf may change the window,
+n_mels and frame length/shift: the job loop takes them from a ``wav_frontend.WavFrontend``):
+25 ms hamming window, 10 ms shift, snip_edges (frames = 1 + (N - 400) // 160 at 16 kHz), pre-emphasis 0.97, DC removal,
 energy_floor 0, on the waveform scaled to the int16 range (x * 32768).
 
 Dither: FunASR's configs default to dither 1.0 everywhere. Here dither is 0 unless asked
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torchaudio.compliance.kaldi
 
-from funasr_lite.frontend.audio import AudioError, read_audio
+from funasr_lite.frontend.audio import AudioError
 from funasr_lite.frontend.speed_perturb import speed_perturb
 from funasr_lite.utils.fileio import atomic_open
 from funasr_lite.utils.kaldi_kv import DataDirError, iter_kv, read_kv
@@ -154,14 +155,16 @@ def extract_fbank_job(
     out_ark,
     out_scp,
     out_utt2num_frames,
+    frontend,
     utt2speed=None,
-    sample_rate: int = 16000,
     resample: bool = True,
     channel: Optional[int] = None,
-    num_mel_bins: int = 80,
-    dither: float = 0.0,
 ) -> FbankJobSummary:
     """Compute fbank for every utterance of ``wav_scp`` into one float32 ark + scp.
+
+    ``frontend`` (a ``funasr_lite.frontend.wav_frontend.WavFrontend``) reads the audio at its
+    rate and computes the fbank with its options (``frontend.fbank``); the caller records
+    ``frontend.fbank_options()`` beside the features.
 
     Bad utterances are logged one line each, skipped, and listed with their reason in
     ``<out_scp>.dropped``. All outputs are written under temp names and renamed at the end,
@@ -187,11 +190,11 @@ def extract_fbank_job(
         ark_file = stack.enter_context(atomic_open(out_ark, "wb"))
         for utt_id, source in progress(wav_entries.items(), total=len(wav_entries), desc="fbank", unit="utt"):
             try:
-                waveform, rate, info = read_audio(source, sample_rate, resample=resample, channel=channel)
+                waveform, info = frontend.read_audio(source, resample=resample, channel=channel)
                 factor = speed_factors.get(utt_id, 1.0)
                 if factor != 1.0:
-                    waveform = speed_perturb(waveform, rate, factor)
-                feats = compute_fbank(waveform, rate, num_mel_bins=num_mel_bins, dither=dither)
+                    waveform = speed_perturb(waveform, frontend.sample_rate, factor)
+                feats = frontend.fbank(waveform)
             except (AudioError, WaveformTooShortError, WaveformRangeError) as e:
                 detail = e.detail if isinstance(e, AudioError) else str(e)
                 logger.warning("utt %s (%s): %s: %s, dropped", utt_id, source, e.reason.replace("_", " "), detail)

@@ -181,7 +181,15 @@ FUNASR_IGNORED_DATASET_CONF = frozenset(
     }
 )
 
-FRONTEND_DEFAULTS = {"n_mels": 80, "lfr_m": 1, "lfr_n": 1}
+# frontend_conf: FunASR WavFrontend's keys and defaults, except dither (0: see frontend/fbank.py).
+# fs, window, n_mels, frame_length, frame_shift fix the fbank features; lfr_m / lfr_n stack them
+# for the model. Other keys (cmvn_file, FunASR-only options) pass through unchanged.
+# funasr_lite.frontend.wav_frontend builds the one frontend from the resolved block.
+FRONTEND_DEFAULTS: Dict[str, Any] = {
+    "fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
+    "lfr_m": 1, "lfr_n": 1, "dither": 0.0,
+}
+WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "blackman")  # Kaldi's (torchaudio's)
 BEST_METRICS = ("cer", "loss", "acc")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -270,13 +278,30 @@ def validate_config(config: Dict[str, Any], source: str = "config") -> Dict[str,
             raise ConfigError(f"{source}: dataset_conf.{key} must be >= 1, got {dataset_conf[key]}")
     if dataset_conf["sortagrad"] < 0:
         raise ConfigError(f"{source}: dataset_conf.sortagrad must be >= 0, got {dataset_conf['sortagrad']}")
-    frontend_conf = out["frontend_conf"]
-    for key, default in FRONTEND_DEFAULTS.items():
-        frontend_conf.setdefault(key, default)
-        value = frontend_conf[key]
-        if not _is_instance(value, (int,)) or value < 1:
-            raise ConfigError(f"{source}: frontend_conf.{key} must be a positive int, got {value!r}")
+    out["frontend_conf"] = resolve_frontend_conf(out["frontend_conf"], source)
     return out
+
+
+def resolve_frontend_conf(frontend_conf: Optional[Dict[str, Any]], source: str = "config") -> Dict[str, Any]:
+    """``frontend_conf`` with :data:`FRONTEND_DEFAULTS` filled in and its known keys checked.
+
+    Returns a new dict; raises ConfigError naming the key (and ``source``).
+    """
+    conf = dict(FRONTEND_DEFAULTS)
+    conf.update(frontend_conf or {})
+    for key in ("fs", "n_mels", "lfr_m", "lfr_n"):
+        if not _is_instance(conf[key], (int,)) or conf[key] < 1:
+            raise ConfigError(f"{source}: frontend_conf.{key} must be a positive int, got {conf[key]!r}")
+    for key in ("frame_length", "frame_shift"):
+        if not _is_instance(conf[key], _NUMBER) or conf[key] <= 0:
+            raise ConfigError(f"{source}: frontend_conf.{key} must be a positive number (ms), got {conf[key]!r}")
+    if conf["window"] not in WINDOW_TYPES:
+        raise ConfigError(f"{source}: frontend_conf.window must be one of {', '.join(WINDOW_TYPES)}, got {conf['window']!r}")
+    if not _is_instance(conf["dither"], _NUMBER) or conf["dither"] < 0:
+        raise ConfigError(f"{source}: frontend_conf.dither must be a number >= 0, got {conf['dither']!r}")
+    if not conf.get("upsacle_samples", True):  # FunASR's spelling
+        raise ConfigError(f"{source}: frontend_conf.upsacle_samples=false is not supported")
+    return conf
 
 
 # ---------------------------------------------------------------- overrides
@@ -356,6 +381,7 @@ __all__ = [
     "parse_override",
     "parse_yaml_value",
     "read_config",
+    "resolve_frontend_conf",
     "validate_config",
     "write_config",
 ]

@@ -6,6 +6,7 @@ synthetic utterances; test_api.py and test_funasr_model_dir.py import them from 
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,7 +26,7 @@ from funasr_lite.decode.inference import (
     Speech2Text,
     items_from_data_dir,
     items_from_wav_files,
-    job_share,
+    merge_split_dirs,
 )
 from funasr_lite.decode.model_dir import load_model_dir
 from funasr_lite.decode.writers import read_1best_recog
@@ -333,28 +334,53 @@ def read_recog(out_dir):
             for name in sorted(os.listdir(recog)) if not name.startswith(".")}
 
 
-def test_job_share_is_contiguous_and_complete():
-    items = [InputItem(f"u{i}", "audio", "") for i in range(7)]
-    shares = [job_share(items, 3, j) for j in (1, 2, 3)]
-    assert [[i.key for i in s] for s in shares] == [["u0", "u1", "u2"], ["u3", "u4"], ["u5", "u6"]]
-    with pytest.raises(DecodeError, match="nj=2 is more than the 1 utterances"):
-        job_share(items[:1], 2, 2)
-    with pytest.raises(DecodeError, match=r"job_id must be in 1..3"):
-        job_share(items, 3, 4)
+def split_data(data_dir, nj, split_dir):
+    """utils/split_data.sh, as the recipe runs it."""
+    env = dict(os.environ, PATH=os.path.join(REPO_ROOT, "utils") + os.pathsep + os.environ["PATH"],
+               PYTHONPATH=REPO_ROOT)
+    return subprocess.run(["bash", os.path.join(REPO_ROOT, "utils", "split_data.sh"), str(data_dir), str(nj),
+                           str(split_dir)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_split_data_parts_are_contiguous_complete_data_dirs(corpus, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(corpus[0], data_dir)
+    (data_dir / "utt2spk").write_text("".join(f"{k} {k}\n" for k in sorted(UTTERANCE_SECONDS)))
+    (data_dir / "fbank.json").write_text('{"n_mels": 80}\n')
+    (data_dir / "split2" / "7").mkdir(parents=True)  # a part left by an earlier split into 7
+    result = split_data(data_dir, 2, data_dir / "split2")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(data_dir / "split2")) == ["1", "2"]
+    parts = [read_kv(data_dir / "split2" / str(j) / "feats.scp") for j in (1, 2)]
+    assert [list(p) for p in parts] == [["utt_a", "utt_b", "utt_c"], ["utt_d", "utt_e"]]
+    all_feats = read_kv(os.path.join(corpus[0], "feats.scp"))
+    for j, part in zip((1, 2), parts):
+        part_dir = data_dir / "split2" / str(j)
+        assert all(all_feats[key] == value for key, value in part.items())
+        assert list(read_kv(part_dir / "wav.scp")) == list(part)
+        assert list(read_kv(part_dir / "spk2utt")) == list(part)  # one speaker per utterance here
+        assert (part_dir / "fbank.json").read_text() == '{"n_mels": 80}\n'
+    too_many = split_data(data_dir, 6, data_dir / "split6")
+    assert too_many.returncode != 0 and "has 5 utterances: cannot split into 6 parts" in too_many.stderr
 
 
 def test_split_decode_and_merge_equal_a_single_job(model_dir, corpus, tmp_path):
-    data_dir = corpus[0]
+    data_dir = tmp_path / "data"
+    shutil.copytree(corpus[0], data_dir)
+    (data_dir / "utt2spk").write_text("".join(f"{k} {k}\n" for k in sorted(UTTERANCE_SECONDS)))
     single, split = tmp_path / "single", tmp_path / "split"
-    assert infer_cli.main(["--model_dir", model_dir, "--data_dir", data_dir, "--output_dir", str(single)]) == 0
-    common = ["--model_dir", model_dir, "--data_dir", data_dir, "--output_dir", str(split), "--nj", "2"]
-    assert infer_cli.main(common + ["--job_id", "1"]) == 0
-    job1_keys = [r["key"] for r in read_1best_recog(split / "split2" / "1" / "1best_recog")]
+    assert infer_cli.main(["--model_dir", model_dir, "--data_dir", str(data_dir), "--output_dir", str(single)]) == 0
+    split_dir = split / "split2"
+    assert split_data(data_dir, 2, split_dir).returncode == 0
+    job1 = ["--model_dir", model_dir, "--data_dir", str(split_dir / "1"), "--output_dir", str(split_dir / "1")]
+    assert infer_cli.main(job1) == 0
+    job1_keys = [r["key"] for r in read_1best_recog(split_dir / "1" / "1best_recog")]
     assert job1_keys == ["utt_a", "utt_b", "utt_c"]
-    merge = ["--merge", "--data_dir", data_dir, "--output_dir", str(split), "--nj", "2"]
+    merge = ["--merge", str(split_dir), "--output_dir", str(split)]
     assert infer_cli.main(merge) == 1  # job 2 has not run: refused, nothing written
     assert not os.path.exists(split / "1best_recog")
-    assert infer_cli.main(common + ["--job_id", "2"]) == 0
+    assert infer_cli.main(["--model_dir", model_dir, "--data_dir", str(split_dir / "2"),
+                           "--output_dir", str(split_dir / "2")]) == 0
     assert infer_cli.main(merge) == 0
     single_files, merged_files = read_recog(single), read_recog(split)
     assert sorted(merged_files) == ["rtf", "score", "text", "time_stamp", "token"]
@@ -362,13 +388,19 @@ def test_split_decode_and_merge_equal_a_single_job(model_dir, corpus, tmp_path):
         assert merged_files[name] == single_files[name], name
     rtf_keys = [line.split()[0] for line in merged_files["rtf"].splitlines()]
     assert rtf_keys == sorted(UTTERANCE_SECONDS) + ["%TOTAL"]
-    # The recipe runs the same job-then-merge steps with nj=1.
-    one_job = tmp_path / "one_job"
-    one = ["--data_dir", data_dir, "--output_dir", str(one_job), "--nj", "1"]
-    assert infer_cli.main(["--model_dir", model_dir, *one, "--job_id", "1"]) == 0
-    assert os.path.isfile(one_job / "split1" / "1" / "1best_recog" / "text")
-    assert infer_cli.main(["--merge", *one]) == 0
-    assert read_recog(one_job)["text"] == single_files["text"]
+    # A job that decoded another part than its own is named, not merged.
+    shutil.rmtree(split / "1best_recog")
+    shutil.copytree(split_dir / "1" / "1best_recog", split_dir / "2" / "1best_recog", dirs_exist_ok=True)
+    with pytest.raises(Exception, match=r"split2/2: 1best_recog/text lacks 2 utterances: utt_d, utt_e"):
+        merge_split_dirs(split_dir, split)
+    assert not os.path.exists(split / "1best_recog")
+    # The recipe runs the same split-decode-merge steps with nj=1.
+    one_split = tmp_path / "one_job" / "split1"
+    assert split_data(data_dir, 1, one_split).returncode == 0
+    assert infer_cli.main(["--model_dir", model_dir, "--data_dir", str(one_split / "1"),
+                           "--output_dir", str(one_split / "1")]) == 0
+    assert infer_cli.main(["--merge", str(one_split), "--output_dir", str(tmp_path / "one_job")]) == 0
+    assert read_recog(tmp_path / "one_job")["text"] == single_files["text"]
 
 
 def test_cli_entry_point_prints_key_and_text(model_dir, corpus, loaded):
