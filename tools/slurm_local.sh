@@ -32,7 +32,13 @@ take_lock() {
   flock -w 600 9 || die "another slurm_local.sh has held $state_dir/lock for 10 minutes"
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive <pid file>: the process runs and is the daemon the file is named after (after a
+# reboot or a killed container the number may belong to another process).
+pid_alive() {
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(basename "$1" .pid)" ]
+}
 
 install_packages() {
   local missing=()
@@ -64,7 +70,7 @@ node_name() { hostname -s; }
 write_config() {
   local node cpus mem_mb gpus gres_line="" text
   node=$(node_name)
-  cpus=$(nproc)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)   # GNU nproc obeys both variables
   mem_mb=$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.95}' /proc/meminfo)
   gpus=0
   if command -v nvidia-smi >/dev/null 2>&1; then
@@ -99,6 +105,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=$((mem_mb / cpus))
 ReturnToService=2
+# Refuse at submission a job that the partition can never run, instead of leaving it pending.
+EnforcePartLimits=ALL
 KillWait=5
 MinJobAge=300
 GresTypes=gpu
@@ -186,7 +194,7 @@ stop_pid() {  # stop_pid <pid file> <name> [quiet]
   local pid i
   [ -f "$1" ] || return 0
   pid=$(cat "$1")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$1"; then   # never a process that merely reuses the number
     [ -z "${3:-}" ] && log "stopping $2 (pid $pid)"
     kill "$pid" 2>/dev/null || true
     for i in $(seq 100); do
