@@ -78,6 +78,9 @@ largest peak among its child processes (DataLoader workers: VmHWM of live childr
 the epoch -- FunASR's workers are persistent -- and ru_maxrss of reaped ones). A forked worker's
 RSS includes pages it shares with the parent, so it overlaps peak_rss_mb.
 
+tools/learning_curve.py reuses the data lists, the config mapping, the launcher and the probe
+(which also tallies validation and, with an epoch log, records every epoch) for a multi-epoch run.
+
     # the full-size measurement (needs recipe stages -1..2 of egs/aishell1: wavs, feats, am.mvn, tokens)
     python tools/benchmark_trainer_full.py --data_dir egs/aishell1/data/train --num_utts 600 \\
         --repeats 3 --threads 2 --out bench_out/trainer_full_demo.json
@@ -123,20 +126,30 @@ def _children_peak_mb() -> float:
 
 
 class _EpochProbe:
-    """Wraps a trainer's epoch method (timing) and per-batch forward (counting frames)."""
+    """Wraps a trainer's epoch method (timing), its validation method and its per-batch forward
+    (counting frames; weighted sums of the model's stats, as our trainer averages them).
 
-    def __init__(self):
+    With ``epoch_log`` (tools/learning_curve.py), each epoch's record -- its training counts and
+    the validation that follows it -- is appended to that JSON-lines file once the validation is
+    done, so a run that is killed keeps the records of its finished epochs."""
+
+    def __init__(self, epoch_log=None):
         self.in_epoch = False
+        self.in_valid = False
         self.epochs = []  # one dict per train_epoch call
         self.current = None
+        self.valid = None
         self.children_peak_mb = 0.0
+        self.epoch_log = epoch_log
 
-    def wrap_epoch(self, method):
+    def wrap_epoch(self, method, epoch_of=None):
         probe = self
 
         def train_epoch(trainer, *args, **kwargs):
             probe.current = {"utterances": 0, "frames": 0, "padded_frames": 0, "batches": 0, "loss_sum": 0.0,
-                             "start_time": time.time()}
+                             "stat_sums": {}, "stat_weights": {}, "start_time": time.time()}
+            if epoch_of is not None:
+                probe.current["epoch"] = epoch_of(*args, **kwargs)
             probe.in_epoch = True
             start = time.perf_counter()
             try:
@@ -150,15 +163,65 @@ class _EpochProbe:
 
         return train_epoch
 
-    def count(self, batch, loss) -> None:
-        if not self.in_epoch:
+    def wrap_validate(self, method, is_epoch_end=lambda *args, **kwargs: True):
+        """Validation after an epoch (``is_epoch_end``: not a mid-epoch one) is tallied into that
+        epoch's record as ``valid`` (weighted averages of the stats), then the record is logged."""
+        probe = self
+
+        def validate(trainer, *args, **kwargs):
+            if probe.in_epoch or not probe.epochs or not is_epoch_end(*args, **kwargs):
+                return method(trainer, *args, **kwargs)
+            probe.valid = {"utterances": 0, "batches": 0, "stat_sums": {}, "stat_weights": {}}
+            probe.in_valid = True
+            try:
+                return method(trainer, *args, **kwargs)
+            finally:
+                probe.in_valid = False
+                record = probe.epochs[-1]
+                record["valid"] = {"utterances": probe.valid["utterances"], "batches": probe.valid["batches"],
+                                   **_weighted_averages(probe.valid)}
+                record["train"] = _weighted_averages(record)
+                if probe.epoch_log:
+                    shown = {k: v for k, v in record.items() if k not in ("stat_sums", "stat_weights")}
+                    with open(probe.epoch_log, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(shown) + "\n")
+
+        return validate
+
+    def count(self, batch, loss, stats=None, weight=None) -> None:
+        if self.in_valid:
+            target = self.valid
+        elif self.in_epoch:
+            target = self.current
+            lengths = batch["speech_lengths"]
+            target["frames"] += int(lengths.sum())
+            target["padded_frames"] += int(batch["speech"].shape[0] * batch["speech"].shape[1])
+            target["loss_sum"] += float(loss.detach())
+        else:
             return
-        lengths = batch["speech_lengths"]
-        self.current["utterances"] += int(lengths.shape[0])
-        self.current["frames"] += int(lengths.sum())
-        self.current["padded_frames"] += int(batch["speech"].shape[0] * batch["speech"].shape[1])
-        self.current["batches"] += 1
-        self.current["loss_sum"] += float(loss.detach())
+        target["utterances"] += int(batch["speech_lengths"].shape[0])
+        target["batches"] += 1
+        weight = _number(weight)
+        weight = 1.0 if weight is None else weight
+        for key, value in {**(stats or {}), "loss": loss}.items():
+            number = _number(value)
+            if number is not None and math.isfinite(number):
+                target["stat_sums"][key] = target["stat_sums"].get(key, 0.0) + number * weight
+                target["stat_weights"][key] = target["stat_weights"].get(key, 0.0) + weight
+
+
+def _number(value):
+    """A stat as a float (a tensor's mean, as our trainer reads it); None when absent or empty."""
+    if value is None:
+        return None
+    if hasattr(value, "detach"):
+        return float(value.detach().float().mean()) if value.numel() else None
+    return float(value)
+
+
+def _weighted_averages(tally: dict) -> dict:
+    return {key: tally["stat_sums"][key] / tally["stat_weights"][key]
+            for key in tally["stat_sums"] if tally["stat_weights"][key] > 0}
 
 
 def _run_ours(spec: dict, probe: _EpochProbe) -> None:
@@ -170,11 +233,12 @@ def _run_ours(spec: dict, probe: _EpochProbe) -> None:
 
     def counted_forward(trainer, batch, model):
         out = forward(trainer, batch, model)
-        probe.count(batch, out[0])
+        probe.count(batch, *out)
         return out
 
     cls._forward = counted_forward
-    cls.train_epoch = probe.wrap_epoch(cls.train_epoch)
+    cls.train_epoch = probe.wrap_epoch(cls.train_epoch, epoch_of=lambda epoch, *a, **k: int(epoch))
+    cls.validate = probe.wrap_validate(cls.validate)
     status = train_main(spec["argv"])
     if status:
         raise SystemExit(status)
@@ -200,11 +264,15 @@ def _run_funasr(spec: dict, probe: _EpochProbe) -> None:
 
     def counted_forward_step(trainer, model, batch, loss_dict={}):  # noqa: B006 (FunASR's signature)
         out = forward_step(trainer, model, batch, loss_dict=loss_dict)
-        probe.count(batch, loss_dict["loss"])
+        probe.count(batch, loss_dict["loss"], loss_dict.get("stats"), loss_dict.get("weight"))
         return out
 
     cls.forward_step = counted_forward_step
-    cls.train_epoch = probe.wrap_epoch(cls.train_epoch)
+    # FunASR counts epochs from 0 (train_epoch(epoch=e), checkpoint model.pt.ep{e+1}); records use e+1.
+    cls.train_epoch = probe.wrap_epoch(cls.train_epoch, epoch_of=lambda *a, **k: int(k.get("epoch", 0)) + 1)
+    # The end-of-epoch validation is the call without step_in_epoch (mid-epoch ones pass it).
+    cls.validate_epoch = probe.wrap_validate(cls.validate_epoch,
+                                             is_epoch_end=lambda *a, **k: k.get("step_in_epoch") is None)
     from funasr.bin.train_ds import main_hydra
 
     sys.argv = ["funasr.bin.train_ds", *spec["argv"]]
@@ -218,9 +286,18 @@ def worker(spec_path: str, result_path: str, impl: str) -> None:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    probe = _EpochProbe()
+    probe = _EpochProbe(spec.get("epoch_log"))
     (_run_ours if impl == "ours" else _run_funasr)(spec, probe)
     main_end = time.time()
+    if spec.get("epoch_log"):  # tools/learning_curve.py: any number of epochs, recorded as they end
+        result = {"impl": impl, "epochs": len(probe.epochs), "torch_threads": torch.get_num_threads()}
+        if impl == "funasr":
+            import funasr
+
+            result["funasr_version"] = funasr.__version__
+        with open(result_path, "w") as handle:
+            json.dump(result, handle)
+        return
     if len(probe.epochs) != 1:
         raise SystemExit(f"{impl}: expected one training epoch, saw {len(probe.epochs)}")
     epoch = probe.epochs[0]
@@ -245,55 +322,80 @@ def worker(spec_path: str, result_path: str, impl: str) -> None:
 
 
 # ---------------------------------------------------------------- driver: data, configs, runs
-def prepare_data(args, config: dict, work: str) -> dict:
-    """The first --num_utts utterances of --data_dir that our dataset keeps: a data dir for ours,
-    jsonl lists for FunASR (train, and a one-utterance valid list)."""
-    from funasr_lite.data.datadir import read_kv, write_kv
+DATA_FILES = ("feats.scp", "text", "utt2num_frames", "wav.scp")
+
+
+def read_data_files(data_dir: str) -> tuple:
+    """({file name: {utt: value}} of DATA_FILES, the utterances that have all four, in feats.scp
+    order); refuses pipe commands in wav.scp (FunASR reads audio files only)."""
+    from funasr_lite.data.datadir import read_kv
+
+    files = {name: read_kv(os.path.join(data_dir, name), allow_empty_value=(name == "text")) for name in DATA_FILES}
+    keys = [k for k in files["feats.scp"] if all(k in f for f in files.values())]
+    if not keys:
+        raise SystemExit(f"{data_dir}: no utterance has feats.scp, text, utt2num_frames and wav.scp")
+    for key in keys:
+        if files["wav.scp"][key].rstrip().endswith("|"):
+            raise SystemExit(f"{data_dir}/wav.scp: {key} is a pipe command; FunASR reads audio files only")
+    return files, keys
+
+
+def kept_utterances(data_dir: str, config: dict, token_list: str, cmvn_file: str) -> list:
+    """The utterances of ``data_dir`` that our dataset keeps (frame/token limits of dataset_conf)."""
     from funasr_lite.data.dataset import build_dataset
     from funasr_lite.data.tokenizer import build_tokenizer
 
-    files = {name: read_kv(os.path.join(args.data_dir, name), allow_empty_value=(name == "text"))
-             for name in ("feats.scp", "text", "utt2num_frames", "wav.scp")}
-    keys = [k for k in files["feats.scp"] if all(k in f for f in files.values())][: args.num_utts]
-    if not keys:
-        raise SystemExit(f"{args.data_dir}: no utterance has feats.scp, text, utt2num_frames and wav.scp")
-    for key in keys:
-        if files["wav.scp"][key].rstrip().endswith("|"):
-            raise SystemExit(f"{args.data_dir}/wav.scp: {key} is a pipe command; FunASR reads audio files only")
+    dataset = build_dataset(data_dir, build_tokenizer(token_list), cmvn_file, config.get("frontend_conf") or {},
+                            config.get("dataset_conf") or {})
+    return list(dataset.utt_ids)
+
+
+def lfr_frames(files: dict, key: str, lfr_n: int) -> int:
+    """Model-input (LFR) frames of one utterance: ceil(utt2num_frames / lfr_n)."""
+    return math.ceil(int(files["utt2num_frames"][key]) / lfr_n)
+
+
+def write_jsonl(path: str, files: dict, keys: list, lfr_n: int) -> None:
+    """FunASR's jsonl list: key, source (absolute wav path), source_len = LFR frames (so that
+    FunASR's token batching counts what our batch_bins counts), target = our text without spaces."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for key in keys:
+            entry = {"key": key, "source": os.path.abspath(files["wav.scp"][key].strip()),
+                     "source_len": lfr_frames(files, key, lfr_n), "target": "".join(files["text"][key].split())}
+            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def prepare_data(args, config: dict, work: str) -> dict:
+    """The first --num_utts utterances of --data_dir that our dataset keeps: a data dir for ours,
+    jsonl lists for FunASR (train, and a one-utterance valid list)."""
+    from funasr_lite.data.datadir import write_kv
+
+    files, keys = read_data_files(args.data_dir)
+    keys = keys[: args.num_utts]
     subset = os.path.join(work, "data", "train")
     os.makedirs(subset)
     for name, values in files.items():
         write_kv(os.path.join(subset, name), [(k, values[k]) for k in keys], sort=False)
 
     # Our dataset decides which utterances are usable (frame/token limits); FunASR gets exactly those.
-    dataset = build_dataset(subset, build_tokenizer(args.token_list), args.cmvn_file, config.get("frontend_conf") or {},
-                            config.get("dataset_conf") or {})
-    if len(dataset) < len(keys):
-        kept = set(dataset.utt_ids)
+    kept = set(kept_utterances(subset, config, args.token_list, args.cmvn_file))
+    if len(kept) < len(keys):
         keys = [k for k in keys if k in kept]
         for name, values in files.items():
             write_kv(os.path.join(subset, name), [(k, values[k]) for k in keys], sort=False)
     lfr_n = int((config.get("frontend_conf") or {}).get("lfr_n", 1))
-
-    def jsonl(path, utts):
-        with open(path, "w", encoding="utf-8") as handle:
-            for key in utts:
-                entry = {"key": key, "source": os.path.abspath(files["wav.scp"][key].strip()),
-                         "source_len": math.ceil(int(files["utt2num_frames"][key]) / lfr_n),
-                         "target": "".join(files["text"][key].split())}
-                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
     train_jsonl, valid_jsonl = os.path.join(work, "data", "train.jsonl"), os.path.join(work, "data", "valid.jsonl")
-    jsonl(train_jsonl, keys)
-    jsonl(valid_jsonl, keys[:1])
+    write_jsonl(train_jsonl, files, keys, lfr_n)
+    write_jsonl(valid_jsonl, files, keys[:1], lfr_n)
     raw_frames = sum(int(files["utt2num_frames"][k]) for k in keys)
     return {"dir": subset, "train_jsonl": train_jsonl, "valid_jsonl": valid_jsonl, "utterances": len(keys),
-            "lfr_frames": int(sum(math.ceil(int(files["utt2num_frames"][k]) / lfr_n) for k in keys)),
+            "lfr_frames": int(sum(lfr_frames(files, k, lfr_n) for k in keys)),
             "raw_frames": raw_frames, "audio_hours": raw_frames * 0.01 / 3600}
 
 
-def funasr_config(config: dict, args) -> dict:
-    """Our training config in FunASR's schema (see the module docstring for each mapping)."""
+def funasr_config(config: dict, args, **train_overrides) -> dict:
+    """Our training config in FunASR's schema (see the module docstring for each mapping);
+    ``train_overrides`` replace entries of FunASR's train_conf (e.g. max_epoch)."""
     import copy
 
     from benchmark_train import _class_name
@@ -332,6 +434,7 @@ def funasr_config(config: dict, args) -> dict:
             "keep_nbest_models": int(train_conf.get("keep_nbest_models", 10)),
             "avg_nbest_model": int(train_conf.get("avg_nbest_model", 10)),
             "validate_interval": NEVER, "save_checkpoint_interval": NEVER,
+            **train_overrides,
         },
         "seed": int(config.get("seed", 0)), "ncpu": args.threads,
     }
@@ -355,27 +458,34 @@ def commands(args, data: dict, work: str, run_dir: str) -> dict:
     return {"ours": ours, "funasr": funasr}
 
 
-def run_one(impl: str, argv: list, args, run_dir: str) -> dict:
+def launch_worker(impl: str, argv: list, threads: int, run_dir: str, timeout: float, **spec) -> tuple:
+    """Run one trainer (``impl``) with ``argv`` in a fresh process of this file's --worker mode,
+    in ``run_dir`` (created; log.txt, spec.json, result.json); ``spec`` adds worker options
+    (epoch_log). Returns (result dict, spawn time, exit time); a failure exits with the log's tail."""
     os.makedirs(run_dir)
     spec_path, result_path = os.path.join(run_dir, "spec.json"), os.path.join(run_dir, "result.json")
     with open(spec_path, "w") as handle:
-        json.dump({"argv": argv, "threads": args.threads}, handle)
+        json.dump({"argv": argv, "threads": threads, **spec}, handle)
     python_path = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                FUNASR_LITE_NO_PROGRESS="1", PYTHONPATH=python_path)
     log_path = os.path.join(run_dir, "log.txt")
     with open(log_path, "w") as log:
         spawn = time.time()
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", impl, "--spec", spec_path,
                                "--result", result_path], cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              timeout=args.timeout)
+                              timeout=timeout)
         exit_time = time.time()
     if proc.returncode != 0 or not os.path.isfile(result_path):
         with open(log_path, errors="replace") as handle:
             tail = handle.read()[-5000:]
         raise SystemExit(f"{impl} trainer failed ({proc.returncode}), log {log_path}:\n{tail}")
     with open(result_path) as handle:
-        result = json.load(handle)
+        return json.load(handle), spawn, exit_time
+
+
+def run_one(impl: str, argv: list, args, run_dir: str) -> dict:
+    result, spawn, exit_time = launch_worker(impl, argv, args.threads, run_dir, args.timeout)
     result["total_s"] = exit_time - spawn
     result["startup_s"] = result["epoch_start_time"] - spawn
     result["after_s"] = exit_time - result["epoch_end_time"]
