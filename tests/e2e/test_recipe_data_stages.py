@@ -1,5 +1,6 @@
 """The recipe's data stages (-1..2) end to end on the tiny synthetic corpus, in a copy of egs/aishell1."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -40,6 +41,11 @@ def test_data_dirs_are_complete_and_consistent(recipe):
         assert len(wav) > 0
         assert set(wav) == set(text) == set(feats) == set(frames)
         assert list(text) == sorted(text)
+        # Stage 1 made the features with the training config's frontend_conf and recorded them.
+        options = json.loads((d / "fbank.json").read_text())
+        assert {k: options[k] for k in ("fs", "n_mels", "frame_length", "frame_shift", "window")} == {
+            "fs": 16000, "n_mels": 80, "frame_length": 25.0, "frame_shift": 10.0, "window": "hamming"}
+        assert f'"n_mels": 80' in (d / ".fbank.done").read_text()
         seen_text[split] = {t.replace(" ", "") for t in text.values()}
     # no sentence leaks from dev/test into train (transcript filtered per split)
     assert not (seen_text["train"] & seen_text["dev"])
@@ -97,6 +103,11 @@ def test_train_decode_score_export_stages(recipe):
         for name in ("text", "token", "score", "time_stamp", "rtf"):
             assert (best / name).is_file(), best / name
         assert set(read_kv(best / "score")) == test_utts
+        # Kaldi-style jobs: the set was split into two data dirs, each decoded on its own.
+        parts = [set(read_kv(exp / f"decode_test_{mode}" / "split2" / str(j) / "feats.scp")) for j in (1, 2)]
+        assert parts[0] and parts[1] and not parts[0] & parts[1] and parts[0] | parts[1] == test_utts
+        for j, part in zip((1, 2), parts):
+            assert set(read_kv(exp / f"decode_test_{mode}" / "split2" / str(j) / "1best_recog" / "score")) == part
         cer_line = (exp / f"decode_test_{mode}" / "cer.txt").read_text(encoding="utf-8")
         assert cer_line.startswith("%CER ")
     for name in ("config.yaml", "model.pt", "am.mvn", "tokens.txt"):

@@ -1,4 +1,5 @@
 """utils/make_fbank.sh: nj=2 gives the same data dir as nj=1."""
+import json
 import os
 import shutil
 import subprocess
@@ -64,6 +65,9 @@ def test_nj2_equals_nj1(repo_root, tmp_path):
     assert frames1 == read_kv(data2 / "utt2num_frames")
     assert int(frames1["spk1_utt0"]) == 1 + (9000 - 400) // 160
     assert int(frames1["sp0.9-spk1_utt0"]) == 1 + (10000 - 400) // 160  # 9000 / 0.9 samples
+    for data in (data1, data2):  # no --fbank-config: FunASR's defaults, recorded beside the features
+        options = json.loads((data / "fbank.json").read_text())
+        assert (options["n_mels"], options["frame_length"], options["window"], options["dither"]) == (80, 25.0, "hamming", 0.0)
     for data in (data1, data2):
         dropped = read_kv(data / "fbank.dropped")
         assert list(dropped) == ["spk2_broken"] and dropped["spk2_broken"].startswith("corrupt ")
