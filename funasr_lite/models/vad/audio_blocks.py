@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Iterator
 
 import numpy as np
 import soundfile
-import torch
-import torchaudio.functional
 
 from funasr_lite.frontend.audio import (
     AudioCorruptError,
-    AudioMissingError,
-    _check_wav_not_truncated,
-    _decode,
-    _run_pipe,
+    _check_wav_not_truncated,  # the streaming path must refuse a truncated WAV as load_audio does
     is_pipe_command,
+    load_audio,
+    resample_waveform,
 )
 
 _DECODE_ERRORS = (soundfile.LibsndfileError, RuntimeError, ValueError, EOFError)
@@ -47,11 +43,7 @@ def read_audio_blocks(source: str, sample_rate: int, block_samples: int) -> Iter
         NaN samples), pipe_failed.
     """
     source = source.strip()
-    if not is_pipe_command(source):
-        if not os.path.exists(source):
-            raise AudioMissingError(source, "no such file")
-        if os.path.isdir(source):
-            raise AudioMissingError(source, "is a directory, not an audio file")
+    if not is_pipe_command(source) and os.path.isfile(source):
         _check_wav_not_truncated(source)
         try:
             with soundfile.SoundFile(source) as f:
@@ -61,13 +53,9 @@ def read_audio_blocks(source: str, sample_rate: int, block_samples: int) -> Iter
                     return
         except _DECODE_ERRORS as e:
             raise AudioCorruptError(source, f"cannot decode: {e}") from None
-        samples, rate = _decode(source, source)
-    else:
-        samples, rate = _decode(source, io.BytesIO(_run_pipe(source)))
+    samples, rate = load_audio(source)  # pipes, other rates; names missing/corrupt sources
     if samples.shape[0] == 0:
         return
-    waveform = _mono(samples, source)
-    if rate != sample_rate:
-        waveform = torchaudio.functional.resample(torch.from_numpy(waveform), rate, sample_rate).numpy()
+    waveform = resample_waveform(_mono(samples, source), rate, sample_rate)
     for start in range(0, waveform.size, block_samples):
         yield waveform[start : start + block_samples]

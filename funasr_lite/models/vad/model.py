@@ -25,10 +25,10 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 import torch
-import torchaudio.functional
 import yaml
 from torch import nn
 
+from funasr_lite.frontend.audio import resample_waveform
 from funasr_lite.frontend.cmvn import apply_cmvn, read_am_mvn
 from funasr_lite.frontend.fbank import compute_fbank
 from funasr_lite.models.load import load_model_weights
@@ -212,8 +212,6 @@ class FsmnVad(nn.Module):
         resampled first (torchaudio's sinc resampler, as FunASR)."""
         waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
         if sample_rate is not None and int(sample_rate) != self.sample_rate and waveform.size:
-            waveform = torchaudio.functional.resample(
-                torch.from_numpy(np.ascontiguousarray(waveform)), int(sample_rate), self.sample_rate
-            ).numpy()
+            waveform = resample_waveform(waveform, int(sample_rate), self.sample_rate)
         blocks = (waveform[i : i + self.chunk_samples] for i in range(0, waveform.size, self.chunk_samples))
         return self.segment_blocks(blocks, max_end_silence_time)
