@@ -8,9 +8,9 @@ A FunASR VAD model dir (e.g. the released ``speech_fsmn_vad_zh-cn-16k-common-pyt
     model.pt      state dict ``encoder.*`` (read with torch.load(weights_only=True), strict)
 
 Offline segmentation runs like FunASR's ``AutoModel(model=DIR).generate(wav)``: the audio is cut
-into ``chunk_ms`` (60 s) chunks; per chunk, Kaldi fbank (dither 0) of the samples not yet framed,
-LFR 5/1 with the neighbour frames carried across chunks (edges repeat the first/last frame), CMVN,
-the causal FSMN with its per-layer cache, then the endpoint state machine. Only one chunk of audio
+into ``chunk_ms`` (60 s) chunks; per chunk, the toolkit's one feature frontend (WavFrontend: Kaldi
+fbank with dither 0, LFR 5/1, CMVN) on the samples not yet framed, with the neighbour frames carried
+across chunks (edges repeat the first/last frame), the causal FSMN with its per-layer cache, then the endpoint state machine. Only one chunk of audio
 and features is held at a time, so memory does not grow with the recording's length, and the
 result equals a single pass (the chunk boundaries matter only for FunASR's end-silence schedule,
 which :class:`EndpointDetector` reproduces). Output: ``[[start_ms, end_ms], ...]``.
@@ -29,8 +29,7 @@ import yaml
 from torch import nn
 
 from funasr_lite.frontend.audio import resample_waveform
-from funasr_lite.frontend.cmvn import apply_cmvn, read_am_mvn
-from funasr_lite.frontend.fbank import compute_fbank
+from funasr_lite.frontend.wav_frontend import WavFrontend
 from funasr_lite.models.load import load_model_weights
 from funasr_lite.models.vad.endpoint import EndpointDetector, VadOptions
 from funasr_lite.models.vad.fsmn import FSMN
@@ -51,77 +50,66 @@ class VadModelDirError(ValueError):
 
 
 class _ChunkFeatures:
-    """Fbank -> LFR (m, n=1) -> CMVN, chunk by chunk, equal to one pass over the whole signal.
+    """The model's :class:`WavFrontend` (fbank -> LFR -> CMVN) applied chunk by chunk, equal to one
+    pass over the whole signal.
 
     Fbank frame t covers samples [t*shift, t*shift + window) (snip_edges), so a chunk is framed
     together with the samples left over from the previous one. LFR frame c stacks fbank frames
-    c - (m-1)//2 .. c + m-1-(m-1)//2 (clamped to the recording): the last few frames wait for
-    their right neighbours until the next chunk or the end.
+    c - left .. c + right (left = (m-1)//2, right = m-1-left; clamped only at the recording's
+    edges): the frontend stacks the new frames together with the ``left + right`` frames kept from
+    before, and a centre is emitted once its right neighbours exist (or at the end).
     """
 
-    def __init__(self, sample_rate: int, frontend_conf: dict, shift: np.ndarray, scale: np.ndarray):
-        self.sample_rate = sample_rate
-        self.n_mels = int(frontend_conf.get("n_mels", 80))
-        self.frame_length_ms = float(frontend_conf.get("frame_length", 25))
-        self.frame_shift_ms = float(frontend_conf.get("frame_shift", 10))
-        self.window_type = str(frontend_conf.get("window", "hamming"))
-        self.lfr_m = int(frontend_conf.get("lfr_m", 1))
-        self.window = int(sample_rate * self.frame_length_ms / 1000)
-        self.hop = int(sample_rate * self.frame_shift_ms / 1000)
-        self.left = (self.lfr_m - 1) // 2
-        self.right = self.lfr_m - 1 - self.left
-        self.shift, self.scale = shift, scale
+    def __init__(self, frontend: WavFrontend):
+        if frontend.lfr_n != 1:
+            raise ValueError(f"chunked VAD features need lfr_n 1, got {frontend.lfr_n}")
+        self.frontend = frontend
+        self.window = int(frontend.sample_rate * float(frontend.conf["frame_length"]) / 1000)
+        self.hop = int(frontend.sample_rate * float(frontend.conf["frame_shift"]) / 1000)
+        self.left = (frontend.lfr_m - 1) // 2
+        self.right = frontend.lfr_m - 1 - self.left
         self.leftover = np.zeros(0, dtype=np.float32)  # samples from the next frame's start on
-        self.context: Optional[torch.Tensor] = None  # padded fbank frames not yet emitted as centres
-        self.context_decibel = np.zeros(0, dtype=np.float64)
-        self.last_frame: Optional[torch.Tensor] = None
+        self.frames: Optional[torch.Tensor] = None  # fbank frames from the first pending centre - left
+        self.decibel = np.zeros(0)  # energies of the pending centres
 
     def accept(self, samples: np.ndarray, is_final: bool):
-        """samples (N,) float32 -> (LFR+CMVN features (T, 80*m), decibel (T,)) for the frames now complete."""
+        """samples (N,) float32 -> (features (T, n_mels * lfr_m), decibel (T,)) of the centres now
+        complete, or (None, None)."""
         samples = np.concatenate([self.leftover, np.asarray(samples, dtype=np.float32)])
         num_frames = 0 if len(samples) < self.window else 1 + (len(samples) - self.window) // self.hop
         self.leftover = samples[num_frames * self.hop :]
         if num_frames:
-            fbank = compute_fbank(
-                samples[: (num_frames - 1) * self.hop + self.window], self.sample_rate, self.n_mels,
-                self.frame_length_ms, self.frame_shift_ms, window_type=self.window_type,
-            )
+            framed = samples[: (num_frames - 1) * self.hop + self.window]
+            fbank = self.frontend.fbank(framed)
             starts = np.arange(num_frames)[:, None] * self.hop + np.arange(self.window)[None, :]
-            frames = samples[starts]  # (T, window) float32, as FunASR frames the energy
+            frames = framed[starts]  # (T, window) float32, framed as FunASR frames the energy
             decibel = 10 * np.log10(np.sum(np.square(frames), axis=1) + 0.000001)
-            if self.context is None:  # the recording's first frame, repeated as left context
-                self.context = fbank[:1].repeat(self.left, 1)
-                self.context_decibel = np.zeros(self.left)
-            self.context = torch.cat([self.context, fbank])
-            self.context_decibel = np.concatenate([self.context_decibel, decibel.astype(np.float64)])
-            self.last_frame = fbank[-1:]
-        if self.context is None:  # no frame yet (or ever: audio shorter than one window)
+            if self.frames is None:  # the recording's first frame, repeated as left context
+                self.frames = fbank[:1].repeat(self.left, 1)
+            self.frames = torch.cat([self.frames, fbank])
+            self.decibel = np.concatenate([self.decibel, decibel.astype(np.float64)])
+        if self.frames is None:  # no frame yet (or ever: audio shorter than one window)
             return None, None
-        padded = self.context
-        if is_final:
-            padded = torch.cat([padded, self.last_frame.repeat(self.right, 1)])
-        count = max(0, padded.shape[0] - (self.lfr_m - 1))
-        if count == 0:
+        end = self.frames.shape[0] if is_final else self.frames.shape[0] - self.right
+        if end <= self.left:  # the first pending centre still lacks its right neighbours
             return None, None
-        stacked = padded.unfold(0, self.lfr_m, 1)  # (count, n_mels, m)
-        stacked = stacked.transpose(1, 2).reshape(count, self.lfr_m * self.n_mels)
-        decibel = self.context_decibel[self.left : self.left + count]
-        self.context = padded[count:]
-        self.context_decibel = self.context_decibel[count:]
-        return apply_cmvn(stacked, self.shift, self.scale), decibel
+        # stacked rows left..end-1 never reach the clamped start; the end is clamped only when final
+        features = self.frontend.lfr_cmvn(self.frames)[self.left : end]
+        decibel = self.decibel[: end - self.left]
+        self.frames = self.frames[end - self.left :]
+        self.decibel = self.decibel[end - self.left :]
+        return features, decibel
 
 
 class FsmnVad(nn.Module):
     """FunASR's FSMN-VAD: ``FsmnVad.from_model_dir(DIR).segment(waveform)`` -> ``[[start_ms, end_ms], ...]``."""
 
-    def __init__(self, encoder_conf: dict, options: VadOptions, frontend_conf: dict, shift, scale):
+    def __init__(self, encoder_conf: dict, options: VadOptions, frontend: WavFrontend):
         super().__init__()
         self.encoder = FSMN(**encoder_conf)
         self.options = options
-        self.frontend_conf = dict(frontend_conf)
-        self.shift = np.asarray(shift, dtype=np.float32)
-        self.scale = np.asarray(scale, dtype=np.float32)
-        self.sample_rate = int(frontend_conf.get("fs", options.sample_rate))
+        self.frontend = frontend
+        self.sample_rate = frontend.sample_rate
         self.eval()
 
     @classmethod
@@ -139,24 +127,17 @@ class FsmnVad(nn.Module):
         for key, expected in (("model", "FsmnVADStreaming"), ("encoder", "FSMN")):
             if config.get(key) != expected:
                 raise VadModelDirError(f"{config_path}: {key} is {config.get(key)!r}, this VAD reads {expected!r}")
-        frontend_conf = dict(config.get("frontend_conf") or {})
-        if int(frontend_conf.get("lfr_n", 1)) != 1:
+        # the one feature frontend: checks frontend_conf and that am.mvn has n_mels x lfr_m dims
+        frontend = WavFrontend(config.get("frontend_conf"), os.path.join(model_dir, "am.mvn"), source=config_path)
+        if frontend.lfr_n != 1:
             raise VadModelDirError(f"{config_path}: frontend_conf.lfr_n must be 1 (one score per 10 ms frame)")
-        if float(frontend_conf.get("dither", 0.0)) != 0.0:
-            logger.warning("%s: frontend_conf.dither ignored: VAD features use dither 0", config_path)
         options = VadOptions.from_model_conf(config.get("model_conf"), f"{config_path}: model_conf")
         encoder_conf = dict(config.get("encoder_conf") or {})
-        lfr_dim = int(frontend_conf.get("n_mels", 80)) * int(frontend_conf.get("lfr_m", 1))
-        if int(encoder_conf.get("input_dim", -1)) != lfr_dim:
-            raise VadModelDirError(
-                f"{config_path}: encoder_conf.input_dim {encoder_conf.get('input_dim')} != n_mels x lfr_m = {lfr_dim}"
-            )
-        mvn_path = os.path.join(model_dir, "am.mvn")
-        shift, scale = read_am_mvn(mvn_path)
-        if shift.size != lfr_dim:
-            raise VadModelDirError(f"{mvn_path}: {shift.size}-dim CMVN, the features are {lfr_dim}-dim")
+        if encoder_conf.get("input_dim") != frontend.output_size:
+            raise VadModelDirError(f"{config_path}: encoder_conf.input_dim {encoder_conf.get('input_dim')} != "
+                                   f"n_mels x lfr_m = {frontend.output_size}")
         try:
-            model = cls(encoder_conf, options, frontend_conf, shift, scale)
+            model = cls(encoder_conf, options, frontend)
         except TypeError as e:
             raise VadModelDirError(f"{config_path}: encoder_conf does not fit FSMN: {e}") from None
         load_model_weights(model, os.path.join(model_dir, "model.pt"), strict=True)
@@ -181,7 +162,7 @@ class FsmnVad(nn.Module):
         if max_end_silence_time is not None:
             options = VadOptions(**{**vars(self.options), "max_end_silence_time": int(max_end_silence_time)})
         detector = EndpointDetector(options, dynamic_silence=max_end_silence_time is None, chunk_ms=chunk_ms)
-        features = _ChunkFeatures(self.sample_rate, self.frontend_conf, self.shift, self.scale)
+        features = _ChunkFeatures(self.frontend)
         chunk = self.sample_rate * chunk_ms // 1000
         cache = None
         sil_ids = list(options.sil_pdf_ids)
