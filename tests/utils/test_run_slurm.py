@@ -47,10 +47,13 @@ sys.exit(subprocess.call(args))
 
 @pytest.fixture
 def slurm(tmp_path, run_tool):
-    """run_tool with fake sbatch/srun first on PATH; ``.calls()`` returns the recorded argvs."""
+    """run_tool with fake sbatch/srun/sacct/scontrol first on PATH; ``.calls()`` returns the
+    recorded sbatch/srun argvs."""
     bin_dir = tmp_path / "fakebin"
     bin_dir.mkdir()
-    for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN)):
+    # sacct/scontrol answer nothing (a test may replace one), so no real Slurm on this machine is asked.
+    silent = "#!/bin/sh\nexit 1\n"
+    for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("sacct", silent), ("scontrol", silent)):
         path = bin_dir / name
         path.write_text(text.format(python=sys.executable))
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
