@@ -173,6 +173,19 @@ def test_syllable_times_match_the_audios_own_onsets():
     assert np.mean(offset_errors <= 20) >= 0.90 and np.median(offset_errors) <= 10
 
 
+def test_syllable_by_syllable_reading_keeps_one_span_per_syllable():
+    espeak = Espeak.get()
+    espeak.set_voice("m3")
+    espeak.set_prosody(Prosody(180, 50, 50))
+    words = [["zhong1", "guo2"], ["ren2", "min2"], ["jie3", "fang4", "jun1"]]
+    joined = espeak.speak_sentence(words)
+    separate = espeak.speak_sentence(words, syllable_words=True)
+    assert len(joined.spans) == len(separate.spans) == 7
+    assert separate.audio.size > joined.audio.size  # boundaries after every syllable take time
+    for spans, audio in ((joined.spans, joined.audio), (separate.spans, separate.audio)):
+        assert all(a < b <= c for (a, b), (c, _) in zip(spans, spans[1:] + [(audio.size, 0)]))
+
+
 def test_rendered_times_match_the_rendered_audio(tiny, monkeypatch):
     """Through render_utterance (resampling, lead-in, level, room off, noise far below): the first
     character starts and the last ends where the 16 kHz audio's sound starts and ends."""

@@ -40,7 +40,7 @@ from funasr_lite.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 1: syllables said in isolation and spliced; 2: whole sentences
+FORMAT_VERSION = 3  # 1: syllables said in isolation and spliced; 2: whole sentences; 3: + read syllable by syllable on 30 %
 TRANSCRIPT_NAME = "aishell_transcript_v0.8.txt"
 TIMESTAMPS_NAME = "aishell_char_timestamps.txt"
 LM_TEXT_NAME = "lm_extra_text.txt"

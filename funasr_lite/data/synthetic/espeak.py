@@ -167,15 +167,18 @@ class Espeak:
             self._phoneme_counts[key] = sum(1 for _, _, name in events if not is_pause(name))
         return self._phoneme_counts[key]
 
-    def speak_sentence(self, words: Sequence[Sequence[str]], separator: str = " ") -> Sentence:
+    def speak_sentence(self, words: Sequence[Sequence[str]], separator: str = " ",
+                       syllable_words: bool = False) -> Sentence:
         """Say a sentence given as words of tonal syllables; returns the audio and syllable spans.
 
         ``separator`` goes between espeak words (``", "`` makes espeak pause after every word).
+        ``syllable_words``: give espeak every syllable as a word of its own (``zhong1 guo2``), the
+        way a plain pinyin string is read: short boundaries between all syllables, no joining.
         """
         for word in words:  # learn the counts first: the synthesis order stays the same
             for syllable in word:
                 self.phoneme_count(syllable)
-        respelled = [False] * len(words)
+        respelled = [syllable_words] * len(words)
         for _ in range(2):
             pieces, positions = [], []
             offset = 1  # espeak's text positions are 1-based
@@ -217,7 +220,8 @@ class Espeak:
                 else:
                     bad_words.append(w)
             if not bad_words:
-                return Sentence(audio, _trim_word_ends(audio, spans, self.sample_rate), sum(respelled))
+                return Sentence(audio, _trim_word_ends(audio, spans, self.sample_rate),
+                                0 if syllable_words else sum(respelled))
             if all(respelled[w] for w in bad_words):
                 break
             for w in bad_words:

@@ -3,8 +3,10 @@
 Steps (all random choices from the utterance's own generator):
 
 1. espeak-ng says the whole sentence with the speaker's prosody varied for this utterance
-   (:func:`~funasr_lite.data.synthetic.voices.utterance_prosody`); syllable spans come from its
-   phoneme events (:mod:`~funasr_lite.data.synthetic.espeak`).
+   (:func:`~funasr_lite.data.synthetic.voices.utterance_prosody`), word by word (syllables of a
+   word joined) or, on :data:`SYLLABLE_WORDS_SHARE` of the utterances, syllable by syllable (as
+   espeak reads a plain pinyin string); syllable spans come from its phoneme events
+   (:mod:`~funasr_lite.data.synthetic.espeak`).
 2. Resampled 22,050 -> 16,000 Hz; 100-400 ms of silence added before and after.
 3. Speech level (RMS over the syllable spans) set to -30..-18 dBFS.
 4. On :data:`REVERB_SHARE` of the utterances, a synthetic room (RT60 0.2-0.8 s, direct-to-reverb
@@ -35,6 +37,7 @@ SNR_RANGE_DB = (15.0, 35.0)
 LEVEL_RANGE_DBFS = (-30.0, -18.0)
 PAD_RANGE_S = (0.10, 0.40)
 REVERB_SHARE = 0.3
+SYLLABLE_WORDS_SHARE = 0.3  # utterances read syllable by syllable (a plain pinyin string), not word by word
 RT60_RANGE_S = (0.2, 0.8)
 DRR_RANGE_DB = (0.0, 12.0)
 
@@ -65,6 +68,7 @@ class RenderedUtterance:
     snr_db: float
     noise_kind: str
     rt60_s: float  # 0: no reverberation
+    syllable_words: bool  # read syllable by syllable
 
 
 def utterance_rng(seed: int, plan: UtterancePlan) -> np.random.Generator:
@@ -85,9 +89,10 @@ def render_utterance(plan: UtterancePlan, voice: SpeakerVoice, rng: np.random.Ge
                      espeak: Espeak, sample_rate: int = SAMPLE_RATE) -> RenderedUtterance:
     """Synthesise, place, level, reverberate and add noise (see the module docstring)."""
     prosody = utterance_prosody(voice, rng)
+    syllable_words = bool(rng.uniform() < SYLLABLE_WORDS_SHARE)
     espeak.set_voice(voice.variant)
     espeak.set_prosody(prosody)
-    sentence = espeak.speak_sentence(plan.syllables_by_word())
+    sentence = espeak.speak_sentence(plan.syllables_by_word(), syllable_words=syllable_words)
     speech = resample(sentence.audio / 32768.0, espeak.sample_rate, sample_rate).astype(np.float64)
     scale = sample_rate / espeak.sample_rate
     lead = int(round(rng.uniform(*PAD_RANGE_S) * sample_rate))
@@ -115,7 +120,7 @@ def render_utterance(plan: UtterancePlan, voice: SpeakerVoice, rng: np.random.Ge
 
     chars = "".join(plan.words)
     times = [(ch, round(a * 1000 / sample_rate), round(b * 1000 / sample_rate)) for ch, (a, b) in zip(chars, spans)]
-    return RenderedUtterance(noisy.astype(np.float32), times, prosody, snr_db, noise_kind, rt60)
+    return RenderedUtterance(noisy.astype(np.float32), times, prosody, snr_db, noise_kind, rt60, syllable_words)
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
