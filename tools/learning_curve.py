@@ -39,6 +39,7 @@ config's best_metric; FunASR ``model.pt.avg{K}``: the K best by dev acc) is deco
 
 A decode is cached in <work_dir>/decode/<run>/<what>/result.json and redone only when its
 checkpoint changed, so rerunning (e.g. --skip_funasr_train after a finished run) only collects.
+If FunASR's training fails or times out, the epochs it finished are still collected (exit 1).
 Outputs: --out JSON (every number), a markdown table on stdout, --png (dev CER, dev loss, train
 loss per epoch, one line per run).
 """
@@ -52,6 +53,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 
@@ -456,8 +458,13 @@ def main(argv=None) -> int:
     print(f"train {data['train_utterances']} utterances ({data['train_audio_hours']:.2f} h), dev "
           f"{data['dev_utterances']}; work dir {args.work_dir}", file=sys.stderr)
 
+    training_error = None
     if not args.skip_funasr_train:
-        train_funasr(args, config, data, work)
+        try:
+            train_funasr(args, config, data, work)
+        except (SystemExit, subprocess.TimeoutExpired) as e:  # still collect the epochs it finished
+            training_error = str(e)
+            print(f"FunASR training did not finish: {training_error}", file=sys.stderr)
     runs = [collect_ours(args, exp_dir, data) for exp_dir in args.ours]
     runs.append(collect_funasr(args, config, data, work))
 
@@ -485,6 +492,7 @@ def main(argv=None) -> int:
         },
         "differences": differences(config),
         "table": table,
+        "funasr_training_error": training_error,
         "runs": runs,
     }
     if args.out:
@@ -493,7 +501,7 @@ def main(argv=None) -> int:
         plot(runs, os.path.abspath(args.png),
              f"{os.path.basename(args.config)}: our trainer vs FunASR train_ds ({data['train_audio_hours']:.2f} h train)")
         print(f"wrote {args.png}")
-    return 0
+    return 1 if training_error else 0
 
 
 if __name__ == "__main__":

@@ -194,3 +194,19 @@ def test_table_picture_and_rerun(setup):
     assert {path: path.stat().st_mtime_ns for path in decodes} == stamps
     report2 = json.loads((root / "lc.json").read_text())
     assert report2["table"] == setup["report"]["table"] and stdout2.count("| ") == stdout.count("| ")
+
+
+def test_funasr_training_that_fails_is_reported(setup):
+    """A FunASR run that times out: the tool still collects and reports, names the failure, exits 1."""
+    root = setup["root"]
+    args = [os.path.join(REPO, "tools", "learning_curve.py"), "--config", setup["args"][2], "--data_root", "data",
+            "--work_dir", "lc_timeout", "--epochs", str(EPOCHS), "--threads", "1", "--test_set", "",
+            "--timeout", "1", "--out", "lc_timeout.json"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", FUNASR_LITE_NO_PROGRESS="1")
+    proc = subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "FunASR training did not finish" in proc.stderr and "timed out" in proc.stderr
+    report = json.loads((root / "lc_timeout.json").read_text())
+    assert "timed out" in report["funasr_training_error"]
+    assert [row["checkpoint"] for row in report["runs"][0]["epochs"]] == [None] * EPOCHS
+    assert "| 1 | - / - / - |" in proc.stdout
