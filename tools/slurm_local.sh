@@ -108,7 +108,8 @@ ReturnToService=2
 # Refuse at submission a job that the partition can never run, instead of leaving it pending.
 EnforcePartLimits=ALL
 KillWait=5
-MinJobAge=300
+# Finished jobs stay visible to scontrol for an hour (no accounting database here).
+MinJobAge=3600
 GresTypes=gpu
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb$gres_line State=UNKNOWN
 PartitionName=$partition Nodes=$node Default=YES MaxTime=INFINITE State=UP"
