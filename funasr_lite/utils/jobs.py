@@ -635,7 +635,7 @@ def slurm_task_states(slurm_job_id: str) -> Dict[int, str]:
     300 s by default); {} when neither answers."""
     def run(argv: List[str]) -> str:
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
             return ""
         return proc.stdout if proc.returncode == 0 else ""
@@ -696,6 +696,9 @@ def run_slurm(jobs: JobArray, options: RunnerOptions) -> List[int]:
         time.sleep(0.5)  # a shared disk may show the files late
         statuses.update({j: _read_status(status_file(jobs, j)) for j in waiting})
         waiting = [j for j in waiting if statuses[j] is None]
+    failed_without_state = [j for j, s in statuses.items() if s != 0 and j not in states]
+    if slurm_job_id and failed_without_state:  # a busy controller may not have answered the first time
+        states = {**slurm_task_states(slurm_job_id), **states}
     missing = [j for j, s in statuses.items() if s is None]
     if missing:
         logger.warning("%d job(s) wrote no exit status (killed, or never started): %s; see %s",
