@@ -1,5 +1,5 @@
 """Smoke test of tools/learning_curve.py on a tiny corpus: our trainer (two seeds, 2 epochs) and
-FunASR's train_ds (2 epochs, via the tool) on the same tiny data, every epoch checkpoint of both
+FunASR's train_ds (1 epoch, then resumed for a 2nd, via the tool) on the same tiny data, every epoch checkpoint of both
 decoded greedily by our infer and scored; the JSON, the markdown table and the PNG are checked,
 and a rerun only collects (no training, no decoding). No timing is
 asserted."""
@@ -64,7 +64,7 @@ def edit_distance(a, b):
 
 def run(args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1", FUNASR_LITE_NO_PROGRESS="1")
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout
 
@@ -101,12 +101,15 @@ def setup(tmp_path_factory):
             cwd=root, env=env, stdout=open(exp / "stdout.txt", "w"), stderr=subprocess.STDOUT))
         exps.append(exp)
     for exp, proc in zip(exps, procs):
-        assert proc.wait(timeout=600) == 0, (exp / "stdout.txt").read_text()[-4000:]
+        assert proc.wait(timeout=1200) == 0, (exp / "stdout.txt").read_text()[-4000:]
     # One exp without epochs.jsonl: its records come from train.log (as an older exp dir's would).
     os.unlink(exps[1] / "epochs.jsonl")
     args = [os.path.join(REPO, "tools", "learning_curve.py"), "--config", str(config_path), "--data_root", "data",
             "--ours", *(str(e.relative_to(root)) for e in exps), "--work_dir", "lc", "--epochs", str(EPOCHS),
             "--threads", "1", "--test_set", "dev", "--out", "lc.json", "--png", "lc.png"]
+    # First one epoch, then all: FunASR's second run resumes from its epoch-1 checkpoint.
+    epochs_at = args.index("--epochs") + 1
+    run([*args[:epochs_at], "1", *args[epochs_at + 1:]], cwd=root)
     stdout = run(args, cwd=root)
     report = json.loads((root / "lc.json").read_text())
     return {"root": root, "args": args, "stdout": stdout, "report": report, "exps": exps, "dev_texts": dev_texts,
@@ -169,6 +172,12 @@ def test_funasr_epochs(setup):
         assert saved.keys() == extracted.keys()
         assert all(torch.equal(saved[k], extracted[k]) for k in saved)
     assert funasr["epochs"][0]["checkpoint"].endswith("model.pt.ep1")
+    # Resumed: run1 trained epoch 1 only, run2 loaded its checkpoint and trained epoch 2 only.
+    work = setup["root"] / "lc" / "funasr"
+    assert sorted(p.name for p in work.glob("run*")) == ["run1", "run2"]
+    assert "Checkpoint loaded successfully" in (work / "run2" / "log.txt").read_text()
+    log_epochs = [json.loads(line)["epoch"] for line in (work / "epochs.jsonl").read_text().splitlines()]
+    assert log_epochs == [1, 2]
     config = report["funasr_config"]["train_conf"]
     assert config["max_epoch"] == EPOCHS and config["keep_nbest_models"] >= EPOCHS
     assert config["validate_interval"] > 10 ** 6 and config["save_checkpoint_interval"] > 10 ** 6
