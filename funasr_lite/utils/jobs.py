@@ -627,6 +627,8 @@ def _submit_array(jobs: JobArray, options: RunnerOptions, script_path: str) -> s
 # script then writes no exit status, or the code of a signal).
 SLURM_KILLED_STATES = ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
                        "BOOT_FAIL", "DEADLINE", "REVOKED")
+# States after which nothing changes (COMPLETING, shown just after scancel, is not one).
+SLURM_FINAL_STATES = ("COMPLETED", "FAILED") + SLURM_KILLED_STATES
 
 
 def slurm_task_states(slurm_job_id: str) -> Dict[int, str]:
@@ -691,14 +693,21 @@ def run_slurm(jobs: JobArray, options: RunnerOptions) -> List[int]:
               else {})
     # A killed task never writes its status: no point waiting for the file on a slow disk.
     waiting = [j for j, s in statuses.items() if s is None and states.get(j) not in SLURM_KILLED_STATES]
+
+    def unsettled() -> List[int]:  # failed tasks in a state that is not final yet (COMPLETING)
+        return [j for j, s in statuses.items() if s != 0 and j in states and states[j] not in SLURM_FINAL_STATES]
+
     deadline = time.time() + options.status_wait_s
-    while waiting and time.time() < deadline:
+    while (waiting or unsettled()) and time.time() < deadline:
         time.sleep(0.5)  # a shared disk may show the files late
         statuses.update({j: _read_status(status_file(jobs, j)) for j in waiting})
         waiting = [j for j in waiting if statuses[j] is None]
+        if unsettled():
+            states.update(slurm_task_states(slurm_job_id))
+            waiting = [j for j in waiting if states.get(j) not in SLURM_KILLED_STATES]
     failed_without_state = [j for j, s in statuses.items() if s != 0 and j not in states]
     if slurm_job_id and failed_without_state:  # a busy controller may not have answered the first time
-        states = {**slurm_task_states(slurm_job_id), **states}
+        states.update(slurm_task_states(slurm_job_id))
     missing = [j for j, s in statuses.items() if s is None]
     if missing:
         logger.warning("%d job(s) wrote no exit status (killed, or never started): %s; see %s",

@@ -176,9 +176,11 @@ def test_torchrun_job_asks_for_its_processes_cores_and_gpus(command, options, cp
 
 
 def test_job_killed_by_slurm_is_reported_with_its_state(slurm, tmp_path):
-    """No exit status from task 2, and sacct says CANCELLED: named as cancelled, not waited for."""
+    """No exit status from task 2; sacct says COMPLETING at first (as just after scancel), then
+    CANCELLED: named as cancelled."""
     sacct = tmp_path / "fakebin" / "sacct"
-    sacct.write_text("#!/bin/sh\nprintf '4242_1|COMPLETED\\n4242_2|CANCELLED by 0\\n'\n")
+    sacct.write_text("#!/bin/sh\nif [ -e asked ]; then state='CANCELLED by 0'; else state=COMPLETING; touch asked; fi\n"
+                     "printf '4242_1|COMPLETED\\n4242_2|%s\\n' \"$state\"\n")
     sacct.chmod(0o755)
     result = slurm.run("run_slurm.py --status-wait 30 JOB=1:2 log/c.JOB.log 'echo JOB'", FAKE_SLURM_SKIP_TASKS="2")
     assert result.returncode == 1
