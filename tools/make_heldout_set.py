@@ -73,8 +73,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from pypinyin import Style, lazy_pinyin
     import soundfile as sf
-    import torch
-    import torchaudio.functional as AF
+
+    from funasr_lite.frontend.audio import resample_waveform
 
     paths = args.reviews or fetch_reviews(os.path.join(args.out, "download"))
     runs = review_runs(paths)
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
             subprocess.run(["espeak-ng", "-v", f"cmn-latn-pinyin+{variants[speaker]}", "-s", str(rate),
                             "-p", str(pitch), "-w", tmp.name, " ".join(syllables)], check=True)
             audio, rate_in = sf.read(tmp.name, dtype="float32")
-        audio = AF.resample(torch.from_numpy(audio), rate_in, 16000).numpy()
+        audio = resample_waveform(audio, rate_in, 16000)
         path = os.path.abspath(os.path.join(wav_dir, utt + ".wav"))
         sf.write(path, np.clip(audio, -1, 1), 16000, subtype="PCM_16")
         entries.append((utt, spk_id, path, run))

@@ -31,6 +31,7 @@ from funasr_lite.data.synthetic.acoustics import (NOISE_KINDS, make_noise, mix_a
                                                   room_impulse_response, signal_power)
 from funasr_lite.data.synthetic.espeak import Espeak, Prosody
 from funasr_lite.data.synthetic.voices import SpeakerVoice, utterance_prosody
+from funasr_lite.frontend.audio import resample_waveform
 
 SAMPLE_RATE = 16000
 SNR_RANGE_DB = (15.0, 35.0)
@@ -76,15 +77,6 @@ def utterance_rng(seed: int, plan: UtterancePlan) -> np.random.Generator:
     return np.random.default_rng([seed, 2, int(plan.speaker_id[1:]), plan.index])
 
 
-def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling (torchaudio's sinc interpolation), float32 ``(T,)``."""
-    import torch
-    import torchaudio.functional as AF
-
-    wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    return AF.resample(wave, orig_rate, new_rate).numpy()
-
-
 def render_utterance(plan: UtterancePlan, voice: SpeakerVoice, rng: np.random.Generator,
                      espeak: Espeak, sample_rate: int = SAMPLE_RATE) -> RenderedUtterance:
     """Synthesise, place, level, reverberate and add noise (see the module docstring)."""
@@ -93,7 +85,7 @@ def render_utterance(plan: UtterancePlan, voice: SpeakerVoice, rng: np.random.Ge
     espeak.set_voice(voice.variant)
     espeak.set_prosody(prosody)
     sentence = espeak.speak_sentence(plan.syllables_by_word(), syllable_words=syllable_words)
-    speech = resample(sentence.audio / 32768.0, espeak.sample_rate, sample_rate).astype(np.float64)
+    speech = resample_waveform(sentence.audio / 32768.0, espeak.sample_rate, sample_rate).astype(np.float64)
     scale = sample_rate / espeak.sample_rate
     lead = int(round(rng.uniform(*PAD_RANGE_S) * sample_rate))
     tail = int(round(rng.uniform(*PAD_RANGE_S) * sample_rate))
