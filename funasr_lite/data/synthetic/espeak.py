@@ -73,7 +73,6 @@ class Sentence:
 
     audio: np.ndarray
     spans: List[Tuple[int, int]]
-    respelled_words: int  # words read again syllable by syllable (see the module docstring)
 
 
 def _load_library() -> ctypes.CDLL:
@@ -193,6 +192,7 @@ class Espeak:
             by_position: Dict[int, List[Tuple[int, str]]] = {}
             for pos, sample, name in events:
                 by_position.setdefault(pos, []).append((sample, name))
+            starts_after = _first_sample_after(by_position)
             spans: List[Tuple[int, int]] = []
             bad_words = []
             cursor = 0
@@ -209,7 +209,7 @@ class Espeak:
                     if len(spoken) != sum(expected) or not spoken:
                         ok = False
                         continue
-                    end = _word_end(phonemes, spoken[-1][0], by_position, position, len(audio))
+                    end = _word_end(phonemes, spoken[-1][0], starts_after.get(position), len(audio))
                     starts = np.cumsum([0] + expected[:-1])
                     syllable_starts = [spoken[int(k)][0] for k in starts]
                     for k, start in enumerate(syllable_starts):
@@ -220,8 +220,7 @@ class Espeak:
                 else:
                     bad_words.append(w)
             if not bad_words:
-                return Sentence(audio, _trim_word_ends(audio, spans, self.sample_rate),
-                                0 if syllable_words else sum(respelled))
+                return Sentence(audio, _trim_word_ends(audio, spans, self.sample_rate))
             if all(respelled[w] for w in bad_words):
                 break
             for w in bad_words:
@@ -235,14 +234,23 @@ def is_pause(phoneme: str) -> bool:
     return not phoneme or phoneme.startswith("_")
 
 
-def _word_end(phonemes: List[Tuple[int, str]], last_start: int, by_position: Dict[int, List[Tuple[int, str]]],
-              position: int, total: int) -> int:
+def _first_sample_after(by_position: Dict[int, List[Tuple[int, str]]]) -> Dict[int, Optional[int]]:
+    """For each text position, the earliest event sample of any later position (None for the last)."""
+    out: Dict[int, Optional[int]] = {}
+    earliest: Optional[int] = None
+    for pos in sorted(by_position, reverse=True):
+        out[pos] = earliest
+        first = min(sample for sample, _ in by_position[pos])
+        earliest = first if earliest is None else min(earliest, first)
+    return out
+
+
+def _word_end(phonemes: List[Tuple[int, str]], last_start: int, next_start: Optional[int], total: int) -> int:
     """Sample where a word's speech ends: its first pause after the last phoneme, else the next word's start."""
     for sample, name in phonemes:
         if is_pause(name) and sample > last_start:
             return sample
-    later = [s for pos, events in by_position.items() if pos > position for s, _ in events]
-    return min(later) if later else total
+    return total if next_start is None else next_start
 
 
 # A word's last syllable ends at espeak's pause marker, which can fall before or after the sound
