@@ -1,0 +1,145 @@
+"""Helpers of the fine-tuning tests: a seed-style ``example_data`` (wavs + text) and model dirs.
+
+``write_funasr_model_dir`` builds the model dir with the ``funasr`` package itself (its
+Paraformer class, random weights, FunASR's config.yaml schema, tokens.json), so the fine-tuning
+entry point is tested on a dir it did not write.
+"""
+
+import copy
+import json
+import os
+
+import numpy as np
+import soundfile
+import torch
+import yaml
+
+from funasr_lite.frontend.cmvn import write_am_mvn
+from funasr_lite.frontend.fbank import compute_fbank
+from funasr_lite.frontend.lfr import lfr_stack
+
+SAMPLE_RATE = 16000
+CHARS = "的一是了我不人在他有这个上们来到时大地为子中你说"
+TOKENS = ["<blank>", "<s>", "</s>", *CHARS, "<unk>"]
+# CIF output bias of the random model: it fires every 3-4 LFR frames, so outputs are not empty.
+ALPHA_BIAS = -0.8
+
+
+def synth_wave(seconds, seed, sample_rate=SAMPLE_RATE):
+    """Speech-like int16 audio: gliding tones with syllable-rate envelopes, plus noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    wave = 0.003 * rng.standard_normal(n)
+    for _ in range(4):
+        f0 = rng.uniform(120, 1500)
+        envelope = np.clip(np.sin(2 * np.pi * rng.uniform(2, 5) * t + rng.uniform(0, 6)), 0, None) ** 2
+        wave += 0.12 * envelope * np.sin(2 * np.pi * (f0 + rng.uniform(-200, 200) * t) * t)
+    return np.round(np.clip(wave, -0.99, 0.99) * 32767).astype(np.int16)
+
+
+def write_wav(path, samples, sample_rate=SAMPLE_RATE):
+    soundfile.write(str(path), samples, sample_rate, subtype="PCM_16")
+    return str(path)
+
+
+def random_text(rng, length):
+    return "".join(rng.choice(list(CHARS), size=length))
+
+
+def make_example_data(root, num_train=8, num_valid=3, seed=0, prefix="utt"):
+    """``<root>/example_data/{train,validation}/{text,wav.scp}`` + ``<root>/wavs/*.wav``.
+
+    Returns (data_dir, {utt: int16 samples}, {utt: text}).
+    """
+    rng = np.random.default_rng(seed)
+    data_dir = os.path.join(root, "example_data")
+    wav_dir = os.path.join(root, "wavs")
+    os.makedirs(wav_dir, exist_ok=True)
+    waves, texts = {}, {}
+    for split, count in (("train", num_train), ("validation", num_valid)):
+        split_dir = os.path.join(data_dir, split)
+        os.makedirs(split_dir, exist_ok=True)
+        with open(os.path.join(split_dir, "wav.scp"), "w", encoding="utf-8") as wav_scp, \
+                open(os.path.join(split_dir, "text"), "w", encoding="utf-8") as text:
+            for i in range(count):
+                utt = f"{prefix}_{split}_{i:03d}"
+                seconds = float(rng.uniform(1.0, 2.5))
+                waves[utt] = synth_wave(seconds, seed=seed * 1000 + len(waves))
+                texts[utt] = random_text(rng, int(rng.integers(3, 7)))
+                wav_scp.write(f"{utt} {write_wav(os.path.join(wav_dir, utt + '.wav'), waves[utt])}\n")
+                text.write(f"{utt} {texts[utt]}\n")
+    return data_dir, waves, texts
+
+
+def write_cmvn_from_waves(path, waves, lfr_m=7, lfr_n=6):
+    frames = []
+    for samples in waves:
+        fbank = compute_fbank(samples.astype(np.float32) / 32768.0)
+        frames.append(lfr_stack(fbank, m=lfr_m, n=lfr_n)[0].numpy())
+    frames = np.concatenate(frames).astype(np.float64)
+    write_am_mvn(path, -frames.mean(0), 1.0 / np.maximum(frames.std(0), 1e-3))
+
+
+ENCODER_CONF = {
+    "output_size": 32, "attention_heads": 4, "linear_units": 64, "num_blocks": 2, "dropout_rate": 0.1,
+    "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1, "input_layer": "pe",
+    "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True, "kernel_size": 5,
+    "sanm_shfit": 0, "selfattention_layer_type": "sanm",
+}
+DECODER_CONF = {
+    "attention_heads": 4, "linear_units": 64, "num_blocks": 2, "dropout_rate": 0.1,
+    "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1, "src_attention_dropout_rate": 0.1,
+    "att_layer_num": 2, "kernel_size": 5, "sanm_shfit": 0,
+}
+
+
+def funasr_config():
+    """A released model dir's config.yaml, tiny: FunASR's class names, files in the dir."""
+    return {
+        "encoder": "SANMEncoder", "encoder_conf": dict(ENCODER_CONF),
+        "decoder": "ParaformerSANMDecoder", "decoder_conf": dict(DECODER_CONF),
+        "predictor": "CifPredictorV2",
+        "predictor_conf": {"idim": 32, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
+        "model": "Paraformer",
+        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
+                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
+        "frontend": "WavFrontend",
+        "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
+                          "lfr_m": 7, "lfr_n": 6, "dither": 1.0},
+        "specaug": "SpecAugLFR",
+        "specaug_conf": {"apply_time_warp": False, "time_warp_window": 5, "time_warp_mode": "bicubic",
+                         "apply_freq_mask": True, "freq_mask_width_range": [0, 30], "lfr_rate": 6,
+                         "num_freq_mask": 1, "apply_time_mask": True, "time_mask_width_range": [0, 12],
+                         "num_time_mask": 1},
+        "train_conf": {"accum_grad": 1, "grad_clip": 5, "max_epoch": 150, "keep_nbest_models": 10},
+        "optim": "adam", "optim_conf": {"lr": 0.0005},
+        "scheduler": "warmuplr", "scheduler_conf": {"warmup_steps": 30000},
+        "tokenizer": "CharTokenizer", "tokenizer_conf": {"unk_symbol": "<unk>"},
+        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
+        "normalize": None,
+    }
+
+
+def write_funasr_model_dir(path, cmvn_waves, seed=0):
+    """A FunASR-format model dir whose weights are funasr's own Paraformer (random, seeded):
+    config.yaml, model.pt, am.mvn, tokens.json. Returns the dir."""
+    from funasr.models.paraformer.model import Paraformer as FunasrParaformer
+
+    os.makedirs(path, exist_ok=True)
+    config = funasr_config()
+    kwargs = {k: copy.deepcopy(v) for k, v in config.items()
+              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
+                           "train_conf", "optim", "optim_conf", "scheduler", "scheduler_conf")}
+    kwargs.update(config["model_conf"], input_size=560, vocab_size=len(TOKENS))
+    torch.manual_seed(seed)
+    model = FunasrParaformer(**kwargs)
+    with torch.no_grad():
+        model.predictor.cif_output.bias.fill_(ALPHA_BIAS)
+    torch.save(model.state_dict(), os.path.join(path, "model.pt"))
+    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
+    with open(os.path.join(path, "tokens.json"), "w", encoding="utf-8") as f:
+        json.dump(TOKENS, f, ensure_ascii=False)
+    write_cmvn_from_waves(os.path.join(path, "am.mvn"), list(cmvn_waves))
+    return str(path)
