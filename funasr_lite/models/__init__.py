@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 _CONFORMER = "funasr_lite.models.encoders.conformer:ConformerEncoder"
 _SAN_DECODER = "funasr_lite.models.paraformer.decoder_san:ParaformerSANDecoder"
+_TRANSFORMER_DECODER = "funasr_lite.models.aed.decoder:TransformerDecoder"
+_CONFORMER_AED = "funasr_lite.models.aed.model:Conformer"
 _SPECAUG = "funasr_lite.frontend.specaug:SpecAug"
 _SPECAUG_LFR = "funasr_lite.frontend.specaug:SpecAugLFR"
 
@@ -40,6 +42,8 @@ DECODERS = {
     "ParaformerSANMDecoder": ParaformerSANMDecoder,
     "paraformer_decoder_san": _SAN_DECODER,
     "ParaformerSANDecoder": _SAN_DECODER,
+    "transformer": _TRANSFORMER_DECODER,
+    "TransformerDecoder": _TRANSFORMER_DECODER,
 }
 PREDICTORS = {
     "cif_predictor": CifPredictor,
@@ -56,6 +60,8 @@ SPECAUGS = {
 MODELS = {
     "paraformer": Paraformer,
     "Paraformer": Paraformer,
+    "conformer": _CONFORMER_AED,  # the attention encoder-decoder (FunASR's Conformer model class)
+    "Conformer": _CONFORMER_AED,
 }
 
 # Arguments build_model supplies itself; a *_conf may not set them.
@@ -182,39 +188,48 @@ def build_model(config: Dict[str, Any]):
     vocab_size = vocab_size_of(config)
 
     model_cls = _lookup(MODELS, config.get("model", "Paraformer"), "model")
+    # Attention encoder-decoders (Conformer) have no CIF predictor.
+    uses_predictor = getattr(model_cls, "uses_predictor", True)
     encoder_cls = _lookup(ENCODERS, config.get("encoder", "SANMEncoder"), "encoder")
-    decoder_cls = _lookup(DECODERS, config.get("decoder", "ParaformerSANMDecoder"), "decoder")
-    predictor_cls = _lookup(PREDICTORS, config.get("predictor", "CifPredictorV2"), "predictor")
+    default_decoder = "ParaformerSANMDecoder" if uses_predictor else "TransformerDecoder"
+    decoder_cls = _lookup(DECODERS, config.get("decoder", default_decoder), "decoder")
+    if uses_predictor:
+        predictor_cls = _lookup(PREDICTORS, config.get("predictor", "CifPredictorV2"), "predictor")
+    elif config.get("predictor"):
+        raise ConfigError(f"predictor={config['predictor']!r}: model {config.get('model')!r} has no predictor")
     specaug_name = config.get("specaug")
     specaug_cls = _lookup(SPECAUGS, specaug_name, "specaug") if specaug_name else None
 
     model_conf = check_conf("model_conf", model_cls, config.get("model_conf"), _MODEL_SUPPLIED)
     encoder_conf = check_conf("encoder_conf", encoder_cls, config.get("encoder_conf"), _ENCODER_SUPPLIED)
     decoder_conf = check_conf("decoder_conf", decoder_cls, config.get("decoder_conf"), _DECODER_SUPPLIED)
-    predictor_conf = check_conf("predictor_conf", predictor_cls, config.get("predictor_conf"), may_omit=("idim",))
+    if uses_predictor:
+        predictor_conf = check_conf("predictor_conf", predictor_cls, config.get("predictor_conf"), may_omit=("idim",))
     ctc_weight = model_conf.get("ctc_weight", inspect.signature(model_cls).parameters["ctc_weight"].default)
     ctc_conf = check_conf("ctc_conf", CTC, config.get("ctc_conf"), _CTC_SUPPLIED) if ctc_weight > 0 else None
     specaug_conf = check_conf("specaug_conf", specaug_cls, config.get("specaug_conf")) if specaug_cls else None
 
     encoder = encoder_cls(input_size=input_size, **encoder_conf)
     encoder_output_size = encoder.output_size()
-    # idim is always the encoder width; default it so configs need not repeat it.
-    predictor_conf.setdefault("idim", encoder_output_size)
-    if predictor_conf["idim"] != encoder_output_size:
-        raise ConfigError(
-            f"predictor_conf: idim={predictor_conf['idim']} differs from the encoder output size {encoder_output_size}"
-        )
-    predictor = predictor_cls(**predictor_conf)
+    parts = {}
+    if uses_predictor:
+        # idim is always the encoder width; default it so configs need not repeat it.
+        predictor_conf.setdefault("idim", encoder_output_size)
+        if predictor_conf["idim"] != encoder_output_size:
+            raise ConfigError(
+                f"predictor_conf: idim={predictor_conf['idim']} differs from the encoder output size {encoder_output_size}"
+            )
+        parts["predictor"] = predictor_cls(**predictor_conf)
     decoder = decoder_cls(vocab_size=vocab_size, encoder_output_size=encoder_output_size, **decoder_conf)
     ctc = CTC(odim=vocab_size, encoder_output_size=encoder_output_size, **ctc_conf) if ctc_conf is not None else None
     specaug = specaug_cls(**specaug_conf) if specaug_cls else None
     model = model_cls(
-        encoder=encoder, predictor=predictor, decoder=decoder, vocab_size=vocab_size,
-        specaug=specaug, ctc=ctc, **model_conf,
+        encoder=encoder, decoder=decoder, vocab_size=vocab_size, specaug=specaug, ctc=ctc, **parts, **model_conf,
     )
     logger.info(
-        "built %s: %s + %s + %s, %d parameters", type(model).__name__, type(encoder).__name__,
-        type(predictor).__name__, type(decoder).__name__, sum(p.numel() for p in model.parameters()),
+        "built %s: %s, %d parameters", type(model).__name__,
+        " + ".join(type(m).__name__ for m in (encoder, parts.get("predictor"), decoder) if m is not None),
+        sum(p.numel() for p in model.parameters()),
     )
     return model
 
