@@ -15,14 +15,15 @@ imports each layer alone in a fresh interpreter)::
     api        the Python API (``funasr_lite.Paraformer``, ``funasr_lite.VAD``)
     bin        thin command-line entry points
 
-``import funasr_lite`` itself imports nothing; ``Paraformer``/``VAD`` are loaded on first use.
+``import funasr_lite`` itself imports nothing; ``Paraformer``/``VAD``/``Punctuator`` are loaded on first
+use.
 """
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    """``from funasr_lite import Paraformer`` (or ``VAD``) without importing torch on ``import funasr_lite``."""
+    """``from funasr_lite import Paraformer`` (or ``VAD``, ``Punctuator``) without importing torch on ``import funasr_lite``."""
     if name == "Paraformer":
         from funasr_lite.api import Paraformer
 
@@ -31,4 +32,8 @@ def __getattr__(name):
         from funasr_lite.api import VAD
 
         return VAD
+    if name == "Punctuator":
+        from funasr_lite.models.punc import Punctuator
+
+        return Punctuator
     raise AttributeError(f"module 'funasr_lite' has no attribute {name!r}")
