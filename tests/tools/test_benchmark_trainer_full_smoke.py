@@ -8,17 +8,15 @@ import os
 import subprocess
 import sys
 
-import kaldiio
 import numpy as np
 import pytest
-import soundfile
 import yaml
 
 from funasr_lite.frontend.cmvn import write_am_mvn
-from funasr_lite.frontend.fbank import compute_fbank
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_benchmarks_smoke as benchmarks_smoke  # noqa: E402  (the shared tiny model config)
+from tone_data import write_tone_data_dir  # noqa: E402
 
 REPO = benchmarks_smoke.REPO
 TOKENS = benchmarks_smoke.TOKENS
@@ -49,27 +47,13 @@ def corpus(tmp_path_factory):
     rng = np.random.default_rng(0)
     data_dir = root / "data" / "train"
     wav_dir = root / "wav"
-    data_dir.mkdir(parents=True)
-    wav_dir.mkdir()
-    feats, wavs, texts = {}, {}, {}
-    for i, seconds in enumerate([1.0, 1.3, 1.6, 2.0, 1.1, 1.8]):
-        key = f"utt{i}"
-        t = np.arange(int(16000 * seconds)) / 16000.0
-        wave = 0.3 * np.sin(2 * np.pi * (200 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
-        path = wav_dir / f"{key}.wav"
-        soundfile.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
-        samples, _ = soundfile.read(path, dtype="float32")
-        feats[key] = compute_fbank(samples).numpy()
-        wavs[key] = str(path)
-        # A space inside the transcript: both sides must see the same characters without it.
-        chars = rng.choice(TOKENS[3:-1], 5)
-        texts[key] = "".join(chars[:2]) + " " + "".join(chars[2:])
-    with kaldiio.WriteHelper(f"ark,scp:{data_dir / 'feats.ark'},{data_dir / 'feats.scp'}") as writer:
-        for key, value in feats.items():
-            writer(key, value)
-    (data_dir / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in wavs.items()))
-    (data_dir / "utt2num_frames").write_text("".join(f"{k} {len(v)}\n" for k, v in feats.items()))
-    (data_dir / "text").write_text("".join(f"{k} {v}\n" for k, v in texts.items()), encoding="utf-8")
+
+    def text_with_space(r):  # a space inside the transcript: both sides must see the same characters without it
+        chars = r.choice(TOKENS[3:-1], 5)
+        return "".join(chars[:2]) + " " + "".join(chars[2:])
+
+    feats, _ = write_tone_data_dir(data_dir, wav_dir, [1.0, 1.3, 1.6, 2.0, 1.1, 1.8], rng, "utt", text_with_space,
+                                   base_hz=200.0, step_hz=40.0)
     stacked = np.concatenate(list(feats.values()))
     mean, std = stacked.mean(0), stacked.std(0) + 1e-5
     write_am_mvn(str(data_dir / "am.mvn"), np.tile(-mean, LFR_M), np.tile(1.0 / std, LFR_M))

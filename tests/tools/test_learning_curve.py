@@ -9,18 +9,16 @@ import os
 import subprocess
 import sys
 
-import kaldiio
 import numpy as np
 import pytest
-import soundfile
 import torch
 import yaml
 
 from funasr_lite.frontend.cmvn import write_am_mvn
-from funasr_lite.frontend.fbank import compute_fbank
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_benchmark_trainer_full_smoke as trainer_full_smoke  # noqa: E402  (the tiny training config)
+from tone_data import write_tone_data_dir  # noqa: E402
 
 REPO = trainer_full_smoke.REPO
 TOKENS = trainer_full_smoke.TOKENS
@@ -29,27 +27,9 @@ EPOCHS = 2
 
 
 def write_data_dir(data_dir, wav_dir, durations, rng, prefix):
-    """wav.scp (16 kHz tones + noise), feats.scp (fbank of those wavs), text, utt2num_frames."""
-    data_dir.mkdir(parents=True)
-    wav_dir.mkdir(parents=True, exist_ok=True)
-    feats, wavs, texts = {}, {}, {}
-    for i, seconds in enumerate(durations):
-        key = f"{prefix}{i}"
-        t = np.arange(int(16000 * seconds)) / 16000.0
-        wave = 0.3 * np.sin(2 * np.pi * (180 + 35 * i) * t) + 0.05 * rng.standard_normal(t.size)
-        path = wav_dir / f"{key}.wav"
-        soundfile.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
-        samples, _ = soundfile.read(path, dtype="float32")
-        feats[key] = compute_fbank(samples).numpy()
-        wavs[key] = str(path)
-        texts[key] = "".join(rng.choice(TOKENS[3:-1], 4))
-    with kaldiio.WriteHelper(f"ark,scp:{data_dir / 'feats.ark'},{data_dir / 'feats.scp'}") as writer:
-        for key, value in feats.items():
-            writer(key, value)
-    (data_dir / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in wavs.items()))
-    (data_dir / "utt2num_frames").write_text("".join(f"{k} {len(v)}\n" for k, v in feats.items()))
-    (data_dir / "text").write_text("".join(f"{k} {v}\n" for k, v in texts.items()), encoding="utf-8")
-    return feats, texts
+    """Tone utterances with 4-character transcripts (tone_data.write_tone_data_dir)."""
+    return write_tone_data_dir(data_dir, wav_dir, durations, rng, prefix,
+                               lambda r: "".join(r.choice(TOKENS[3:-1], 4)), base_hz=180.0, step_hz=35.0)
 
 
 def edit_distance(a, b):
