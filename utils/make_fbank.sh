@@ -28,7 +28,7 @@ help_message="Usage: $0 [options] <data-dir> <log-dir> <fbank-dir>
   --cmd run_local.py     job runner (run_local.py, run_slurm.py ...)
   --resample true        resample other sample rates to 16 kHz (false: drop them)
   --dither 0             0 for decoding and CMVN statistics; > 0 only for training features
-  --channel N            0-based channel of multichannel files (default: refuse them)
+  --channel N            0-based channel of multichannel files (default: their mean, as FunASR)
   --fbank-config FILE    config whose frontend_conf gives the fbank options (a training or model-dir
                          config.yaml, or a fbank.json; default: FunASR's defaults)"
 

@@ -2,7 +2,16 @@
 
 A value ending in ``|`` is a shell command whose stdout is a sound file (Kaldi's extended
 filename, e.g. ``sox x.flac -t wav - |``). Audio is returned as float32 in [-1, 1], mono,
-at the target rate. Each failure raises an :class:`AudioError` subclass whose ``reason`` is a
+at the target rate.
+
+Formats: whatever libsndfile (soundfile) decodes: WAV/RF64/WAVE_FORMAT_EXTENSIBLE with 8-bit
+unsigned, 16/24/32-bit int, 32/64-bit float, u-law and A-law samples, FLAC, Ogg/Vorbis, ...
+Wider or odd integer widths (e.g. 36- or 64-bit WAV) are refused as ``corrupt`` ("unimplemented
+format"), as are WAVs without a ``data`` chunk and truncated WAVs.
+
+Multichannel: by default the channels are averaged (``channel=None``), as FunASR's loader does
+(``load_audio_text_image_video`` takes ``mean`` over channels, ``reduce_channels=True``);
+``channel=N`` keeps only the 0-based channel N. Each failure raises an :class:`AudioError` subclass whose ``reason`` is a
 short category (``missing``, ``corrupt``, ...) that batch tools count, and whose message
 names the file or command.
 """
@@ -165,7 +174,8 @@ def read_audio(
         target_sr: the rate the caller needs (None: keep the file's rate).
         resample: when the file's rate differs from ``target_sr``, resample it
             (:func:`resample_waveform`, reported in ``info.resampled``) instead of refusing.
-        channel: 0-based channel to keep from a multichannel file; None refuses multichannel.
+        channel: 0-based channel to keep from a multichannel file; None averages the channels
+            (FunASR's default). A channel the file does not have is refused (``multichannel``).
 
     Returns:
         ``(samples (N,) float32, sample_rate, info)``.
@@ -191,15 +201,15 @@ def prepare_samples(
     num_samples, num_channels = samples.shape
     if num_samples == 0:
         raise AudioEmptyError(source, "0 samples")
-    if channel is None:
-        if num_channels > 1:
-            raise AudioChannelError(
-                source, f"has {num_channels} channels; choose one with --channel N (0..{num_channels - 1})"
-            )
-        channel = 0
+    if channel is None:  # FunASR's choice: the mean of all channels
+        waveform = samples[:, 0] if num_channels == 1 else samples.mean(axis=1, dtype=np.float32)
     elif not 0 <= channel < num_channels:
-        raise AudioChannelError(source, f"channel {channel} requested but the file has {num_channels} channel(s)")
-    waveform = np.ascontiguousarray(samples[:, channel])
+        raise AudioChannelError(
+            source, f"channel {channel} requested but the file has {num_channels} channel(s) (0..{num_channels - 1})"
+        )
+    else:
+        waveform = samples[:, channel]
+    waveform = np.ascontiguousarray(waveform, dtype=np.float32)
     if not np.all(np.isfinite(waveform)):
         raise AudioCorruptError(source, "contains NaN or infinite samples")
 

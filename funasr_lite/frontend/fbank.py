@@ -26,6 +26,7 @@ import torchaudio.compliance.kaldi
 
 from funasr_lite.frontend.audio import AudioError
 from funasr_lite.frontend.speed_perturb import speed_perturb
+from funasr_lite.utils.failures import TooManyFailuresError
 from funasr_lite.utils.fileio import atomic_open
 from funasr_lite.utils.kaldi_kv import DataDirError, iter_kv, read_kv
 from funasr_lite.utils.progress import progress
@@ -159,6 +160,7 @@ def extract_fbank_job(
     utt2speed=None,
     resample: bool = True,
     channel: Optional[int] = None,
+    max_failures: Optional[int] = None,
 ) -> FbankJobSummary:
     """Compute fbank for every utterance of ``wav_scp`` into one float32 ark + scp.
 
@@ -167,7 +169,10 @@ def extract_fbank_job(
     ``frontend.fbank_options()`` beside the features.
 
     Bad utterances are logged one line each, skipped, and listed with their reason in
-    ``<out_scp>.dropped``. All outputs are written under temp names and renamed at the end,
+    ``<out_scp>.dropped`` (``utt_id reason source: detail``). ``channel`` picks one channel of
+    multichannel audio (None: their mean, FunASR's default). With ``max_failures`` N, the
+    (N+1)-th bad utterance raises TooManyFailuresError and nothing is written (0: any is fatal;
+    None: no limit, as Kaldi's compute-fbank). All outputs are written under temp names and renamed at the end,
     the scp last, so a killed job leaves no half files. The scp refers to the ark by its
     absolute path.
 
@@ -199,6 +204,11 @@ def extract_fbank_job(
                 detail = e.detail if isinstance(e, AudioError) else str(e)
                 logger.warning("utt %s (%s): %s: %s, dropped", utt_id, source, e.reason.replace("_", " "), detail)
                 summary.dropped[utt_id] = (e.reason, f"{source}: {detail}")
+                if max_failures is not None and len(summary.dropped) > max_failures:
+                    raise TooManyFailuresError(
+                        f"utt {utt_id} ({source}): {e.reason.replace('_', ' ')}: {detail}; that is "
+                        f"{len(summary.dropped)} bad utterance(s), more than max_failures={max_failures}: stopping, "
+                        "nothing written") from None
                 continue
             if info.resampled:
                 summary.resampled += 1

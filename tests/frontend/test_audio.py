@@ -80,17 +80,18 @@ def test_zero_samples_is_empty(tmp_path):
         read_audio(path)
 
 
-def test_stereo_needs_a_channel(tmp_path):
+def test_stereo_is_averaged_by_default_or_one_channel_is_kept(tmp_path):
     left = np.arange(1000, dtype=np.int16)
-    right = -np.arange(1000, dtype=np.int16)
+    right = -np.arange(1000, dtype=np.int16) // 3
     path = str(tmp_path / "stereo.wav")
     sf.write(path, np.stack([left, right], axis=1), 16000, subtype="PCM_16")
-    with pytest.raises(AudioChannelError, match="stereo.wav: has 2 channels"):
-        read_audio(path)
-    samples, _, info = read_audio(path, channel=1)
+    samples, _, info = read_audio(path)  # FunASR's default: the mean of the channels
     assert info.num_channels == 2
+    expected_mean = (left.astype(np.float64) + right.astype(np.float64)) / 2 / 32768.0
+    np.testing.assert_allclose(samples, expected_mean, rtol=0, atol=1e-7)
+    samples, _, info = read_audio(path, channel=1)
     np.testing.assert_array_equal(samples, right.astype(np.float32) / 32768.0)
-    with pytest.raises(AudioChannelError, match="channel 2 requested but the file has 2"):
+    with pytest.raises(AudioChannelError, match=r"channel 2 requested but the file has 2 channel\(s\) \(0..1\)"):
         read_audio(path, channel=2)
 
 

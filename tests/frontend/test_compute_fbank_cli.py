@@ -30,13 +30,14 @@ def random_pcm(seed, num_samples):
 
 @pytest.fixture
 def tiny_corpus(tmp_path):
-    """wav.scp with 5 good entries (one a pipe, two speed-perturbed) and 6 bad ones."""
+    """wav.scp with 6 good entries (one a pipe, two speed-perturbed, one stereo) and 5 bad ones."""
     audio = tmp_path / "audio"
     audio.mkdir()
     for name, seed, num_samples in [("good1", 1, 16000), ("good2", 2, 8000), ("good3", 3, 11200)]:
         sf.write(str(audio / f"{name}.wav"), random_pcm(seed, num_samples), 16000, subtype="PCM_16")
     sf.write(str(audio / "narrow.wav"), random_pcm(4, 8000), 8000, subtype="PCM_16")  # 1 s at 8 kHz
-    sf.write(str(audio / "stereo.wav"), np.stack([random_pcm(5, 4000)] * 2, axis=1), 16000, subtype="PCM_16")
+    sf.write(str(audio / "stereo.wav"), np.stack([random_pcm(5, 4000), random_pcm(7, 4000)], axis=1), 16000,
+             subtype="PCM_16")
     sf.write(str(audio / "short.wav"), random_pcm(6, 200), 16000, subtype="PCM_16")
     (audio / "garbage.wav").write_bytes(b"\x00\x01junk" * 300)
     full = (audio / "good1.wav").read_bytes()
@@ -83,20 +84,21 @@ def test_resample_false_drops_each_bad_utterance_and_writes_the_rest(repo_root, 
     assert f"WARNING utt missing ({entries['missing']}): missing: no such file, dropped" in log
     assert ("WARNING utt narrow (%s): wrong sample rate: refused: 8000 Hz, expected 16000; "
             "pass --resample true, dropped" % entries["narrow"]) in log
-    assert f"WARNING utt stereo ({entries['stereo']}): multichannel: has 2 channels" in log
     assert f"WARNING utt short ({entries['short']}): too short: 200 samples" in log
-    assert ("11 utterances, 5 written, 6 dropped: 2 corrupt, 1 missing, 1 multichannel, "
-            "1 too short, 1 wrong sample rate") in log
+    assert "11 utterances, 6 written, 5 dropped: 2 corrupt, 1 missing, 1 too short, 1 wrong sample rate" in log
 
     dropped = read_kv(out / "feats.1.scp.dropped")
     assert {utt: value.split()[0] for utt, value in dropped.items()} == {
         "bad_garbage": "corrupt", "bad_truncated": "corrupt", "missing": "missing",
-        "narrow": "wrong_sample_rate", "short": "too_short", "stereo": "multichannel",
+        "narrow": "wrong_sample_rate", "short": "too_short",
     }
     assert sorted(os.listdir(out)) == ["feats.1.ark", "feats.1.scp", "feats.1.scp.dropped", "utt2num_frames.1"]
 
     written = dict(kaldiio.load_scp(str(out / "feats.1.scp")))
-    assert sorted(written) == ["good1", "good2", "good3", "sp0.9-good1", "sp1.1-good2"]
+    assert sorted(written) == ["good1", "good2", "good3", "sp0.9-good1", "sp1.1-good2", "stereo"]
+    # A stereo file is averaged to mono by default, as FunASR's loader does.
+    mean = (random_pcm(5, 4000).astype(np.float64) + random_pcm(7, 4000)) / 2 / 32768.0
+    np.testing.assert_allclose(written["stereo"], compute_fbank(mean.astype(np.float32)).numpy(), rtol=1e-5, atol=1e-4)
     num_frames = read_kv(out / "utt2num_frames.1")
     speeds = {"sp0.9-good1": 0.9, "sp1.1-good2": 1.1}
     for utt, feats in written.items():
@@ -118,7 +120,7 @@ def test_resample_true_keeps_the_8khz_file(repo_root, tiny_corpus):
     work, _ = tiny_corpus
     result, out = run_cli(repo_root, work, "true")
     assert result.returncode == 0, result.stderr
-    assert "11 utterances, 6 written, 5 dropped: 2 corrupt, 1 missing, 1 multichannel, 1 too short" in result.stderr
+    assert "11 utterances, 7 written, 4 dropped: 2 corrupt, 1 missing, 1 too short" in result.stderr
     assert "(1 resampled to the target rate)" in result.stderr
     assert int(read_kv(out / "utt2num_frames.1")["narrow"]) == 1 + (16000 - 400) // 160
 
@@ -143,3 +145,35 @@ def test_bad_utt2speed_is_refused_naming_the_line(tmp_path):
     (tmp_path / "utt2speed").write_text("a -1\n")
     with pytest.raises(DataDirError, match=r"utt2speed:1: speed factor -1.0 for 'a' is out of range"):
         read_utt2speed(tmp_path / "utt2speed")
+
+
+def test_max_failures_makes_bad_utterances_fatal_and_writes_nothing(repo_root, tiny_corpus):
+    work, entries = tiny_corpus
+    out = work / "out_limit"
+    common = ["--wav_scp", str(work / "wav.scp"), "--out_ark", str(out / "f.ark"), "--out_scp", str(out / "f.scp"),
+              "--out_utt2num_frames", str(out / "u2nf")]
+    # 5 bad utterances (resample false): a limit of 5 still finishes, 4 stops at the 5th (in wav.scp order).
+    assert compute_fbank_main(common + ["--resample", "false", "--max_failures", "5"]) == 0
+    assert len(read_kv(out / "f.scp.dropped")) == 5
+    for name in os.listdir(out):
+        os.unlink(out / name)
+    args = [sys.executable, "-m", "funasr_lite.bin.compute_fbank", *common, "--resample", "false", "--max_failures", "0"]
+    result = subprocess.run(args, env=tool_env(repo_root), capture_output=True, text=True, cwd=str(work))
+    assert result.returncode == 1
+    assert (f"ERROR utt bad_garbage ({entries['bad_garbage']}): corrupt: cannot decode" in result.stderr
+            and "more than max_failures=0: stopping, nothing written" in result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+    assert os.listdir(out) == []  # no ark, scp, dropped list or temp file left behind
+
+
+def test_channel_option_keeps_one_channel(tmp_path):
+    left, right = random_pcm(5, 4000), random_pcm(7, 4000)
+    sf.write(str(tmp_path / "stereo.wav"), np.stack([left, right], axis=1), 16000, subtype="PCM_16")
+    (tmp_path / "wav.scp").write_text(f"st {tmp_path}/stereo.wav\n")
+    common = ["--wav_scp", str(tmp_path / "wav.scp"), "--out_ark", str(tmp_path / "o.ark"),
+              "--out_scp", str(tmp_path / "o.scp"), "--out_utt2num_frames", str(tmp_path / "o.u2nf")]
+    assert compute_fbank_main(common + ["--channel", "1"]) == 0
+    written = dict(kaldiio.load_scp(str(tmp_path / "o.scp")))
+    np.testing.assert_array_equal(written["st"], compute_fbank(right.astype(np.float32) / 32768.0).numpy())
+    assert compute_fbank_main(common + ["--channel", "2"]) == 1  # its only utterance dropped
+    assert read_kv(tmp_path / "o.scp.dropped")["st"].startswith("multichannel ")
