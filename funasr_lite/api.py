@@ -41,6 +41,7 @@ from funasr_lite.decode.inference import (
     unique_keys,
 )
 from funasr_lite.decode.model_dir import LoadedModel, load_model_dir
+from funasr_lite.decode.onnx_backend import load_for_backend
 from funasr_lite.decode.writers import write_1best_recog
 from funasr_lite.frontend.audio import AudioError, decode_audio_bytes, prepare_samples
 
@@ -198,12 +199,17 @@ class Paraformer:
 
     @classmethod
     def from_model_dir(cls, model_dir, checkpoint: Optional[str] = None, device: str = "cpu",
+                       backend: str = "torch", quantized: bool = False, threads: Optional[int] = None,
                        **decode_options) -> "Paraformer":
         """Load a model dir (ours, FunASR's/ModelScope's) or a training exp dir (+ checkpoint).
 
         decode_options: fields of :class:`DecodeOptions` (decode_mode, beam_size, batch_bins, ...).
+        backend: "torch", or "onnx" for a dir exported by funasr_lite.bin.export (onnxruntime, greedy;
+        quantized: model_quant.onnx; threads: onnxruntime threads, default 1; docs/deploy.md).
         """
-        return cls(load_model_dir(model_dir, checkpoint, device), DecodeOptions(**decode_options))
+        loaded = load_for_backend(model_dir, backend, checkpoint, device, quantized, threads,
+                                  decode_options.get("timestamps", True), decode_options.get("decode_mode", "greedy"))
+        return cls(loaded, DecodeOptions(**decode_options))
 
     @property
     def sample_rate(self) -> int:

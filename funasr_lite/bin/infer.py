@@ -5,6 +5,7 @@ Usage:
   python -m funasr_lite.bin.infer --exp_dir exp/x --checkpoint model.avg10.pt --wav_scp wav.scp --output_dir D
   python -m funasr_lite.bin.infer --model_dir DIR --wav a.wav b.wav          # prints "key text" lines
   python -m funasr_lite.bin.infer --model_dir DIR --audio https://host/x.wav  # any Paraformer() input
+  python -m funasr_lite.bin.infer --model_dir DIR --backend onnx [--quantized] --wav a.wav  # after bin.export
 
 Parallel jobs, the Kaldi way (egs/aishell1/run.sh stage 6): split the data dir, decode each part
 with a plain infer, merge the parts by their keys (no model needed):
@@ -36,6 +37,7 @@ from funasr_lite.decode.inference import (
     merge_split_dirs,
 )
 from funasr_lite.decode.model_dir import ModelDirError, load_model_dir
+from funasr_lite.decode.onnx_backend import BACKENDS, load_for_backend
 from funasr_lite.utils.cli import make_parser
 
 logger = logging.getLogger("infer")
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="merge SPLIT_DIR/{1..N}/1best_recog (utils/split_data.sh parts) into output_dir")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="torch, or onnx: onnxruntime on model.onnx of a dir made by funasr_lite.bin.export "
+                             "(greedy only; docs/deploy.md)")
+    parser.add_argument("--quantized", action="store_true", help="onnx: model_quant.onnx (int8)")
+    parser.add_argument("--onnx_threads", type=int, default=1, help="onnx: onnxruntime intra-op threads")
     return parser
 
 
@@ -114,13 +121,15 @@ def main(argv=None) -> int:
         if args.audio:
             from funasr_lite.api import Paraformer
 
-            asr = Paraformer.from_model_dir(model_dir, args.checkpoint, args.device, **vars(options))
+            asr = Paraformer.from_model_dir(model_dir, args.checkpoint, args.device, backend=args.backend,
+                                            quantized=args.quantized, threads=args.onnx_threads, **vars(options))
             results = asr(args.audio if len(args.audio) > 1 else args.audio[0], audio_fs=args.audio_fs,
                           output_dir=args.output_dir)
             if not args.output_dir:
                 _print_results(results)
             return 0
-        loaded = load_model_dir(model_dir, args.checkpoint, args.device)
+        loaded = load_for_backend(model_dir, args.backend, args.checkpoint, args.device, args.quantized,
+                                  args.onnx_threads, options.timestamps, options.decode_mode)
         items = _items(args, loaded.frontend)
         speech2text = Speech2Text(loaded, options)
         if args.output_dir:
