@@ -19,6 +19,7 @@ import collections
 import json
 import logging
 import os
+import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from funasr_lite.utils.config import ConfigError
@@ -79,6 +80,10 @@ def read_token_list(path) -> List[str]:
                 tokens = json.load(f)
             except json.JSONDecodeError as e:
                 raise TokenListError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+            except UnicodeDecodeError as e:
+                raise TokenListError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            except RecursionError:
+                raise TokenListError(f"{path}: JSON nested too deeply") from None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise TokenListError(f"{path}: expected a JSON list of strings")
     else:
@@ -116,6 +121,9 @@ def vocab_size_of(config: Mapping[str, Any]) -> int:
     return token_list_size(config["token_list"])
 
 
+_TOKEN_ID_RE = re.compile(r"-?[0-9]+")  # ASCII digits only: int() refuses "²", isdigit() does not
+
+
 def _read_token_txt(path: str) -> List[str]:
     by_id: Dict[int, str] = {}
     plain: List[str] = []
@@ -130,7 +138,7 @@ def _read_token_txt(path: str) -> List[str]:
                 continue
             if len(fields) == 1:
                 plain.append(fields[0])
-            elif len(fields) == 2 and fields[1].lstrip("-").isdigit():
+            elif len(fields) == 2 and _TOKEN_ID_RE.fullmatch(fields[1]):
                 token_id = int(fields[1])
                 if token_id in by_id:
                     raise TokenListError(f"{path}:{line_no}: id {token_id} given twice")

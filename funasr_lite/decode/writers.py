@@ -144,8 +144,15 @@ def read_tokens(path) -> Dict[str, List[str]]:
     return {key: value.split() for key, value in read_kv(path, allow_empty_value=True).items()}
 
 
+def _number(path, key: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise DataDirError(f"{path}: utterance {key}: {text!r} is not a number") from None
+
+
 def read_scores(path) -> Dict[str, float]:
-    return {key: float(value) for key, value in read_kv(path).items()}
+    return {key: _number(path, key, value) for key, value in read_kv(path).items()}
 
 
 def read_time_stamps(path) -> Dict[str, List[List[float]]]:
@@ -154,9 +161,12 @@ def read_time_stamps(path) -> Dict[str, List[List[float]]]:
     for key, value in read_kv(path).items():
         try:
             pairs = json.loads(value)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             raise DataDirError(f"{path}: utterance {key}: not a [[start_ms, end_ms], ...] list ({e})") from None
-        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                                                         for t in p) for p in pairs
+        ):
             raise DataDirError(f"{path}: utterance {key}: not a [[start_ms, end_ms], ...] list")
         out[key] = pairs
     return out
@@ -169,7 +179,7 @@ def read_rtf(path) -> Tuple[Dict[str, Tuple[float, float, float]], Tuple[float, 
         fields = value.split()
         if len(fields) != 3:
             raise DataDirError(f"{path}: {key}: expected 'audio_s compute_s rtf', got {value!r}")
-        per_utt[key] = tuple(float(v) for v in fields)
+        per_utt[key] = tuple(_number(path, key, v) for v in fields)
     if RTF_TOTAL_KEY not in per_utt:
         raise DataDirError(f"{path}: no {RTF_TOTAL_KEY} summary line")
     total = per_utt.pop(RTF_TOTAL_KEY)
@@ -186,6 +196,11 @@ def read_1best_recog(recog_dir) -> List[Dict]:
     time_stamps = read_time_stamps(time_stamp_path) if os.path.exists(time_stamp_path) else None
     rtf_path = os.path.join(recog_dir, "rtf")
     rtf = read_rtf(rtf_path)[0] if os.path.exists(rtf_path) else None
+    for name, values in (("token", tokens), ("score", scores), ("time_stamp", time_stamps), ("rtf", rtf)):
+        missing = [key for key in texts if values is not None and key not in values]
+        if missing:
+            raise DataDirError(f"{os.path.join(recog_dir, name)}: no line for {len(missing)} utterance(s) of text: "
+                               f"{_list_utts(missing)}")
     results = []
     for key in sorted(texts, key=_utt_sort_key):
         result = {"key": key, "text": texts[key], "token": tokens[key], "score": scores[key]}

@@ -69,8 +69,12 @@ def write_am_mvn(path, shift, scale) -> None:
 
 def _tokens_with_lines(path) -> List[Tuple[str, int]]:
     tokens = []
-    with open(path, "r", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CmvnError(f"{path}:{line_no}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
             tokens.extend((token, line_no) for token in line.split())
     return tokens
 

@@ -55,7 +55,8 @@ def parse_yaml_value(text: str) -> Any:
     """One YAML scalar/flow value, typed as in a config file (``5`` -> 5, ``1e-3`` -> 0.001)."""
     try:
         return yaml.load(text, Loader=_ConfigLoader) if text.strip() else ""
-    except yaml.YAMLError as e:
+    # ValueError: a date that does not exist (2001-02-30); RecursionError: absurdly deep nesting.
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
         raise ConfigError(f"cannot read {text!r} as a YAML value: {e}") from None
 
 
@@ -67,8 +68,12 @@ def load_yaml(path) -> Dict[str, Any]:
             content = yaml.load(f, Loader=_ConfigLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as e:
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: e.g. the date 2001-02-30
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
@@ -250,8 +255,10 @@ def validate_config(config: Dict[str, Any], source: str = "config") -> Dict[str,
         if not _is_instance(value, types):
             raise ConfigError(f"{source}: {key} must be {_type_names(types)}, got {value!r}")
         out[key] = copy.deepcopy(value)
+    # An attention encoder-decoder (models.aed: FunASR's Conformer model class) has no predictor.
+    needs_predictor = out.get("model") not in ("Conformer", "conformer")
     for required in ("model", "encoder", "decoder", "predictor", "frontend_conf"):
-        if required not in out:
+        if required not in out and (required != "predictor" or needs_predictor):
             raise ConfigError(f"{source}: missing required key {required!r}")
     out.setdefault("seed", 0)
     out.setdefault("optim", "adam")

@@ -27,7 +27,8 @@ def iter_kv(path, allow_empty_value: bool = False) -> Iterator[Tuple[str, str, i
     """Yield ``(key, value, line_no)`` for each non-blank line of a Kaldi-style file.
 
     Raises DataDirError naming ``path:line`` on non-UTF-8 bytes or a missing value
-    (unless ``allow_empty_value``).
+    (unless ``allow_empty_value``). CRLF line ends and a UTF-8 byte-order mark at the start of
+    the file are accepted (Windows editors write them); they are not part of any key or value.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -37,6 +38,8 @@ def iter_kv(path, allow_empty_value: bool = False) -> Iterator[Tuple[str, str, i
             except UnicodeDecodeError as e:
                 raise DataDirError(f"{path}:{line_no}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
             line = line.rstrip("\r\n")
+            if line_no == 1 and line.startswith("\ufeff"):  # a byte-order mark (Windows editors): not part of the key
+                line = line[1:]
             if not line.strip():
                 continue
             parts = line.strip().split(maxsplit=1)
