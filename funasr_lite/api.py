@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -44,11 +42,13 @@ from funasr_lite.decode.model_dir import LoadedModel, load_model_dir
 from funasr_lite.decode.onnx_backend import load_for_backend
 from funasr_lite.decode.writers import write_1best_recog
 from funasr_lite.frontend.audio import AudioError, decode_audio_bytes, prepare_samples
+from funasr_lite.utils import http_fetch
 
 logger = logging.getLogger(__name__)
 
 URL_TIMEOUT_S = 30.0
 URL_MAX_BYTES = 512 * 1024 * 1024  # 512 MiB: about 4.6 hours of 16 kHz 16-bit mono audio
+URL_TOTAL_TIMEOUT_S = 300.0  # the whole transfer (URL_TIMEOUT_S bounds each network wait)
 _SOUND_FILE_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM")
 RESULT_KEYS = ("key", "text", "token", "score", "timestamp")
 
@@ -60,27 +60,14 @@ class AudioInputError(ValueError):
 # ---------------------------------------------------------------- audio_in -> samples
 
 
-def fetch_url(url: str, timeout: float = URL_TIMEOUT_S, max_bytes: int = URL_MAX_BYTES) -> bytes:
-    """GET ``url``; errors name the URL (HTTP status, unreachable, timeout, too large)."""
+def fetch_url(url: str, timeout: float = URL_TIMEOUT_S, max_bytes: int = URL_MAX_BYTES,
+              total_timeout: float = URL_TOTAL_TIMEOUT_S) -> bytes:
+    """GET an http(s) ``url`` (other schemes and redirects to them refused) within the time and
+    size limits of :mod:`funasr_lite.utils.http_fetch`; errors name the URL."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise AudioInputError(f"{url}: {int(declared)} bytes, more than the limit of {max_bytes}")
-            data = response.read(max_bytes + 1)
-    except urllib.error.HTTPError as e:
-        raise AudioInputError(f"{url}: HTTP {e.code} {e.reason}") from None
-    except urllib.error.URLError as e:
-        raise AudioInputError(f"{url}: cannot fetch ({e.reason})") from None
-    except TimeoutError:
-        raise AudioInputError(f"{url}: no answer within {timeout:g} s") from None
-    except OSError as e:  # connection reset, ...
-        raise AudioInputError(f"{url}: cannot fetch ({e})") from None
-    if len(data) > max_bytes:
-        raise AudioInputError(f"{url}: more than the limit of {max_bytes} bytes")
-    if not data:
-        raise AudioInputError(f"{url}: empty response")
-    return data
+        return http_fetch.fetch(url, timeout=timeout, max_bytes=max_bytes, total_timeout=total_timeout)
+    except http_fetch.FetchError as e:
+        raise AudioInputError(str(e)) from None
 
 
 def pcm16_to_float(data: bytes, source: str) -> np.ndarray:

@@ -110,12 +110,17 @@ fetch_archive() {
   mv -- "$partial" "$archive"
 }
 
+# GNU tar refuses members with '..', strips a leading '/' and does not write through symlinks
+# it unpacked (tests/reliability/test_strangers.py); as root it would also restore the archive's
+# owners and setuid bits, which a downloaded corpus has no business setting.
+safe_tar=(--no-same-owner --no-same-permissions)
+
 # Fetch and unpack the outer archive once; .extracted lets a rerun (after a failed inner
 # tarball, say) go straight to the speaker tarballs without the archive.
 if [ ! -f "$part_dir/.extracted" ]; then
   fetch_archive
   log "unpacking $archive into $data_base"
-  tar -C "$data_base" -xzf "$archive" \
+  tar -C "$data_base" "${safe_tar[@]}" -xzf "$archive" \
     || die "unpacking $archive failed (delete it and rerun to download it again)"
   [ -d "$part_dir" ] || die "$archive did not contain the directory $part/"
   touch "$part_dir/.extracted"
@@ -128,7 +133,7 @@ if [ "$part" = data_aishell ]; then
   num_done=0
   for speaker_tarball in "$wav_dir"/*.tar.gz; do
     [ -e "$speaker_tarball" ] || continue  # no match: the glob stays literal
-    if tar -C "$wav_dir" -xzf "$speaker_tarball"; then
+    if tar -C "$wav_dir" "${safe_tar[@]}" -xzf "$speaker_tarball"; then
       rm -f -- "$speaker_tarball"
       num_done=$((num_done + 1))
     else
