@@ -38,7 +38,11 @@ def model_dir(tmp_path_factory):
     """The exported tiny model dir (model.pt + model.onnx + model_quant.onnx + token files)."""
     path = str(tmp_path_factory.mktemp("model"))
     model_conf = dict(tiny_config()["model_conf"], predictor_bias=0)
-    write_model_dir(path, [synth_wave(2.0, seed=s) for s in range(3)], config_edits={"model_conf": model_conf})
+    specaug_conf = {"apply_time_warp": False, "apply_freq_mask": True, "freq_mask_width_range": [0, 20],
+                    "lfr_rate": 6, "num_freq_mask": 1, "apply_time_mask": True, "time_mask_width_range": [0, 6],
+                    "num_time_mask": 1}
+    write_model_dir(path, [synth_wave(2.0, seed=s) for s in range(3)],
+                    config_edits={"model_conf": model_conf, "specaug": "specaug_lfr", "specaug_conf": specaug_conf})
     state = torch.load(os.path.join(path, "model.pt"), weights_only=True)
     for token in SPECIAL_TOKENS:
         state["decoder.output_layer.bias"][TOKENS.index(token)] = -30.0
@@ -97,6 +101,16 @@ def test_pytorch_model_dir_still_loads_after_export(model_dir, torch_results, wa
     """config.yaml now names tokens.json and tokens.txt has sherpa's "symbol id" lines."""
     loaded = load_model_dir(model_dir)
     assert loaded.token_list == TOKENS and loaded.files.token_list.endswith("tokens.json")
+
+
+def test_funasr_pytorch_decodes_the_exported_dir_to_our_tokens(model_dir, wavs, torch_results):
+    """The exported config.yaml (tokens.json, no cmvn_file, FunASR's SpecAugLFR name) still loads in
+    FunASR's AutoModel, next to the ONNX files."""
+    from funasr import AutoModel
+
+    model = AutoModel(model=model_dir, device="cpu", disable_update=True, disable_pbar=True, disable_log=True)
+    texts = [r["text"].replace(" ", "") for r in model.generate(input=wavs, batch_size=1)]
+    assert texts == ["".join(r["token"]) for r in torch_results]
 
 
 def test_quantized_model_loads_and_decodes(model_dir, wavs):
