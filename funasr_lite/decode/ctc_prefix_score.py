@@ -82,6 +82,15 @@ class CTCPrefixScorer:
             last_token=torch.full((1,), -1, dtype=torch.long, device=self.ctc_logp.device),
         )
 
+    def frame_token_logp(self, candidates: torch.Tensor) -> torch.Tensor:
+        """candidates (N, K) -> (T, N, K) their per-frame log-probs (a batched subclass looks up
+        each hypothesis' own utterance)."""
+        return self.ctc_logp[:, candidates]
+
+    def frame_blank_logp(self) -> torch.Tensor:
+        """(T,) per-frame blank log-probs, or anything broadcasting per frame against (N, K)."""
+        return self.ctc_logp[:, self.blank_id]
+
     def sequence_logp(self, state: CTCPrefixState) -> torch.Tensor:
         """(N,) log P(output == g) of each hypothesis g."""
         return torch.logaddexp(state.forward_logp[-1, 0], state.forward_logp[-1, 1])
@@ -98,8 +107,8 @@ class CTCPrefixScorer:
         # A repeated token needs a blank in between: drop r^n(g) from phi where c == last(g).
         repeats = (candidates == state.last_token.unsqueeze(-1)).unsqueeze(0)  # (1, N, K)
         phi = torch.logaddexp(prev_blank, prev_nonblank.masked_fill(repeats, float("-inf")))  # (T+1, N, K)
-        token_logp = self.ctc_logp[:, candidates]  # (T, N, K)
-        blank_logp = self.ctc_logp[:, self.blank_id]  # (T,)
+        token_logp = self.frame_token_logp(candidates)  # (T, N, K)
+        blank_logp = self.frame_blank_logp()  # (T,)
 
         nonblank = [torch.full((num_hyps, num_candidates), float("-inf"), dtype=phi.dtype, device=phi.device)]
         blank = [nonblank[0]]

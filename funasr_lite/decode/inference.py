@@ -7,6 +7,11 @@ Per utterance: audio (float in [-1, 1], mono, resampled to the model rate) -> th
 holds raw fbank (T, n_mels) and enters the frontend at LFR (``WavFrontend.lfr_cmvn``); a data
 dir's ``fbank.json`` must match the model's frontend_conf (:func:`items_from_data_dir`).
 
+An attention encoder-decoder (config ``model: Conformer``), and ``ctc_greedy`` for any model
+with a CTC head, decode through :mod:`funasr_lite.decode.aed_search` instead of the CIF path
+(greedy = attention greedy, beam = attention beam search + CTC prefix + LM); their timestamps
+come from aligning the hypothesis to the CTC output.
+
 Parallel jobs are Kaldi's: ``utils/split_data.sh`` splits a data dir into ``split<N>/<J>``, each
 job decodes one part as a plain data dir, and :func:`funasr_lite.decode.writers.merge_split_dirs`
 merges the parts by their keys.
@@ -58,7 +63,7 @@ from funasr_lite.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
-DECODE_MODES = ("greedy", "beam")
+DECODE_MODES = ("greedy", "beam", "ctc_greedy")
 
 
 class DecodeError(RuntimeError):
@@ -69,7 +74,7 @@ class DecodeError(RuntimeError):
 class DecodeOptions:
     """How to decode. Frames are model-input frames (after LFR)."""
 
-    decode_mode: str = "greedy"  # greedy | beam
+    decode_mode: str = "greedy"  # greedy | beam | ctc_greedy (CTC best path; decode.aed_search)
     batch_bins: int = 20000  # padded frames per batch (batch size x longest utterance)
     max_frames: int = 6000  # longer utterances are refused (6000 LFR frames = 6 min)
     bucket_size: int = 256  # utterances read, sorted by length and batched together
@@ -86,7 +91,7 @@ class DecodeOptions:
         for name in ("batch_bins", "max_frames", "bucket_size", "beam_size"):
             if getattr(self, name) < 1:
                 raise DecodeError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.decode_mode == "greedy":
+        if self.decode_mode in ("greedy", "ctc_greedy"):
             for name in ("ctc_weight", "lm_weight", "length_bonus"):
                 if getattr(self, name) != 0.0:
                     raise DecodeError(f"{name}={getattr(self, name)} needs decode_mode beam")
@@ -261,6 +266,8 @@ class Speech2Text:
                 logger.warning("lm_dir %s is unused: lm_weight is 0", self.options.lm_dir)
         elif self.options.lm_dir:
             logger.warning("lm_dir %s is unused: greedy decoding", self.options.lm_dir)
+        if self.options.decode_mode == "ctc_greedy" and getattr(self.model, "ctc", None) is None:
+            raise DecodeError(f"decode_mode ctc_greedy but {loaded.files.model_dir} has no CTC head")
         self.frontend = loaded.frontend
         self._dropped_ids = {self.model.blank_id, self.model.sos, self.model.eos}
         self._feats_handles: Dict[str, object] = {}
@@ -317,6 +324,18 @@ class Speech2Text:
     def _search(self, feats: torch.Tensor, lengths: torch.Tensor) -> _BatchOutput:
         """(B, T', D) padded model input -> per-utterance token ids, scores, alphas, peaks."""
         model = self.model
+        if self.options.decode_mode == "ctc_greedy" or getattr(model, "autoregressive", False):
+            from funasr_lite.decode.aed_search import search_batch
+
+            options = self.options
+            outputs = search_batch(
+                model, feats, lengths, options.decode_mode, self.lm, beam_size=options.beam_size,
+                ctc_weight=options.ctc_weight, lm_weight=options.lm_weight, length_bonus=options.length_bonus,
+                frame_ms=self.loaded.encoder_frame_ms if options.timestamps else None,
+            )
+            none = [None] * len(outputs)  # no CIF alphas/peaks: timestamps come with the outputs
+            return _BatchOutput([o["token_ids"] for o in outputs], [o["score"] for o in outputs], none, none,
+                                [{k: o[k] for k in ("scores", "timestamp") if k in o} for o in outputs])
         if self.options.decode_mode == "greedy":
             outputs = model.decode_greedy(feats, lengths)
             return _BatchOutput(
@@ -364,7 +383,8 @@ class Speech2Text:
         }
         if self.options.timestamps:
             result["timestamp"] = (
-                cif_timestamps(alphas, peaks, tokens, frame_ms=self.loaded.encoder_frame_ms) if tokens else []
+                cif_timestamps(alphas, peaks, tokens, frame_ms=self.loaded.encoder_frame_ms)
+                if tokens and alphas is not None else []
             )
         return result
 

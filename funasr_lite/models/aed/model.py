@@ -145,13 +145,14 @@ class Conformer(nn.Module):
 
         At each step every unfinished utterance takes its decoder's best token among all but
         <blank> and <s>; it ends at </s>, or is ended with </s> after max_lengths[b] tokens
-        (default: its encoder length, FunASR's maxlenratio 0). Returns one dict per utterance:
+        (default: its encoder length - 1, as the beam search: FunASR's maxlenratio 0 caps the
+        output at the encoder length). Returns one dict per utterance:
         token_ids (no </s>), score (sum of the chosen tokens' log-probs, </s> included).
         """
         batch = encoder_out.size(0)
         device = encoder_out.device
         if max_lengths is None:
-            max_lengths = encoder_out_lens
+            max_lengths = encoder_out_lens - 1
         memory_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
         banned = torch.zeros(self.vocab_size, dtype=torch.bool, device=device)
         for token in (self.blank_id, self.sos):
