@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # AISHELL-1 Paraformer recipe. Runs on the embedded synthetic corpus by default (same layout as
-# AISHELL-1), or on the real corpus with --corpus aishell.
+# AISHELL-1), or on the real corpus with --corpus aishell. The autoregressive baseline (FunASR's
+# Conformer AED) runs through the same stages: --train_config conf/demo_aed.yaml (or
+# conf/conformer_12e_6d_2048_256.yaml); stage 5 (MWER) is Paraformer-only and skipped for it.
 #   bash run.sh                                  # everything on the small synthetic corpus
 #   bash run.sh --stage 1 --stop_stage 1 --nj 4  # one stage again
 #   bash run.sh --corpus aishell --corpus_root /data/aishell   # the real AISHELL-1
@@ -37,10 +39,13 @@ mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++mod
 decode_exp=                # stages 6-8: experiment to decode/export (default: the stage-4 exp)
 decode_checkpoint=         # weights to decode (default: model.avg$num_avg.pt; model.avg1.pt for an *_mwer exp)
 decode_sets="dev test"     # data sets to decode and score (stages 6-7)
-decode_modes="greedy beam_lm"   # greedy | beam (beam + CTC) | beam_lm (beam + CTC + LM)
+decode_modes="greedy beam_lm"   # greedy | beam (beam + CTC) | beam_lm (beam + CTC + LM) | ctc_greedy (CTC best path)
 beam_size=10               # beam width of the beam and beam_lm modes
 ctc_weight=0.3             # CTC prefix-score weight in beam search (the model must have a CTC branch)
 lm_weight=0.2              # LM shallow-fusion weight of the beam_lm mode
+punc_config=conf/punc.yaml # stage 9 (opt-in: --stop_stage 9): CT-Transformer punctuation model on People's Daily text, data/{dev,test} transcripts held out
+punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir)
+punc_args=                 # extra punctuation trainer arguments, e.g. "++train_conf.max_epoch=3"
 # ---- end of options ----
 help_message="Usage: bash run.sh [--name value ...]
 AISHELL-1 Paraformer recipe, stages -1..8 (README.md: what each stage makes). On a terminal each
@@ -156,7 +161,10 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   plot_curves "$exp_dir"
 fi
 
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+model_name=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get('model', 'paraformer'))" "$train_config")
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ] && [[ "$model_name" =~ ^[Cc]onformer$ ]]; then
+  log "stage 5: skipped: MWER fine-tuning is for Paraformer; $train_config is an attention encoder-decoder ($model_name)"
+elif [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: MWER fine-tuning from $exp_dir/model.avg$num_avg.pt -> ${exp_dir}_mwer"
   # shellcheck disable=SC2086
   train_paraformer "$exp_dir/config.yaml" "${exp_dir}_mwer" --init_param "$exp_dir/model.avg$num_avg.pt" \
@@ -174,7 +182,8 @@ decode_args() {  # decoding options of one mode
     greedy)  echo "--decode_mode greedy" ;;
     beam)    echo "--decode_mode beam --beam_size $beam_size --ctc_weight $ctc_weight" ;;
     beam_lm) echo "--decode_mode beam --beam_size $beam_size --ctc_weight $ctc_weight --lm_dir $lm_dir --lm_weight $lm_weight" ;;
-    *) log "unknown decode mode $1 (greedy|beam|beam_lm)"; return 1 ;;
+    ctc_greedy) echo "--decode_mode ctc_greedy" ;;
+    *) log "unknown decode mode $1 (greedy|beam|beam_lm|ctc_greedy)"; return 1 ;;
   esac
 }
 
@@ -211,6 +220,16 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "stage 8: model dir $decode_exp/model_dir (config.yaml, model.pt, am.mvn, tokens.txt)"
   python -m funasr_lite.bin.export_model_dir --exp_dir "$decode_exp" --checkpoint "$decode_checkpoint" \
     --out_dir "$decode_exp/model_dir"
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  log "stage 9: punctuation model $punc_config -> $punc_dir (log: $punc_dir/log/train_punc.log)"
+  mkdir -p "$punc_dir/log"
+  # shellcheck disable=SC2086
+  $train_cmd "$punc_dir/log/train_punc.log" python -m funasr_lite.bin.train_punc --config "$punc_config" \
+    --exclude_text data/dev/text --exclude_text data/test/text --output_dir "$punc_dir" $punc_args
+  python "$FUNASR_LITE_ROOT/tools/score_punc.py" --model_dir "$punc_dir" --text "$punc_dir/data/test.txt" \
+    --out "$punc_dir/score.json" | tee "$punc_dir/score.txt"
 fi
 
 log "done (stages $stage..$stop_stage)"
