@@ -34,7 +34,22 @@ def test_config_validates_and_builds(path):
     with torch.device("meta"):  # shapes only: the large model would need ~1 GB
         model = build_model(_with_sizes(config, vocab_size=4234))
     assert sum(p.numel() for p in model.parameters()) > 1_000_000
-    assert {name.split(".")[0] for name, _ in model.named_parameters()} >= {"encoder", "predictor", "decoder"}
+    # a Paraformer has a CIF predictor; an attention encoder-decoder (model: Conformer) does not
+    parts = {"encoder", "predictor", "decoder"} if getattr(model, "uses_predictor", True) else {"encoder", "decoder"}
+    assert {name.split(".")[0] for name, _ in model.named_parameters()} >= parts
+
+
+def test_aed_configs_are_funasrs_conformer_and_the_demo_size():
+    sizes = {}
+    for name in ("conformer_12e_6d_2048_256", "demo_aed", "demo"):
+        config = validate_config(load_yaml(os.path.join(REPO, "egs", "aishell1", "conf", f"{name}.yaml")))
+        with torch.device("meta"):
+            model = build_model(_with_sizes(config, vocab_size=4234))
+        sizes[name] = (type(model).__name__, sum(p.numel() for p in model.parameters()))
+    # FunASR's Conformer class with its AISHELL-1 config: 46,198,036 parameters with 4234 tokens
+    assert sizes["conformer_12e_6d_2048_256"] == ("Conformer", 46_198_036)
+    assert sizes["demo_aed"][0] == "Conformer"
+    assert 0.8 < sizes["demo_aed"][1] / sizes["demo"][1] < 1.25  # "about the demo's size"
 
 
 def test_sanm_config_is_paraformer_large():
