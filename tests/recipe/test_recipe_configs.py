@@ -11,7 +11,11 @@ from funasr_lite.utils.config import load_yaml, validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL_CONFIGS = sorted(
-    p for p in glob.glob(os.path.join(REPO, "egs", "*", "conf", "*.yaml")) if "encoder" in load_yaml(p)
+    p for p in glob.glob(os.path.join(REPO, "egs", "*", "conf", "*.yaml"))
+    if "encoder" in load_yaml(p) and load_yaml(p).get("model") != "CTTransformer"  # punctuation: below
+)
+PUNC_CONFIGS = sorted(
+    p for p in glob.glob(os.path.join(REPO, "egs", "*", "conf", "*.yaml")) if load_yaml(p).get("model") == "CTTransformer"
 )
 
 
@@ -70,3 +74,18 @@ def test_demo_config_trains_one_step():
     assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("encoder."))
+
+
+@pytest.mark.parametrize("path", PUNC_CONFIGS, ids=os.path.basename)
+def test_punctuation_config_builds(path):
+    from funasr_lite.models.punc import build_ct_transformer
+    from funasr_lite.train.punc_trainer import resolve_config
+
+    config = resolve_config(path, [], train_text="train.txt", valid_text=None)
+    model = build_ct_transformer(config, vocab_size=4000, source=path)
+    logits = model(torch.randint(0, 4000, (2, 7)), torch.tensor([7, 5]))
+    assert logits.shape == (2, 7, 6)
+
+
+def test_there_is_a_punctuation_config():
+    assert [os.path.basename(p) for p in PUNC_CONFIGS] == ["punc.yaml"]

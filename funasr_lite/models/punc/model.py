@@ -60,6 +60,10 @@ class CTTransformer(nn.Module):
         if len(weights) != len(self.punc_list):
             raise ValueError(f"punc_weight has {len(weights)} entries, punc_list {len(self.punc_list)}")
         self.embed = nn.Embedding(vocab_size, embed_unit)
+        # The encoder scales its input by sqrt(output_size); N(0, 1/embed_unit) keeps the scaled
+        # embeddings at unit size, so the layers' residual updates are not swamped at the start of
+        # training (nn.Embedding's N(0, 1) would be sqrt(d) times larger). Loaded weights replace it.
+        nn.init.normal_(self.embed.weight, std=embed_unit**-0.5)
         self.encoder = ENCODERS[encoder](**(encoder_conf or {}))
         if self.encoder.output_size() != att_unit:
             raise ValueError(f"att_unit {att_unit} != encoder output_size {self.encoder.output_size()}")
