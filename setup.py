@@ -36,6 +36,8 @@ setup(
         "tqdm>=4.60,<5",
         "pypinyin>=0.49,<1",
         "matplotlib>=3.7,<4",
+        "onnx>=1.14,<2",  # funasr_lite.bin.export
+        "onnxruntime>=1.16,<2",  # infer --backend onnx
     ],
     entry_points={"console_scripts": console_scripts()},
 )
