@@ -108,6 +108,7 @@ def aed_beam_search(
     length_bonus: float = 0.0,
     nbest: int = 1,
     pre_beam_size: Optional[int] = None,
+    max_lengths: Optional[torch.Tensor] = None,
 ) -> List[List[Hypothesis]]:
     """N-best hypotheses of each utterance of a batch, best first (see the module docstring).
 
@@ -115,7 +116,8 @@ def aed_beam_search(
     encoder_out (B, T', D), encoder_out_lens (B,); lm: a token LM with ``score_step`` /
     ``select_cache`` (:class:`~funasr_lite.models.lm.TransformerLM`), used when lm_weight != 0.
     Hypothesis.scores holds the unweighted parts decoder, ctc, lm and length_bonus (the token
-    count); Hypothesis.score the weighted total.
+    count); Hypothesis.score the weighted total. max_lengths (B,): tokens after which </s> is
+    forced (default: encoder length - 1).
     """
     if beam_size < 1 or nbest < 1:
         raise ValueError(f"beam_size and nbest must be >= 1, got {beam_size}, {nbest}")
@@ -138,7 +140,9 @@ def aed_beam_search(
 
     memory = encoder_out.repeat_interleave(width, dim=0)
     memory_mask = sequence_mask(encoder_out_lens, encoder_out.size(1)).repeat_interleave(width, dim=0)
-    max_tokens = encoder_out_lens.repeat_interleave(width) - 1  # tokens before </s> is forced
+    if max_lengths is None:
+        max_lengths = encoder_out_lens - 1
+    max_tokens = max_lengths.to(device).repeat_interleave(width)  # tokens before </s> is forced
     tokens = torch.full((rows, 1), model.sos, dtype=torch.long, device=device)
     parts = {name: torch.zeros(rows, dtype=torch.float32, device=device) for name in AED_PART_NAMES}
     weights = {"decoder": 1.0 - ctc_weight, "ctc": ctc_weight, "lm": lm_weight, "length_bonus": length_bonus}
@@ -151,7 +155,7 @@ def aed_beam_search(
         ctc_state = ctc_scorer.initial_state()
     decoder_cache = lm_cache = None
 
-    for step in range(int(encoder_out_lens.max())):
+    for step in range(int(max_tokens.max()) + 1 if rows else 0):
         if bool((ended | ~alive).all()):
             break
         decoder_logp, decoder_cache = decoder.forward_one_step(tokens, memory, memory_mask, decoder_cache)

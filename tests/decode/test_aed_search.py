@@ -304,3 +304,13 @@ def test_unknown_model_name_in_config_is_refused_naming_the_key(conformer_dir, t
         yaml.safe_dump(config, f)
     with pytest.raises(ModelDirError, match=r"config.yaml: cannot build the model: unknown model 'RNNT'"):
         load_model_dir(bad)
+
+
+def test_max_lengths_caps_the_hypotheses(model, encoded):
+    _, _, encoder_out, encoder_lens = encoded
+    caps = torch.tensor([2, 0, 3])
+    beam = aed_beam_search(model, encoder_out, encoder_lens, beam_size=3, ctc_weight=0.3, max_lengths=caps)
+    greedy = model.attention_greedy(encoder_out, encoder_lens, caps)
+    for cap, hyps, g in zip(caps.tolist(), beam, greedy):
+        assert len(hyps[0].token_ids) <= cap and len(g["token_ids"]) <= cap
+    assert beam[1][0].token_ids == [] and greedy[1]["token_ids"] == []
