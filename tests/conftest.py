@@ -9,6 +9,11 @@ if REPO_ROOT not in sys.path:
 os.environ.setdefault("FUNASR_LITE_NO_PROGRESS", "1")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "drill: reliability drills (bad input through the real entry points); "
+                                       "run alone with -m drill")
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO_ROOT

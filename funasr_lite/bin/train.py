@@ -62,9 +62,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if not config.get("train_data"):
         parser.error("--train_data is required (or train_data in the config)")
+    from funasr_lite.train.checkpoint import CheckpointError
     from funasr_lite.train.trainer import run_training
 
-    run_training(config, resume=args.resume, device=args.device)
+    try:
+        run_training(config, resume=args.resume, device=args.device)
+    except CheckpointError as e:  # an unreadable checkpoint to resume from, a full disk, ...
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

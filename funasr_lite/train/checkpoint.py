@@ -28,9 +28,21 @@ EPOCH_CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
 
 
 def save_checkpoint(state: Mapping[str, Any], path) -> None:
-    """``torch.save`` to a temp file beside ``path``, then rename: never a half-written file."""
-    with atomic_open(path, "wb") as f:
-        torch.save(dict(state), f)
+    """``torch.save`` to a temp file beside ``path``, then rename: never a half-written file.
+
+    A failed write (a full disk: ENOSPC, which torch may wrap in a RuntimeError) leaves the
+    previous file at ``path`` as it was and raises CheckpointError naming ``path``."""
+    try:
+        with atomic_open(path, "wb") as f:
+            torch.save(dict(state), f)
+    except (OSError, RuntimeError) as e:
+        directory = os.path.dirname(os.path.abspath(path))
+        try:  # torch turns ENOSPC into "unexpected pos ...": say how full the disk is
+            free = f"; {shutil.disk_usage(directory).free / 2**20:.0f} MiB free there"
+        except OSError:
+            free = ""
+        raise CheckpointError(f"{os.fspath(path)}: cannot write checkpoint ({e}{free}); "
+                              "the checkpoints written before are unchanged") from None
 
 
 def save_model_state(state_dict: Mapping[str, torch.Tensor], path) -> None:
