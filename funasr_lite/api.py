@@ -14,8 +14,15 @@
   * a numpy array or torch tensor, 1-D (or (1, N) / (N, 1)): float samples in [-1, 1], or int16;
   * a list of any of these.
 ``audio_fs`` is the rate of PCM bytes and arrays (default: the model's rate); audio at another
-rate is resampled to the model's. Keys: file name without extension for files and URLs,
-``utt1``, ``utt2``, ... (position in the list) otherwise, or the ``key`` argument.
+rate is resampled to the model's. Multichannel audio is averaged to mono (FunASR's default);
+``channel=N`` keeps the 0-based channel N instead. Keys: file name without extension for files
+and URLs, ``utt1``, ``utt2``, ... (position in the list) otherwise, or the ``key`` argument.
+
+Bad inputs: one input (a file, URL, bytes, an array) that cannot be decoded raises (AudioInputError
+or DecodeError naming it). Many (a list, a wav.scp, a data dir): each unusable one is logged,
+counted and returned in input order as ``{"key": ..., "error": "category: detail"}`` (no "text"),
+the others are decoded; ``output_dir`` also gets ``1best_recog/failed``. ``max_failures=N`` raises
+TooManyFailuresError at the (N+1)-th (0: any failure raises); default: no limit.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from funasr_lite.decode.model_dir import LoadedModel, load_model_dir
 from funasr_lite.decode.onnx_backend import load_for_backend
 from funasr_lite.decode.writers import write_1best_recog
 from funasr_lite.frontend.audio import AudioError, decode_audio_bytes, prepare_samples
+from funasr_lite.utils.failures import FailureLog
 from funasr_lite.utils import http_fetch
 
 logger = logging.getLogger(__name__)
@@ -85,15 +93,18 @@ def _mono(samples: np.ndarray, source: str) -> np.ndarray:
     return samples
 
 
-def bytes_to_waveform(data: bytes, audio_fs: Optional[int], default_fs: int, source: str):
-    """Sound-file bytes (RIFF/FLAC/Ogg, by their magic), else raw 16-bit PCM -> (samples, rate)."""
+def bytes_to_waveform(data: bytes, audio_fs: Optional[int], default_fs: int, source: str,
+                      channel: Optional[int] = None):
+    """Sound-file bytes (RIFF/FLAC/Ogg, by their magic), else raw 16-bit PCM -> (samples, rate).
+
+    channel: of a multichannel sound file, the 0-based channel to keep (None: their mean)."""
     if data[:4] in _SOUND_FILE_MAGIC:
         try:  # the frontend's decoder and checks; resampling happens in the frontend later
             samples, rate = decode_audio_bytes(data, source)
             if samples.shape[0] == 0:  # no samples: an empty hypothesis, as for an empty file
                 waveform = np.zeros(0, dtype=np.float32)
             else:
-                waveform, rate, _ = prepare_samples(samples, rate, source, target_sr=None)
+                waveform, rate, _ = prepare_samples(samples, rate, source, target_sr=None, channel=channel)
         except AudioError as e:
             raise AudioInputError(str(e)) from None
         if audio_fs is not None and int(audio_fs) != rate:
@@ -130,17 +141,39 @@ def _url_key(url: str) -> str:
     return key_of_path(urllib.parse.urlparse(url).path or "url")
 
 
-def input_items(audio_in: Any, audio_fs: Optional[int], model_fs: int, frontend=None) -> List[InputItem]:
+def _describe(element: Any) -> str:
+    if isinstance(element, (str, os.PathLike)):
+        return os.fspath(element)
+    return f"{type(element).__name__} input"
+
+
+def _failed_item(key: str, source: str, message: str) -> InputItem:
+    category = "missing" if "no such file" in message else "unreadable"
+    return InputItem(key, "failed", source, error=message, category=category)
+
+
+def input_items(audio_in: Any, audio_fs: Optional[int], model_fs: int, frontend=None,
+                channel: Optional[int] = None) -> List[InputItem]:
     """Turn ``audio_in`` (see the module docstring) into input items with provisional keys.
 
     frontend: the model's WavFrontend; a data dir's stored features must match its fbank options.
+    channel: the channel to keep of multichannel audio (None: their mean).
+    In a list, an element that cannot be turned into audio becomes a ``"failed"`` item (its
+    reason kept for the failed list) instead of raising.
     """
     if isinstance(audio_in, (list, tuple)):
         items: List[InputItem] = []
         for position, element in enumerate(audio_in, 1):
             if isinstance(element, (list, tuple)):
                 raise AudioInputError(f"audio_in[{position - 1}]: nested lists are not inputs")
-            for item in input_items(element, audio_fs, model_fs, frontend):
+            try:
+                element_items = input_items(element, audio_fs, model_fs, frontend, channel)
+            except AudioInputError as e:
+                source = _describe(element)
+                key = key_of_path(source) if isinstance(element, (str, os.PathLike)) and not _is_url(source) \
+                    else (_url_key(source) if isinstance(element, str) else f"utt{position}")
+                element_items = [_failed_item(key, source, str(e))]
+            for item in element_items:
                 if item.key == "utt1" and item.kind == "waveform":
                     item.key = f"utt{position}"
                 items.append(item)
@@ -149,21 +182,21 @@ def input_items(audio_in: Any, audio_fs: Optional[int], model_fs: int, frontend=
         audio_in = os.fspath(audio_in)
     if isinstance(audio_in, str):
         if _is_url(audio_in):
-            samples, rate = bytes_to_waveform(fetch_url(audio_in), audio_fs, model_fs, audio_in)
+            samples, rate = bytes_to_waveform(fetch_url(audio_in), audio_fs, model_fs, audio_in, channel)
             return [InputItem(_url_key(audio_in), "waveform", audio_in, samples, rate)]
         if os.path.isdir(audio_in):
-            return items_from_data_dir(audio_in, frontend)
+            return _with_channel(items_from_data_dir(audio_in, frontend), channel)
         if not os.path.exists(audio_in):
             raise AudioInputError(f"{audio_in}: no such file (and not an http(s) URL)")
         if audio_in.endswith(".scp"):
-            return items_from_wav_scp(audio_in)
+            return _with_channel(items_from_wav_scp(audio_in), channel)
         if audio_in.lower().endswith(".pcm"):
             with open(audio_in, "rb") as f:
                 samples = pcm16_to_float(f.read(), audio_in)
             return [InputItem(key_of_path(audio_in), "waveform", audio_in, samples, int(audio_fs or model_fs))]
-        return [InputItem(key_of_path(audio_in), "audio", audio_in)]
+        return [InputItem(key_of_path(audio_in), "audio", audio_in, channel=channel)]
     if isinstance(audio_in, (bytes, bytearray, memoryview)):
-        samples, rate = bytes_to_waveform(bytes(audio_in), audio_fs, model_fs, "audio bytes")
+        samples, rate = bytes_to_waveform(bytes(audio_in), audio_fs, model_fs, "audio bytes", channel)
         return [InputItem("utt1", "waveform", "", samples, rate)]
     if isinstance(audio_in, (np.ndarray, torch.Tensor)):
         samples = array_to_waveform(audio_in, f"{type(audio_in).__name__} input")
@@ -172,6 +205,22 @@ def input_items(audio_in: Any, audio_fs: Optional[int], model_fs: int, frontend=
         f"audio_in of type {type(audio_in).__name__} is not supported: give a path, URL, wav.scp, bytes, "
         "numpy array, torch tensor, or a list of them"
     )
+
+
+def _with_channel(items: List[InputItem], channel: Optional[int]) -> List[InputItem]:
+    for item in items:
+        item.channel = channel
+    return items
+
+
+def _is_many(audio_in: Any) -> bool:
+    """A list, a wav.scp or a data dir: bad elements are skipped and counted, not raised."""
+    if isinstance(audio_in, (list, tuple)):
+        return True
+    if isinstance(audio_in, (str, os.PathLike)):
+        path = os.fspath(audio_in)
+        return not _is_url(path) and (path.endswith(".scp") or os.path.isdir(path))
+    return False
 
 
 # ---------------------------------------------------------------- the recogniser
@@ -203,14 +252,19 @@ class Paraformer:
         return self.loaded.sample_rate
 
     def __call__(self, audio_in, audio_fs: Optional[int] = None, output_dir=None,
-                 key: Union[str, Sequence[str], None] = None) -> List[Dict[str, Any]]:
+                 key: Union[str, Sequence[str], None] = None, channel: Optional[int] = None,
+                 max_failures: Optional[int] = None) -> List[Dict[str, Any]]:
         """Recognise ``audio_in``; returns one dict per utterance: key, text, token (list of
-        str), score (float), timestamp ([[start_ms, end_ms], ...], one pair per token).
+        str), score (float), timestamp ([[start_ms, end_ms], ...], one pair per token); for an
+        input of many, an unusable one is ``{"key", "error"}`` (see the module docstring).
 
-        output_dir: also write ``<output_dir>/1best_recog/{text,token,score,time_stamp,rtf}``.
+        output_dir: also write ``<output_dir>/1best_recog/{text,token,score,time_stamp,rtf[,failed]}``.
         key: the key (or one per input) to use instead of the derived ones.
+        channel: the 0-based channel of multichannel audio (None: the mean of the channels).
+        max_failures: with many inputs, raise TooManyFailuresError past this many failures.
         """
-        items = input_items(audio_in, audio_fs, self.sample_rate, self.loaded.frontend)
+        failures = FailureLog(max_failures, what="utterance") if _is_many(audio_in) else None
+        items = input_items(audio_in, audio_fs, self.sample_rate, self.loaded.frontend, channel)
         if key is not None:
             keys = [key] if isinstance(key, str) else list(key)
             if len(keys) != len(items):
@@ -219,11 +273,18 @@ class Paraformer:
                 item.key = new_key
         for item, unique in zip(items, unique_keys([item.key for item in items])):
             item.key = unique
-        results = self.speech2text.decode(items)
+        if failures is None and items and items[0].kind == "failed":
+            raise AudioInputError(items[0].error)
+        results = self.speech2text.decode(items, failures=failures)
+        failed = failures.failures if failures is not None else []
         if output_dir is not None:
-            recog_dir = write_1best_recog(output_dir, results)
+            recog_dir = write_1best_recog(output_dir, results, failed)
             logger.info("%s -> %s", summarize(results), recog_dir)
-        return [{name: result[name] for name in RESULT_KEYS if name in result} for result in results]
+        if failed:
+            logger.warning("%s", failures.summary(len(results)))
+        by_key = {result["key"]: {name: result[name] for name in RESULT_KEYS if name in result} for result in results}
+        by_key.update({failure.key: {"key": failure.key, "error": failure.reason} for failure in failed})
+        return [by_key[item.key] for item in items]
 
     def generate(self, input, **kwargs) -> List[Dict[str, Any]]:  # noqa: A002 (FunASR's argument name)
         """FunASR ``AutoModel.generate(input=...)`` spelling of :meth:`__call__`."""

@@ -14,13 +14,25 @@ with a plain infer, merge the parts by their keys (no model needed):
       --data_dir D/split4/JOB --output_dir D/split4/JOB               # -> D/split4/JOB/1best_recog
   python -m funasr_lite.bin.infer --merge D/split4 --output_dir D       # -> D/1best_recog
 
-Output: <output_dir>/1best_recog/{text,token,score,time_stamp,rtf}. Decoding never dithers;
+Bad inputs are skipped, named and counted (README "Bad input: skip, name, count"): an utterance
+that cannot be read or decoded is logged, listed in <output_dir>/1best_recog/failed
+(utt_id<TAB>source<TAB>reason) and left out of the other files; the log ends with
+"decoded N, failed M". --max_failures N stops at the (N+1)-th (0: any failure is fatal); the
+default is no limit, as Kaldi's compute-fbank. Multichannel audio is averaged to mono (FunASR's
+default) unless --channel N picks one channel.
+
+Exit status: 0 every utterance decoded; 3 finished, outputs written, but some utterances failed
+(see 1best_recog/failed; also after --merge when a job's failed list is merged); 1 an error,
+nothing (new) written (bad model or options, --max_failures exceeded, a merge refused); 2 usage.
+
+Output: <output_dir>/1best_recog/{text,token,score,time_stamp,rtf[,failed]}. Decoding never dithers;
 a data dir is read from feats.scp when it has one (its fbank.json must match the model's
 frontend_conf), else from wav.scp.
 """
 
 import argparse
 import logging
+import os
 import sys
 
 import torch
@@ -37,6 +49,8 @@ from funasr_lite.decode.inference import (
     merge_split_dirs,
 )
 from funasr_lite.decode.model_dir import ModelDirError, load_model_dir
+from funasr_lite.decode.writers import FAILED_FILE
+from funasr_lite.utils.failures import EXIT_SOME_FAILED, FailureLog
 from funasr_lite.decode.onnx_backend import BACKENDS, load_for_backend
 from funasr_lite.utils.cli import make_parser
 
@@ -68,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse longer utterances (model-input frames; 6000 = 6 min at LFR 6)")
     parser.add_argument("--bucket_size", type=int, default=256, help="utterances sorted by length together")
     parser.add_argument("--no_timestamps", action="store_true", help="do not write time_stamp")
+    parser.add_argument("--channel", type=int, default=None,
+                        help="0-based channel of multichannel audio (default: the mean of the channels, as FunASR)")
+    parser.add_argument("--max_failures", type=int, default=None,
+                        help="stop with an error after this many unusable utterances (0: any is fatal; "
+                             "default: no limit, skip and list them in 1best_recog/failed)")
     parser.add_argument("--merge", metavar="SPLIT_DIR",
                         help="merge SPLIT_DIR/{1..N}/1best_recog (utils/split_data.sh parts) into output_dir")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -82,10 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _items(args, frontend=None):
     if args.data_dir:
-        return items_from_data_dir(args.data_dir, frontend)
-    if args.wav_scp:
-        return items_from_wav_scp(args.wav_scp)
-    return items_from_wav_files(args.wav)
+        items = items_from_data_dir(args.data_dir, frontend)
+    elif args.wav_scp:
+        items = items_from_wav_scp(args.wav_scp)
+    else:
+        items = items_from_wav_files(args.wav)
+    for item in items:
+        item.channel = args.channel
+    return items
 
 
 def _print_results(results) -> None:
@@ -105,10 +128,14 @@ def main(argv=None) -> int:
             parser.error("--merge SPLIT_DIR takes only --output_dir (the parts' keys come from SPLIT_DIR)")
     elif not given_inputs:
         parser.error("give one of --data_dir, --wav_scp, --wav, --audio (or --merge SPLIT_DIR)")
+    if args.max_failures is not None and args.max_failures < 0:
+        parser.error(f"--max_failures must be >= 0, got {args.max_failures}")
+    if args.channel is not None and args.channel < 0:
+        parser.error(f"--channel must be >= 0, got {args.channel}")
     try:
         if args.merge:
-            merge_split_dirs(args.merge, args.output_dir)
-            return 0
+            recog_dir = merge_split_dirs(args.merge, args.output_dir)
+            return EXIT_SOME_FAILED if os.path.isfile(os.path.join(recog_dir, FAILED_FILE)) else 0
         if not model_dir:
             raise DecodeError("give --model_dir (or --exp_dir)")
         options = DecodeOptions(
@@ -124,18 +151,23 @@ def main(argv=None) -> int:
             asr = Paraformer.from_model_dir(model_dir, args.checkpoint, args.device, backend=args.backend,
                                             quantized=args.quantized, threads=args.onnx_threads, **vars(options))
             results = asr(args.audio if len(args.audio) > 1 else args.audio[0], audio_fs=args.audio_fs,
-                          output_dir=args.output_dir)
+                          output_dir=args.output_dir, channel=args.channel, max_failures=args.max_failures)
             if not args.output_dir:
-                _print_results(results)
-            return 0
+                _print_results([r for r in results if "error" not in r])
+            return EXIT_SOME_FAILED if any("error" in r for r in results) else 0
         loaded = load_for_backend(model_dir, args.backend, args.checkpoint, args.device, args.quantized,
                                   args.onnx_threads, options.timestamps, options.decode_mode)
         items = _items(args, loaded.frontend)
         speech2text = Speech2Text(loaded, options)
+        failures = FailureLog(args.max_failures, what="utterance")
         if args.output_dir:
-            decode_to_dir(speech2text, items, args.output_dir)
+            decode_to_dir(speech2text, items, args.output_dir, failures)
         else:
-            _print_results(speech2text.decode(items))
+            results = speech2text.decode(items, failures=failures)
+            _print_results(results)
+            (logger.warning if len(failures) else logger.info)("%s", failures.summary(len(results)))
+        if len(failures):
+            return EXIT_SOME_FAILED
     except (DecodeError, ModelDirError, ValueError, OSError, RuntimeError) as e:
         logger.error("%s", e)
         return 1

@@ -7,6 +7,12 @@ Per utterance: audio (float in [-1, 1], mono, resampled to the model rate) -> th
 holds raw fbank (T, n_mels) and enters the frontend at LFR (``WavFrontend.lfr_cmvn``); a data
 dir's ``fbank.json`` must match the model's frontend_conf (:func:`items_from_data_dir`).
 
+Bad inputs (skip, name, count): with a :class:`~funasr_lite.utils.failures.FailureLog`,
+:meth:`Speech2Text.decode` skips an utterance it cannot use (unreadable or undecodable audio or
+features, longer than ``max_frames``, ...), records it (key, source, reason) and decodes the
+rest; :func:`decode_to_dir` writes the list to ``1best_recog/failed``. Without one, the first
+such utterance raises :class:`ItemError` (a DecodeError naming it). Model errors stay fatal.
+
 An attention encoder-decoder (config ``model: Conformer``), and ``ctc_greedy`` for any model
 with a CTC head, decode through :mod:`funasr_lite.decode.aed_search` instead of the CIF path
 (greedy = attention greedy, beam = attention beam search + CTC prefix + LM); their timestamps
@@ -22,8 +28,8 @@ LFR, as training's ``dataset_conf.batch_bins``). Padding does not change a resul
 masks it, and LFR/CMVN run per utterance before padding.
 
 Long utterances: one longer than ``batch_bins`` frames is decoded alone (a batch of one); one
-longer than ``max_frames`` is refused with its key and length named (DecodeError, before the
-model sees it): self-attention memory is quadratic in length, so hour-long audio would run out
+longer than ``max_frames`` is refused with its key and length named (ItemError ``too_long``,
+before the model sees it): self-attention memory is quadratic in length, so hour-long audio would run out
 of memory instead. A batch thus never holds more than max(batch_bins, max_frames) padded
 frames. Split long recordings (e.g. by VAD) or raise max_frames.
 
@@ -58,6 +64,7 @@ from funasr_lite.decode.writers import merge_1best_recog, write_1best_recog
 from funasr_lite.frontend.audio import AudioEmptyError, AudioError
 from funasr_lite.frontend.fbank import WaveformTooShortError
 from funasr_lite.frontend.wav_frontend import FeatureOptionsError, WavFrontend, check_feature_options
+from funasr_lite.utils.failures import FailureLog
 from funasr_lite.utils.progress import peak_rss_mb
 from funasr_lite.utils.progress import progress
 
@@ -68,6 +75,15 @@ DECODE_MODES = ("greedy", "beam", "ctc_greedy")
 
 class DecodeError(RuntimeError):
     """An input or option that decoding cannot use; the message names the utterance or option."""
+
+
+class ItemError(DecodeError):
+    """One utterance that cannot be decoded: ``key``, ``source`` (path, pipe, ark spec), a short
+    ``category`` (``corrupt``, ``missing``, ``too_long``, ...) and the ``detail``."""
+
+    def __init__(self, key: str, source: str, category: str, detail: str, message: Optional[str] = None):
+        self.key, self.source, self.category, self.detail = key, source, category, detail
+        super().__init__(message or f"utterance {key}: {detail}")
 
 
 @dataclass
@@ -106,7 +122,9 @@ class InputItem:
     """One utterance to decode, not yet read.
 
     kind: "audio" (value: a file path or a ``cmd |`` pipe), "feats" (value: a kaldiio
-    ``ark:offset`` spec of raw fbank), or "waveform" (waveform: (N,) float32 at sample_rate).
+    ``ark:offset`` spec of raw fbank), "waveform" (waveform: (N,) float32 at sample_rate), or
+    "failed" (an input already found unusable: value names it, error says why, category counts it).
+    channel: for "audio", the 0-based channel to keep; None averages the channels (FunASR's default).
     """
 
     key: str
@@ -114,6 +132,9 @@ class InputItem:
     value: str = ""
     waveform: Optional[np.ndarray] = None
     sample_rate: Optional[int] = None
+    channel: Optional[int] = None
+    error: str = ""
+    category: str = "unreadable"
 
 
 @dataclass
@@ -274,17 +295,20 @@ class Speech2Text:
 
     # ------------------------------------------------------------ features
     def prepare(self, index: int, item: InputItem) -> PreparedUtterance:
-        """Read one input and compute its model input (timed)."""
+        """Read one input and compute its model input (timed); ItemError if it cannot be used."""
         start = time.perf_counter()
         fbank: Optional[torch.Tensor]
+        if item.kind == "failed":
+            raise ItemError(item.key, item.value, item.category, item.error)
         if item.kind == "feats":
             try:
                 matrix = np.array(kaldiio.load_mat(item.value, fd_dict=self._feats_handles), dtype=np.float32)
             except Exception as e:  # kaldiio raises many types for bad offsets/files
-                raise DecodeError(f"utterance {item.key}: cannot read features {item.value}: {e}") from None
+                raise ItemError(item.key, item.value, "unreadable_features", f"cannot read features {item.value}: {e}") from None
             if matrix.ndim != 2 or matrix.shape[1] != self.frontend.n_mels:
-                raise DecodeError(
-                    f"utterance {item.key}: features {item.value} have shape {matrix.shape}, but the model "
+                raise ItemError(
+                    item.key, item.value, "wrong_feature_dim",
+                    f"features {item.value} have shape {matrix.shape}, but the model "
                     f"({self.loaded.files.config}) expects (T, {self.frontend.n_mels}) raw fbank"
                 )
             fbank = torch.from_numpy(matrix) if matrix.shape[0] > 0 else None
@@ -292,30 +316,29 @@ class Speech2Text:
         else:
             if item.kind == "audio":
                 try:
-                    waveform, _ = self.frontend.read_audio(item.value, resample=True)
+                    waveform, _ = self.frontend.read_audio(item.value, resample=True, channel=item.channel)
                 except AudioEmptyError:
                     waveform = np.zeros(0, dtype=np.float32)
                 except AudioError as e:
-                    raise DecodeError(f"utterance {item.key}: {e}") from None
+                    raise ItemError(item.key, item.value, e.reason, e.detail, f"utterance {item.key}: {e}") from None
             elif item.kind == "waveform":
                 waveform = self.frontend.resample(np.asarray(item.waveform, dtype=np.float32), item.sample_rate)
             else:
-                raise DecodeError(f"utterance {item.key}: unknown input kind {item.kind!r}")
+                raise ItemError(item.key, item.value, "unknown_kind", f"unknown input kind {item.kind!r}")
             audio_s = len(waveform) / float(self.frontend.sample_rate)
             try:
                 fbank = self.frontend.fbank(waveform)
             except WaveformTooShortError:
                 fbank = None
             except ValueError as e:  # e.g. int16 values passed as floats
-                raise DecodeError(f"utterance {item.key}: {e}") from None
+                raise ItemError(item.key, item.value, "bad_samples", str(e)) from None
         model_input = self.frontend.lfr_cmvn(fbank) if fbank is not None else None
         if model_input is not None and model_input.shape[0] > self.options.max_frames:
             frame_s = self.frontend.output_frame_ms / 1000
-            raise DecodeError(
-                f"utterance {item.key} is too long: {model_input.shape[0]} frames ({audio_s:.1f} s) > max_frames "
-                f"{self.options.max_frames} ({self.options.max_frames * frame_s:.0f} s); split it (e.g. by VAD) "
-                "or raise max_frames"
-            )
+            detail = (f"too long: {model_input.shape[0]} frames ({audio_s:.1f} s) > max_frames "
+                      f"{self.options.max_frames} ({self.options.max_frames * frame_s:.0f} s); split it (e.g. by VAD) "
+                      "or raise max_frames")
+            raise ItemError(item.key, item.value, "too_long", detail, f"utterance {item.key} is {detail}")
         if model_input is None:
             logger.warning("utterance %s has no frames (%.3f s of audio): empty hypothesis", item.key, audio_s)
         return PreparedUtterance(index, item.key, model_input, audio_s, time.perf_counter() - start)
@@ -418,16 +441,27 @@ class Speech2Text:
         return [[ordered[i] for i in batch]
                 for batch in split_into_batches(range(len(ordered)), lengths, self.options.batch_bins)]
 
-    def decode(self, items: Sequence[InputItem], desc: str = "decode") -> List[Dict]:
-        """Decode every item; results in input order (see the module docstring for batching)."""
+    def decode(self, items: Sequence[InputItem], desc: str = "decode",
+               failures: Optional[FailureLog] = None) -> List[Dict]:
+        """Decode the items; results in input order (see the module docstring for batching).
+
+        failures: None: the first unusable item raises ItemError. A FailureLog: unusable items are
+        recorded there (it raises TooManyFailuresError past its max_failures) and left out of the
+        results, which then hold only the decoded items, still in input order.
+        """
         results: List[Optional[Dict]] = [None] * len(items)
         bar = progress(total=len(items), desc=desc, unit="utt")
         try:
             for bucket_start in range(0, len(items), self.options.bucket_size):
-                bucket = [
-                    self.prepare(index, items[index])
-                    for index in range(bucket_start, min(bucket_start + self.options.bucket_size, len(items)))
-                ]
+                bucket = []
+                for index in range(bucket_start, min(bucket_start + self.options.bucket_size, len(items))):
+                    try:
+                        bucket.append(self.prepare(index, items[index]))
+                    except ItemError as e:
+                        if failures is None:
+                            raise
+                        failures.add(e.key, e.source or items[index].value, e.category, e.detail)
+                        bar.update(1)
                 for batch in self._batches(bucket):
                     for utt, result in zip(batch, self.decode_batch(batch)):
                         results[utt.index] = result
@@ -437,7 +471,7 @@ class Speech2Text:
             for handle in self._feats_handles.values():
                 handle.close()
             self._feats_handles = {}
-        return results  # type: ignore[return-value]
+        return [result for result in results if result is not None]
 
 
 def summarize(results: Sequence[Dict]) -> str:
@@ -447,11 +481,20 @@ def summarize(results: Sequence[Dict]) -> str:
     return f"{len(results)} utterances, {audio:.1f} s of audio in {compute:.2f} s (RTF {rtf:.4f})"
 
 
-def decode_to_dir(speech2text: Speech2Text, items: Sequence[InputItem], output_dir) -> List[Dict]:
-    """Decode ``items`` and write ``<output_dir>/1best_recog/``; returns the results."""
-    results = speech2text.decode(items)
-    recog_dir = write_1best_recog(output_dir, results)
+def decode_to_dir(speech2text: Speech2Text, items: Sequence[InputItem], output_dir,
+                  failures: Optional[FailureLog] = None) -> List[Dict]:
+    """Decode ``items`` and write ``<output_dir>/1best_recog/``; returns the results.
+
+    failures: a FailureLog to skip and record unusable items (written to ``1best_recog/failed``,
+    summarised as ``decoded N, failed M``); None: the first one raises ItemError, nothing written.
+    """
+    results = speech2text.decode(items, failures=failures)
+    recog_dir = write_1best_recog(output_dir, results, failures.failures if failures is not None else ())
     logger.info("%s, peak RSS %.0f MB -> %s", summarize(results), peak_rss_mb(), recog_dir)
+    if failures is not None:
+        log = logger.warning if len(failures) else logger.info
+        log("%s (%s)", failures.summary(len(results)),
+            f"listed in {os.path.join(recog_dir, 'failed')}" if len(failures) else "nothing failed")
     return results
 
 
@@ -481,7 +524,7 @@ def merge_split_dirs(split_dir, output_dir) -> str:
 
 
 __all__ = [
-    "DecodeError", "DecodeOptions", "InputItem", "PreparedUtterance", "Speech2Text", "decode_to_dir",
+    "DecodeError", "DecodeOptions", "InputItem", "ItemError", "PreparedUtterance", "Speech2Text", "decode_to_dir",
     "items_from_data_dir", "items_from_feats_scp", "items_from_wav_files", "items_from_wav_scp", "key_of_path",
     "load_lm_dir", "merge_split_dirs", "split_job_dirs", "summarize", "unique_keys",
 ]

@@ -10,7 +10,16 @@ One ``utt_id value`` line per utterance, sorted by utt id (UTF-8 byte order, as 
   results carry timestamps;
 * ``rtf``: written when the results carry ``audio_s`` and ``compute_s``; per utterance
   ``utt_id audio_s compute_s rtf``, then one summary line with the same columns and the key
-  ``%TOTAL``: ``%TOTAL <total audio s> <total compute s> <total compute / total audio>``.
+  ``%TOTAL``: ``%TOTAL <total audio s> <total compute s> <total compute / total audio>``;
+* ``failed``: the utterances that were given but could not be decoded (skipped, see
+  :class:`funasr_lite.utils.failures.FailureLog`), one per line, tab-separated, in input order:
+  ``utt_id<TAB>source<TAB>reason``; ``source`` is the wav.scp value (path or ``cmd |``), the
+  feats.scp ``ark:offset`` spec, or what the API was given; ``reason`` is ``category: detail``
+  with a short category that is counted (``corrupt``, ``missing``, ``empty``, ``multichannel``,
+  ``wrong_sample_rate``, ``pipe_failed``, ``unreadable_features``, ``wrong_feature_dim``,
+  ``too_long``, ...). Tabs and line breaks inside a field become spaces. Written only when
+  something failed (a stale one is removed); these utterances are in no other file. The merge
+  of parallel jobs merges the jobs' ``failed`` files too.
 
 Every file is written atomically; ``text`` is written last.
 """
@@ -24,6 +33,7 @@ import os
 from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from funasr_lite.data.datadir import DataDirError, read_kv
+from funasr_lite.utils.failures import ItemFailure, one_line
 from funasr_lite.utils.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -31,10 +41,11 @@ logger = logging.getLogger(__name__)
 RECOG_DIR_NAME = "1best_recog"
 REQUIRED_FILES = ("text", "token", "score")
 OPTIONAL_FILES = ("time_stamp", "rtf")
+FAILED_FILE = "failed"
 RTF_TOTAL_KEY = "%TOTAL"
 # The order files are written in: text last, so a job killed mid-write never leaves a
 # complete-looking text beside missing files.
-_WRITE_ORDER = ("token", "score", "time_stamp", "rtf", "text")
+_WRITE_ORDER = ("token", "score", "time_stamp", "rtf", FAILED_FILE, "text")
 _MAX_LISTED_UTTS = 20
 
 
@@ -68,13 +79,24 @@ def _write_lines(path: str, values: Mapping[str, str], trailer: Optional[str] = 
             f.write(trailer + "\n")
 
 
-def _write_recog_files(recog_dir: str, files: Mapping[str, Mapping[str, str]]) -> None:
-    """Write each file's ``utt -> value`` lines; rtf gets its %TOTAL line; stale optional files go."""
+def _write_failed(path: str, failures: Sequence[ItemFailure]) -> None:
+    with atomic_open(path) as f:
+        for failure in failures:
+            f.write(f"{failure.key}\t{one_line(failure.source)}\t{failure.reason}\n")
+
+
+def _write_recog_files(recog_dir: str, files: Mapping[str, Mapping[str, str]],
+                       failures: Sequence[ItemFailure] = ()) -> None:
+    """Write each file's ``utt -> value`` lines; rtf gets its %TOTAL line, ``failed`` the
+    failures; stale optional files go."""
     os.makedirs(recog_dir, exist_ok=True)
-    for name in OPTIONAL_FILES:
-        if name not in files and os.path.exists(os.path.join(recog_dir, name)):
+    stale = [name for name in OPTIONAL_FILES if name not in files] + ([] if failures else [FAILED_FILE])
+    for name in stale:
+        if os.path.exists(os.path.join(recog_dir, name)):
             os.unlink(os.path.join(recog_dir, name))
     for name in _WRITE_ORDER:
+        if name == FAILED_FILE and failures:
+            _write_failed(os.path.join(recog_dir, name), failures)
         if name not in files:
             continue
         trailer = None
@@ -88,13 +110,14 @@ def _write_recog_files(recog_dir: str, files: Mapping[str, Mapping[str, str]]) -
         _write_lines(os.path.join(recog_dir, name), files[name], trailer)
 
 
-def write_1best_recog(out_dir, results: Sequence[Mapping]) -> str:
-    """Write ``<out_dir>/1best_recog/{text,token,score[,time_stamp][,rtf]}``.
+def write_1best_recog(out_dir, results: Sequence[Mapping], failures: Sequence[ItemFailure] = ()) -> str:
+    """Write ``<out_dir>/1best_recog/{text,token,score[,time_stamp][,rtf][,failed]}``.
 
     Args:
         results: one dict per utterance: ``key``, ``text`` (str), ``token`` (list[str]),
             ``score`` (float), ``timestamp`` (list of [start_ms, end_ms], one per token; optional,
             but all or none), ``audio_s`` and ``compute_s`` (optional, all or none).
+        failures: the utterances skipped (the ``failed`` file; none: no ``failed`` file).
     Returns:
         the 1best_recog directory.
     """
@@ -129,10 +152,28 @@ def write_1best_recog(out_dir, results: Sequence[Mapping]) -> str:
             files["time_stamp"][key] = _format_timestamps(result["timestamp"])
         if "rtf" in files:
             files["rtf"][key] = _rtf_line(key, float(result["audio_s"]), float(result["compute_s"])).split(" ", 1)[1]
+    failed_keys = [failure.key for failure in failures]
+    both = sorted(set(failed_keys) & files["text"].keys(), key=_utt_sort_key)
+    if both or len(set(failed_keys)) != len(failed_keys):
+        raise ValueError(f"utterances both decoded and failed, or failed twice: {both or failed_keys}")
 
     recog_dir = os.path.join(os.fspath(out_dir), RECOG_DIR_NAME)
-    _write_recog_files(recog_dir, files)
+    _write_recog_files(recog_dir, files, failures)
     return recog_dir
+
+
+def read_failed(path) -> List[ItemFailure]:
+    """The ``failed`` file: one :class:`ItemFailure` per line (``category`` and ``detail`` split
+    at the reason's first ``": "``); a malformed line is a DataDirError naming path:line."""
+    failures = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 3 or not fields[0]:
+                raise DataDirError(f"{path}:{line_no}: expected 'utt_id<TAB>source<TAB>reason', got {line.rstrip()!r}")
+            category, _, detail = fields[2].partition(": ")
+            failures.append(ItemFailure(fields[0], fields[1], category, detail))
+    return failures
 
 
 def read_text(path) -> Dict[str, str]:
@@ -223,7 +264,9 @@ def merge_1best_recog(part_dirs: Sequence, out_dir, expected_utts: Sequence[Coll
 
     Args:
         part_dirs: one decode dir per job (each holding ``1best_recog/``).
-        expected_utts: for each job, the utterances it was given (e.g. its split's wav.scp keys).
+        expected_utts: for each job, the utterances it was given (e.g. its split's wav.scp keys);
+            those a finished job lists in its ``failed`` file count as done (and are merged into
+            ``failed``).
     Raises:
         IncompleteDecodeError listing, per job dir, the missing files and utterances; nothing is
         written then, so a partial 1best_recog never appears.
@@ -240,10 +283,25 @@ def merge_1best_recog(part_dirs: Sequence, out_dir, expected_utts: Sequence[Coll
             owner[utt] = part_dir
 
     merged: Dict[str, Dict[str, str]] = {}
+    merged_failures: List[ItemFailure] = []
     file_sets = {}
     for part_dir, utts in zip(part_dirs, expected_utts):
         expected = set(utts)
         recog_dir = os.path.join(part_dir, RECOG_DIR_NAME)
+        failed_path = os.path.join(recog_dir, FAILED_FILE)
+        if os.path.isfile(failed_path) and os.path.isfile(os.path.join(recog_dir, "text")):
+            try:
+                job_failures = read_failed(failed_path)
+            except DataDirError as e:
+                problems.append(f"{part_dir}: unreadable {RECOG_DIR_NAME}/{FAILED_FILE}: {e}")
+                job_failures = []
+            failed_keys = {failure.key for failure in job_failures}
+            not_given = sorted(failed_keys - expected, key=_utt_sort_key)
+            if not_given:
+                problems.append(f"{part_dir}: {RECOG_DIR_NAME}/{FAILED_FILE} has {len(not_given)} utterances "
+                                f"this job was not given: {_list_utts(not_given)}")
+            merged_failures.extend(job_failures)
+            expected -= failed_keys  # the job finished and skipped these: accounted for, not decoded
         present = [n for n in REQUIRED_FILES + OPTIONAL_FILES if os.path.isfile(os.path.join(recog_dir, n))]
         file_sets[part_dir] = tuple(present)
         absent = [n for n in REQUIRED_FILES if n not in present]
@@ -281,6 +339,7 @@ def merge_1best_recog(part_dirs: Sequence, out_dir, expected_utts: Sequence[Coll
             + "\n  ".join(problems))
 
     recog_dir = os.path.join(os.fspath(out_dir), RECOG_DIR_NAME)
-    _write_recog_files(recog_dir, merged)
-    logger.info("merged %d jobs, %d utterances into %s", len(part_dirs), len(owner), recog_dir)
+    _write_recog_files(recog_dir, merged, merged_failures)
+    logger.info("merged %d jobs, %d utterances into %s: decoded %d, failed %d", len(part_dirs), len(owner),
+                recog_dir, len(merged.get("text", {})), len(merged_failures))
     return recog_dir

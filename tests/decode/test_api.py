@@ -164,8 +164,8 @@ def test_bad_inputs_are_refused_with_a_reason(asr, audio_dir):
         asr({"audio": 1})
     stereo = io.BytesIO()
     soundfile.write(stereo, np.zeros((1600, 2), dtype=np.int16), SAMPLE_RATE, format="WAV")
-    with pytest.raises(AudioInputError, match="2 channels"):
-        asr(stereo.getvalue())
+    with pytest.raises(AudioInputError, match=r"channel 2 requested but the file has 2 channel\(s\)"):
+        asr(stereo.getvalue(), channel=2)
 
 
 def test_cli_audio_option_wraps_the_api(asr, audio_dir, http_root, reference, capsys):
