@@ -115,8 +115,9 @@ def batches(feats: List[torch.Tensor], batched: bool, batch_bins: int) -> List[L
 @torch.no_grad()
 def decode(model, family: str, mode: str, feats: List[torch.Tensor], lm, chars_per_s: float) -> int:
     """One padded batch through the mode's calls; returns the tokens produced."""
-    lengths = torch.tensor([f.size(0) for f in feats])
-    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    device = next(model.parameters()).device
+    lengths = torch.tensor([f.size(0) for f in feats], device=device)
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
     if mode == "ctc_greedy":
         encoder_out, encoder_lens = model.encode(x, lengths)
         return sum(len(o["token_ids"]) for o in ctc_greedy(model.ctc.log_softmax(encoder_out), encoder_lens))
@@ -145,9 +146,12 @@ def measure(model, family, mode, feats, lm, args, threads, batched) -> Dict:
     torch.set_num_threads(threads)
     groups = batches(feats, batched, args.batch_bins)
     decode(model, family, mode, groups[0][:1], lm, args.chars_per_s)  # warm-up
+    synchronize = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    synchronize()
     tokens, start = 0, time.perf_counter()
     for group in groups:
         tokens += decode(model, family, mode, group, lm, args.chars_per_s)
+    synchronize()
     seconds = time.perf_counter() - start
     audio_s = sum(f.size(0) for f in feats) * FRAME_S
     return {"seconds": seconds, "audio_s": audio_s, "rtf": seconds / audio_s, "utt_per_s": len(feats) / seconds,
@@ -165,6 +169,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch_bins", type=int, default=20000, help="padded frames per batch (decode default)")
     parser.add_argument("--modes", nargs="+", default=None, help="e.g. greedy beam+LM (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (threads then set CPU-side threads)")
     parser.add_argument("--out", default="nar_ar_benchmark.json")
     args = parser.parse_args(argv)
 
@@ -175,9 +180,10 @@ def main(argv=None) -> int:
         models = {"paraformer": build(nar_config, {}, vocab), "aed": build(ar_config, ar_edits, vocab)}
         for model in models.values():
             hold_to_rate(model, args.chars_per_s)
+            model.to(args.device)
         lm_config = load_yaml(os.path.join(CONF, "lm.yaml"))
         lm = build_lm({"lm": lm_config.get("lm", "transformer"), "lm_conf": lm_config.get("lm_conf"),
-                       "vocab_size": vocab}).eval()
+                       "vocab_size": vocab}).eval().to(args.device)
         params = {family: sum(p.numel() for p in m.parameters()) for family, m in models.items()}
         feats = utterances(args.num_utts, args.min_s, args.max_s, INPUT_DIM, args.seed)
         print(f"# {size}: paraformer {params['paraformer']:,} / aed {params['aed']:,} parameters, "
@@ -213,6 +219,7 @@ def main(argv=None) -> int:
                         print(f"  {size:6s} threads={threads} batch={batch:7s} paraformer {nar_mode:8s} vs aed "
                               f"{ar_mode:14s}: {ratio:6.2f}x")
     report = {"rows": rows, "ratios": ratios, "args": vars(args), "torch": torch.__version__,
+              "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
               "machine": platform.platform(), "cpu_count": os.cpu_count(),
               "median_ratio": statistics.median([r["ratio"] for r in ratios]) if ratios else None}
     with open(args.out + ".tmp", "w", encoding="utf-8") as f:
