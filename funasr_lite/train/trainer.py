@@ -162,28 +162,15 @@ class Trainer:
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
-        self.train_sampler = FrameBatchSampler(
-            train_set.lengths,
-            dataset_conf["batch_bins"],
-            shuffle=dataset_conf["shuffle"],
-            bucket_size=dataset_conf["bucket_size"],
-            sortagrad=dataset_conf["sortagrad"],
-            seed=int(config["seed"]),
-            world_size=context.world_size,
-            rank=context.rank,
-            equal_batches=True,
-        )
         num_workers = dataset_conf["num_workers"]
-        # A private generator: creating a loader iterator must not consume the global torch RNG,
-        # or a resumed run would draw different dropout/SpecAug numbers.
-        self.train_loader = DataLoader(
-            train_set,
-            batch_sampler=self.train_sampler,
-            collate_fn=collate_batch,
-            num_workers=num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator(),
-        )
+        if getattr(train_set, "is_stream", False):  # tar shards (data/shards.py): a stream with its own position
+            from funasr_lite.data.shards import StreamLoader
+
+            self.train_sampler = StreamLoader(train_set, num_workers=num_workers, context=context,
+                                              pin_memory=self.device.type == "cuda")
+            self.train_loader = self.train_sampler
+        else:
+            self._init_map_style_loader(train_set, dataset_conf, config, context)
         self.valid_loader = None
         if valid_set is not None:
             self.valid_sampler = FrameBatchSampler(
@@ -211,6 +198,30 @@ class Trainer:
         self.run_progress = RunProgress()
         self.epoch_stats = StatsAccumulator()  # train averages of the current epoch (epochs.jsonl)
         self.epoch_seconds = 0.0
+
+    def _init_map_style_loader(self, train_set, dataset_conf, config, context) -> None:
+        self.train_sampler = FrameBatchSampler(
+            train_set.lengths,
+            dataset_conf["batch_bins"],
+            shuffle=dataset_conf["shuffle"],
+            bucket_size=dataset_conf["bucket_size"],
+            sortagrad=dataset_conf["sortagrad"],
+            seed=int(config["seed"]),
+            world_size=context.world_size,
+            rank=context.rank,
+            equal_batches=True,
+        )
+        num_workers = dataset_conf["num_workers"]
+        # A private generator: creating a loader iterator must not consume the global torch RNG,
+        # or a resumed run would draw different dropout/SpecAug numbers.
+        self.train_loader = DataLoader(
+            train_set,
+            batch_sampler=self.train_sampler,
+            collate_fn=collate_batch,
+            num_workers=num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -545,7 +556,7 @@ class Trainer:
                         self.log_progress(epoch)
                     elif self.run_progress.due(PROGRESS_EVERY_S):
                         self.log_progress(epoch)
-                    if save_every and self.global_step % save_every == 0 and position < total:
+                    if save_every and self.global_step % save_every == 0 and position < len(self.train_sampler):
                         self.save(os.path.join(self.exp_dir, LATEST_CHECKPOINT))
                 window_losses, window_utts, window_skip = [], [], False
                 if max_steps and self.global_step >= max_steps:
@@ -683,10 +694,14 @@ class Trainer:
         max_steps = self.train_conf["max_steps"]
         start_epoch = self.train_sampler.epoch
         finished = start_epoch > max_epoch or bool(max_steps and self.global_step >= max_steps)
-        if not finished and self.train_conf["oom_check"]:
+        streaming = getattr(self.train_set, "is_stream", False)
+        if not finished and self.train_conf["oom_check"] and not streaming:  # a stream has no batch list to probe
             self.probe_largest_batches()
         self.wrap_distributed()
-        frames_logged = sum(int(n) for n in self.train_set.lengths)
+        if streaming:
+            frames_logged = int(self.train_set.total_seconds / self.seconds_per_frame)
+        else:
+            frames_logged = sum(int(n) for n in self.train_set.lengths)
         logger.info(
             "training %d utterances (%d frames, %.1f h) on %d process(es), epochs %d..%d, %d batches per epoch per process",
             len(self.train_set),
@@ -776,7 +791,14 @@ def run_training(
             seed_everything(int(config["seed"]))
             tokenizer = _build_tokenizer(config)
             dataset_conf, frontend_conf = config["dataset_conf"], config["frontend_conf"]
-            train_set = build_dataset(config["train_data"], tokenizer, config["cmvn_file"], frontend_conf, dataset_conf)
+            if os.path.isfile(config["train_data"]):  # a shards.list: the streaming path (batch_bins in ms)
+                from funasr_lite.data.shards import build_shard_stream
+
+                train_set = build_shard_stream(config["train_data"], tokenizer, config["cmvn_file"], frontend_conf,
+                                               dataset_conf, seed=int(config["seed"]), rank=context.rank,
+                                               world_size=context.world_size)
+            else:
+                train_set = build_dataset(config["train_data"], tokenizer, config["cmvn_file"], frontend_conf, dataset_conf)
             valid_set = None
             if config.get("valid_data"):
                 valid_set = build_dataset(config["valid_data"], tokenizer, config["cmvn_file"], frontend_conf, dataset_conf)
