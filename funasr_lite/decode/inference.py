@@ -289,6 +289,9 @@ class Speech2Text:
             logger.warning("lm_dir %s is unused: greedy decoding", self.options.lm_dir)
         if self.options.decode_mode == "ctc_greedy" and getattr(self.model, "ctc", None) is None:
             raise DecodeError(f"decode_mode ctc_greedy but {loaded.files.model_dir} has no CTC head")
+        if self.options.timestamps and getattr(self.model, "autoregressive", False) and self.model.ctc is None:
+            logger.warning("%s has no CTC head to align hypotheses with: no timestamps", loaded.files.model_dir)
+            self.options.timestamps = False
         self.frontend = loaded.frontend
         self._dropped_ids = {self.model.blank_id, self.model.sos, self.model.eos}
         self._feats_handles: Dict[str, object] = {}

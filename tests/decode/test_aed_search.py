@@ -314,3 +314,31 @@ def test_max_lengths_caps_the_hypotheses(model, encoded):
     for cap, hyps, g in zip(caps.tolist(), beam, greedy):
         assert len(hyps[0].token_ids) <= cap and len(g["token_ids"]) <= cap
     assert beam[1][0].token_ids == [] and greedy[1]["token_ids"] == []
+
+
+def test_aed_dir_without_ctc_head_decodes_without_timestamps(conformer_dir, tmp_path):
+    import funasr.models.conformer.encoder  # noqa: F401
+    import funasr.models.transformer.decoder  # noqa: F401
+    import shutil
+
+    from funasr.models.conformer.model import Conformer as FunasrConformer
+
+    from funasr_lite.api import Paraformer
+
+    path, data_dir = conformer_dir
+    no_ctc = str(tmp_path / "no_ctc")
+    shutil.copytree(path, no_ctc)
+    with open(os.path.join(no_ctc, "config.yaml"), encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    config["model_conf"]["ctc_weight"] = 0.0
+    with open(os.path.join(no_ctc, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f)
+    kwargs = {k: copy.deepcopy(config[k]) for k in ("encoder", "encoder_conf", "decoder", "decoder_conf", "ctc_conf")}
+    reference = FunasrConformer(**kwargs, **config["model_conf"], input_size=80, vocab_size=len(TOKENS))
+    assert reference.ctc is None
+    torch.save(reference.state_dict(), os.path.join(no_ctc, "model.pt"))
+    asr = Paraformer.from_model_dir(no_ctc, decode_mode="beam", beam_size=2)
+    results = asr(os.path.join(data_dir, "wav.scp"), output_dir=str(tmp_path / "out"))
+    assert len(results) == 2 and all("timestamp" not in r for r in results)
+    assert not os.path.exists(tmp_path / "out" / "1best_recog" / "time_stamp")
+    assert os.path.exists(tmp_path / "out" / "1best_recog" / "text")
