@@ -26,8 +26,16 @@ def collate_batch(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
     """Dataset items -> batch.
 
     Returns ``utt_ids`` (list of B str), ``speech`` (B, T, D) float32 padded with 0,
-    ``speech_lengths`` (B,) int64, ``text`` (B, L) int64 padded with -1, ``text_lengths`` (B,).
+    ``speech_lengths`` (B,) int64, ``text`` (B, L) int64 padded with -1, ``text_lengths`` (B,),
+    ``skipped_utts`` (the ids of items marked ``"unreadable"`` by the dataset, left out; see
+    funasr_lite/data/dataset.py). Every item unreadable: ValueError naming them.
     """
+    skipped = [str(item["utt_id"]) for item in items if "unreadable" in item]
+    if skipped:
+        items = [item for item in items if "unreadable" not in item]
+        if not items:
+            raise ValueError(f"every utterance of this batch is unreadable: {', '.join(skipped)} "
+                             "(see the warnings above; fix or drop them: utils/fix_data_dir.sh)")
     utt_ids: List[str] = [item["utt_id"] for item in items]
     speech = [item["speech"] for item in items]
     text = [item["text"] for item in items]
@@ -37,4 +45,5 @@ def collate_batch(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
         "speech_lengths": torch.tensor([int(s.shape[0]) for s in speech], dtype=torch.long),
         "text": pad_sequences(text, TEXT_PAD),
         "text_lengths": torch.tensor([int(t.shape[0]) for t in text], dtype=torch.long),
+        "skipped_utts": skipped,
     }

@@ -12,6 +12,15 @@ The utterance list is the intersection of ``feats.scp``, ``text`` and ``utt2num_
 than ``min_frames``/``max_frames`` or more tokens than ``max_tokens`` (frames are model-input
 frames, i.e. after LFR). Characters missing from the token list become ``<unk>``; they are
 counted and one example utterance is named once.
+
+Unreadable features (skip, name, count): an utterance whose feature file is missing or shorter
+than its ``feats.scp`` offset is dropped when the dataset is built (counted and logged with the
+others, the first file named). One whose matrix cannot be read during an epoch (a corrupt ark)
+does not end the epoch: ``dataset[i]`` logs a WARNING naming it and returns
+``{"utt_id", "unreadable": reason}``, which :func:`funasr_lite.data.collate.collate_batch` leaves
+out of the batch (listing it in ``batch["skipped_utts"]``); ``num_unreadable`` counts them in
+this process. ``max_unreadable`` N makes the (N+1)-th fatal (0: any; None: no limit). A batch
+whose utterances are all unreadable is an error (ValueError from collate_batch) naming them.
 """
 
 from __future__ import annotations
@@ -36,10 +45,28 @@ logger = logging.getLogger(__name__)
 
 # How many utterance ids a log line names as examples.
 EXAMPLES_IN_LOG = 5
+_UNREADABLE_REASON = "feature file missing or shorter than its feats.scp offset"
 
 
 class DatasetError(ValueError):
     """A data dir that cannot be used as given; the message names the file (and utterance)."""
+
+
+def _feature_file_problem(spec: str, file_sizes: Dict[str, int]) -> Optional[str]:
+    """Why a feats.scp value (``ark_path:offset[slice]`` or a path) cannot be read, or None.
+
+    Checks only that the file exists and reaches past the offset (no matrix is read)."""
+    path, offset = spec, 0
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.split("[", 1)[0].isdigit():
+        path, offset = head, int(tail.split("[", 1)[0])
+    if path not in file_sizes:
+        file_sizes[path] = os.path.getsize(path) if os.path.isfile(path) else -1
+    if file_sizes[path] < 0:
+        return f"{path}: no such file"
+    if offset >= file_sizes[path]:
+        return f"{path}: {file_sizes[path]} bytes, offset {offset} is past its end"
+    return None
 
 
 @dataclass
@@ -77,6 +104,7 @@ class AsrDataset(Dataset):
             then n_mels is the config's and ``<data_dir>/fbank.json`` is checked against it.
         min_frames, max_frames: keep utterances with min_frames <= T' <= max_frames (after LFR).
         min_tokens, max_tokens: keep utterances with min_tokens <= L <= max_tokens (0 tokens never).
+        max_unreadable: how many unreadable matrices an epoch may skip (module docstring).
     """
 
     def __init__(
@@ -92,6 +120,7 @@ class AsrDataset(Dataset):
         max_tokens: int = 1_000_000,
         check_feature_dim: bool = True,
         frontend: Optional[WavFrontend] = None,
+        max_unreadable: Optional[int] = None,
     ):
         self.data_dir = os.fspath(data_dir)
         self.tokenizer = tokenizer
@@ -108,6 +137,17 @@ class AsrDataset(Dataset):
             if not os.path.isfile(os.path.join(self.data_dir, name)):
                 raise DatasetError(f"{self.data_dir}: missing {name} (make fbank features first)")
         feats = read_kv(self.feats_scp)
+        summary = FilterSummary()
+        file_sizes: Dict[str, int] = {}
+        for utt_id, spec in list(feats.items()):
+            problem = _feature_file_problem(spec, file_sizes)
+            if problem is not None:
+                if not summary.dropped.get(_UNREADABLE_REASON):
+                    logger.warning("%s: utterance %s: feature file unreadable: %s", self.feats_scp, utt_id, problem)
+                summary.drop(_UNREADABLE_REASON, utt_id)
+                del feats[utt_id]
+        self.max_unreadable = max_unreadable
+        self.num_unreadable = 0
         texts = read_kv(os.path.join(self.data_dir, "text"), allow_empty_value=True)
         num_frames_path = os.path.join(self.data_dir, "utt2num_frames")
         num_frames: Dict[str, int] = {}
@@ -131,14 +171,13 @@ class AsrDataset(Dataset):
             frontend = WavFrontend({"n_mels": max(1, self.feature_dim // self.lfr_m), "lfr_m": self.lfr_m,
                                     "lfr_n": self.lfr_n}, self.cmvn_file, cmvn=(self.cmvn_shift, self.cmvn_scale))
         self.frontend = frontend
-        summary = FilterSummary()
         for utt_id in feats:
             if utt_id not in texts:
                 summary.drop("in feats.scp but not in text", utt_id)
             elif utt_id not in num_frames:
                 summary.drop("in feats.scp but not in utt2num_frames", utt_id)
         for utt_id in texts:
-            if utt_id not in feats:
+            if utt_id not in feats and utt_id not in summary.dropped.get(_UNREADABLE_REASON, ()):
                 summary.drop("in text but not in feats.scp", utt_id)
 
         self.utt_ids: List[str] = []
@@ -243,9 +282,18 @@ class AsrDataset(Dataset):
         return self.frontend.lfr_cmvn(raw)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
+        try:
+            speech = self.load_features(index)
+        except DatasetError as e:
+            self.num_unreadable += 1
+            if self.max_unreadable is not None and self.num_unreadable > self.max_unreadable:
+                raise DatasetError(f"{e}; more than max_unreadable={self.max_unreadable} unreadable "
+                                   "utterance(s): stopping") from None
+            logger.warning("%s: skipped (%d unreadable utterance(s) so far in this process)", e, self.num_unreadable)
+            return {"utt_id": self.utt_ids[index], "unreadable": str(e)}
         return {
             "utt_id": self.utt_ids[index],
-            "speech": self.load_features(index),
+            "speech": speech,
             "text": torch.from_numpy(self.token_ids[index]),
         }
 
