@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard_size", type=int, default=1000, help="large: utterances per tar shard")
     parser.add_argument("--nj", type=int, default=1, help="large: parallel shard-writing processes")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--prepare_only", type=str2bool, default=False,
+                        help="only check the data and make features/shards (a recipe stage)")
     return parser
 
 
@@ -71,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = run_finetune(args.model_dir, args.data_dir, args.output_dir, dataset_type=args.dataset_type,
                            batch_bins=args.batch_bins, max_epoch=args.max_epoch, lr=args.lr, num_avg=args.num_avg,
                            overrides=extra, resample=args.resample, shard_size=args.shard_size, nj=args.nj,
-                           device=args.device)
+                           device=args.device, prepare_only=args.prepare_only)
     except (FinetuneError, DataCheckError, ModelDirError) as e:
         logger.error("%s", e)
         return 1

@@ -201,10 +201,11 @@ def wait_for_prepared(output_dir, timeout_s: float = PREPARE_WAIT_S) -> Dict[str
 
 def run_finetune(model_dir, data_dir, output_dir, *, dataset_type: str = "small", batch_bins: int = 2000,
                  max_epoch: int = 50, lr: float = 5e-5, num_avg: int = 5, overrides: Sequence[str] = (),
-                 resample: bool = True, shard_size: int = 1000, nj: int = 1, device: str = "auto") -> Optional[str]:
+                 resample: bool = True, shard_size: int = 1000, nj: int = 1, device: str = "auto",
+                 prepare_only: bool = False) -> Optional[str]:
     """Fine-tune ``model_dir`` on ``data_dir`` into ``output_dir`` (see module docstring).
 
-    Returns the written model dir (rank 0) or None (other ranks).
+    Returns the written model dir (rank 0) or None (other ranks, or ``prepare_only``: steps 1-3).
     """
     from funasr_lite.train.trainer import run_training
 
@@ -216,6 +217,8 @@ def run_finetune(model_dir, data_dir, output_dir, *, dataset_type: str = "small"
                                 shard_size=shard_size, nj=nj)
     else:
         prepared = wait_for_prepared(config["output_dir"])
+    if prepare_only:
+        return None
     if not prepared["counts"]["validation"]["kept"]:
         logger.warning("%s/validation: no usable utterance; training without validation (the newest epochs are "
                        "averaged)", data_dir)

@@ -151,3 +151,19 @@ def test_killed_large_finetuning_resumes_at_the_saved_shard_position(tmp_path):
     before = load_state_dict_file(os.path.join(model_dir, "model.pt"))
     assert not all(torch.equal(a[k], before[k]) for k in a)
     assert len(read_kv(str(killed / "data" / "train" / "text"))) == 12
+
+
+def test_make_shards_cli_names_unreadable_audio_and_shards_the_rest(tmp_path, caplog):
+    from funasr_lite.bin import make_shards
+
+    data_dir, waves, texts = make_example_data(str(tmp_path), num_train=4, num_valid=1)
+    train = os.path.join(data_dir, "train")
+    os.remove(read_kv(os.path.join(train, "wav.scp"))["utt_train_002"])
+    list_path = tmp_path / "out" / "shards.list"
+    assert make_shards.main(["--data_dir", train, "--out_dir", str(tmp_path / "out"), "--shard_list", str(list_path),
+                             "--utts_per_shard", "2", "--nj", "2"]) == 0
+    utts = [u for path in read_shard_list(str(list_path)) for _, u, _, _ in iter_shard(path)]
+    assert utts == ["utt_train_000", "utt_train_001", "utt_train_003"]
+    assert "utt_train_002" in caplog.text and "no such file" in caplog.text
+    assert make_shards.main(["--data_dir", str(tmp_path / "nope"), "--out_dir", str(tmp_path / "o2"),
+                             "--shard_list", str(tmp_path / "o2.list")]) == 1
