@@ -296,7 +296,11 @@ def main(argv=None) -> int:
         reference = reference_run(paths, root)
         total_steps = _latest_step(reference["exp"])
         killed = killed_training(paths, root, args.kills, total_steps, rng)
-        equal = weights_equal(final_weights(reference["exp"]), final_weights(killed["exp"]))
+        finished = os.path.exists(os.path.join(killed["exp"], "epoch_2.pt"))
+        equal = finished and weights_equal(final_weights(reference["exp"]), final_weights(killed["exp"]))
+        if not finished:
+            print(f"the killed-and-rerun training did not finish: see {root}/killed_run*.log "
+                  f"(use --work DIR to keep them)", file=sys.stderr)
         disk = disk_full_drill(paths, root)
         jobs = {}
         if not args.skip_jobs:
