@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 from funasr_lite.data.punc_text import prepare_punc_text
 from funasr_lite.data.synthetic.text import default_text_path
+from funasr_lite.models.load import CheckpointError
 from funasr_lite.train.punc_trainer import train_punc
 from funasr_lite.utils.cli import make_parser
 from funasr_lite.utils.config import OVERRIDE_PREFIX
@@ -56,10 +57,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not os.path.isfile(path):
             parser.error(f"--exclude_text {path}: no such file")
     data_dir = os.path.join(args.output_dir, "data")
-    if not os.path.isfile(os.path.join(data_dir, "stats.json")):
-        prepare_punc_text(text, data_dir, args.exclude_text)
-    train_punc(os.path.join(data_dir, "train.txt"), args.output_dir, config_path=args.config,
-               valid_text=os.path.join(data_dir, "valid.txt"), overrides=extra, device=args.device)
+    try:
+        if not os.path.isfile(os.path.join(data_dir, "stats.json")):
+            prepare_punc_text(text, data_dir, args.exclude_text)
+        train_punc(os.path.join(data_dir, "train.txt"), args.output_dir, config_path=args.config,
+                   valid_text=os.path.join(data_dir, "valid.txt"), overrides=extra, device=args.device)
+    except (ValueError, CheckpointError) as e:  # bad text, config or resume: the message names the file
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     return 0
 
 

@@ -86,14 +86,16 @@ def test_funasr_automodel_reads_the_dir_the_same(trained):
     assert Punctuator.from_model_dir(out)(text) == auto.generate(input=text)[0]["text"]
 
 
-def test_rerun_resumes_and_score_tool(trained):
+def test_rerun_resumes_and_score_tool(trained, capsys):
     _, out, argv = trained
     assert train_punc.main(argv + ["++train_conf.max_epoch=3"]) == 0
     records = [json.loads(line) for line in (out / "epochs.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert "resumed from" in (out / "train.log").read_text(encoding="utf-8")
-    with pytest.raises(ValueError, match="different"):  # another model config cannot resume it
+    with pytest.raises(SystemExit) as exit_info:  # another model config cannot resume it: named, no traceback
         train_punc.main(argv + ["++train_conf.max_epoch=4", "++encoder_conf.linear_units=48"])
+    assert exit_info.value.code == 1
+    assert "epoch_3.pt was trained with a different encoder_conf" in capsys.readouterr().err
     result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "score_punc.py"), "--model_dir", str(out),
                              "--text", str(out / "data" / "test.txt"), "--out", str(out / "score.json")],
                             capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -101,3 +103,16 @@ def test_rerun_resumes_and_score_tool(trained):
     scores = json.loads((out / "score.json").read_text(encoding="utf-8"))["scores"]
     assert set(scores) == {"，", "。", "？", "、", "overall", "any_mark"}
     assert scores["？"]["f1"] > 0.9 and "overall" in result.stdout
+
+
+def test_a_broken_training_text_is_named(tmp_path, capsys):
+    data = tmp_path / "exp" / "data"
+    data.mkdir(parents=True)
+    (data / "stats.json").write_text("{}", encoding="utf-8")  # text step done; its train.txt is broken
+    (data / "train.txt").write_text("好的。\n，坏\n", encoding="utf-8")
+    (data / "valid.txt").write_text("好的。\n", encoding="utf-8")
+    (tmp_path / "pd.txt").write_text("好/a\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        train_punc.main(["--text", str(tmp_path / "pd.txt"), "--output_dir", str(tmp_path / "exp"), "--config", CONFIG])
+    assert exit_info.value.code == 1
+    assert f"{data / 'train.txt'}:2: punctuation '，' before any character" in capsys.readouterr().err
