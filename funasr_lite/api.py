@@ -49,8 +49,8 @@ from funasr_lite.decode.model_dir import LoadedModel, load_model_dir
 from funasr_lite.decode.onnx_backend import load_for_backend
 from funasr_lite.decode.writers import write_1best_recog
 from funasr_lite.frontend.audio import AudioError, decode_audio_bytes, prepare_samples
-from funasr_lite.utils.failures import FailureLog
 from funasr_lite.utils import http_fetch
+from funasr_lite.utils.failures import FailureLog
 
 logger = logging.getLogger(__name__)
 
@@ -229,23 +229,32 @@ def _is_many(audio_in: Any) -> bool:
 class Paraformer:
     """A loaded Paraformer that turns audio into text (see the module docstring)."""
 
-    def __init__(self, loaded: LoadedModel, options: Optional[DecodeOptions] = None):
+    def __init__(self, loaded: LoadedModel, options: Optional[DecodeOptions] = None, longform=None):
         self.loaded = loaded
         self.speech2text = Speech2Text(loaded, options)
+        self.longform = longform(self.speech2text) if longform is not None else None
 
     @classmethod
     def from_model_dir(cls, model_dir, checkpoint: Optional[str] = None, device: str = "cpu",
                        backend: str = "torch", quantized: bool = False, threads: Optional[int] = None,
-                       **decode_options) -> "Paraformer":
+                       vad_model=None, punc_model=None, **decode_options) -> "Paraformer":
         """Load a model dir (ours, FunASR's/ModelScope's) or a training exp dir (+ checkpoint).
 
         decode_options: fields of :class:`DecodeOptions` (decode_mode, beam_size, batch_bins, ...).
         backend: "torch", or "onnx" for a dir exported by funasr_lite.bin.export (onnxruntime, greedy;
         quantized: model_quant.onnx; threads: onnxruntime threads, default 1; docs/deploy.md).
+        vad_model / punc_model: a FunASR VAD / punctuation model dir: each input is then one
+        recording of any length (funasr_lite.decode.longform; its LongformOptions fields,
+        batch_size_s, max_segment_s, sentence_marks, max_end_silence_time, go in decode_options).
         """
+        longform = None
+        if vad_model is not None or punc_model is not None:
+            from funasr_lite.decode.longform import longform_factory
+
+            longform, decode_options = longform_factory(vad_model, punc_model, decode_options)
         loaded = load_for_backend(model_dir, backend, checkpoint, device, quantized, threads,
                                   decode_options.get("timestamps", True), decode_options.get("decode_mode", "greedy"))
-        return cls(loaded, DecodeOptions(**decode_options))
+        return cls(loaded, DecodeOptions(**decode_options), longform)
 
     @property
     def sample_rate(self) -> int:
@@ -273,6 +282,8 @@ class Paraformer:
                 item.key = new_key
         for item, unique in zip(items, unique_keys([item.key for item in items])):
             item.key = unique
+        if self.longform is not None:
+            return self.longform.decode_to_results(items, output_dir)
         if failures is None and items and items[0].kind == "failed":
             raise AudioInputError(items[0].error)
         results = self.speech2text.decode(items, failures=failures)

@@ -6,6 +6,8 @@ Usage:
   python -m funasr_lite.bin.infer --model_dir DIR --wav a.wav b.wav          # prints "key text" lines
   python -m funasr_lite.bin.infer --model_dir DIR --audio https://host/x.wav  # any Paraformer() input
   python -m funasr_lite.bin.infer --model_dir DIR --backend onnx [--quantized] --wav a.wav  # after bin.export
+  python -m funasr_lite.bin.infer --model_dir DIR --vad_model_dir VAD --punc_model_dir PUNC \
+      --wav meeting.wav --output_dir D          # long recordings: + 1best_recog/sentences, srt/
 
 Parallel jobs, the Kaldi way (egs/aishell1/run.sh stage 6): split the data dir, decode each part
 with a plain infer, merge the parts by their keys (no model needed):
@@ -49,9 +51,9 @@ from funasr_lite.decode.inference import (
     merge_split_dirs,
 )
 from funasr_lite.decode.model_dir import ModelDirError, load_model_dir
+from funasr_lite.decode.onnx_backend import BACKENDS, load_for_backend
 from funasr_lite.decode.writers import FAILED_FILE
 from funasr_lite.utils.failures import EXIT_SOME_FAILED, FailureLog
-from funasr_lite.decode.onnx_backend import BACKENDS, load_for_backend
 from funasr_lite.utils.cli import make_parser
 
 logger = logging.getLogger("infer")
@@ -89,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: no limit, skip and list them in 1best_recog/failed)")
     parser.add_argument("--merge", metavar="SPLIT_DIR",
                         help="merge SPLIT_DIR/{1..N}/1best_recog (utils/split_data.sh parts) into output_dir")
+    longform = parser.add_argument_group("long recordings (funasr_lite/decode/longform.py; docs/longform.md)")
+    longform.add_argument("--vad_model_dir", help="FunASR FSMN-VAD model dir: each input is a recording of any "
+                          "length, cut by VAD (writes also 1best_recog/sentences and srt/)")
+    longform.add_argument("--punc_model_dir", help="FunASR CT-Transformer punctuation model dir")
+    longform.add_argument("--batch_size_s", type=float, default=300.0, help="padded seconds of segments per batch")
+    longform.add_argument("--max_segment_s", type=float, default=60.0, help="longer VAD segments are cut")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
@@ -145,6 +153,18 @@ def main(argv=None) -> int:
             timestamps=not args.no_timestamps,
         )
         options.check()
+        if args.vad_model_dir or args.punc_model_dir:
+            from funasr_lite.api import Paraformer
+
+            asr = Paraformer.from_model_dir(
+                model_dir, args.checkpoint, args.device, vad_model=args.vad_model_dir,
+                punc_model=args.punc_model_dir, batch_size_s=args.batch_size_s, max_segment_s=args.max_segment_s,
+                **vars(options))
+            audio_in = args.audio or args.wav or [args.wav_scp or os.path.join(args.data_dir, "wav.scp")]
+            results = asr(list(audio_in), audio_fs=args.audio_fs, output_dir=args.output_dir)
+            if not args.output_dir:
+                _print_results([r for r in results if "error" not in r])
+            return EXIT_SOME_FAILED if any("error" in r for r in results) else 0
         if args.audio:
             from funasr_lite.api import Paraformer
 

@@ -21,7 +21,27 @@ One ``utt_id value`` line per utterance, sorted by utt id (UTF-8 byte order, as 
   something failed (a stale one is removed); these utterances are in no other file. The merge
   of parallel jobs merges the jobs' ``failed`` files too.
 
-Every file is written atomically; ``text`` is written last.
+Long-form results (:mod:`funasr_lite.decode.longform`, one recording per key) also carry
+``sentence_info``; then two more outputs are written (all results carry it, or none):
+
+* ``sentences``: one line per sentence, recordings in utt-id order, sentences in time order::
+
+      <utt_id> <start_ms> <end_ms> <sentence text>
+
+  (integer ms from the start of the recording; the text runs to the end of the line and may hold
+  spaces; a recording with no sentences has no line);
+* ``srt/<utt_id>.srt``: a SubRip subtitle file per recording, one cue per sentence::
+
+      1
+      00:00:01,230 --> 00:00:04,560
+      <sentence text>
+      (blank line)
+
+  (cues numbered from 1, ``HH:MM:SS,mmm`` times, UTF-8; a recording with no sentences gets an
+  empty file).
+
+Every file is written atomically; ``text`` is written last. Writing results without
+``sentence_info`` removes a stale ``sentences`` and ``srt/``.
 """
 
 from __future__ import annotations
@@ -30,6 +50,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from funasr_lite.data.datadir import DataDirError, read_kv
@@ -158,8 +179,73 @@ def write_1best_recog(out_dir, results: Sequence[Mapping], failures: Sequence[It
         raise ValueError(f"utterances both decoded and failed, or failed twice: {both or failed_keys}")
 
     recog_dir = os.path.join(os.fspath(out_dir), RECOG_DIR_NAME)
+    has_sentences = [r.get("sentence_info") is not None for r in results]
+    if any(has_sentences) and not all(has_sentences):
+        missing = [r["key"] for r, flag in zip(results, has_sentences) if not flag]
+        raise ValueError(f"sentence_info given for some utterances but not for {missing[:_MAX_LISTED_UTTS]}")
+    os.makedirs(recog_dir, exist_ok=True)
+    if results and all(has_sentences):
+        _write_sentences(recog_dir, results)
+    else:
+        _remove_sentences(recog_dir)
     _write_recog_files(recog_dir, files, failures)
     return recog_dir
+
+
+SENTENCES_FILE = "sentences"
+SRT_DIR = "srt"
+
+
+def _remove_sentences(recog_dir: str) -> None:
+    if os.path.exists(os.path.join(recog_dir, SENTENCES_FILE)):
+        os.unlink(os.path.join(recog_dir, SENTENCES_FILE))
+    if os.path.isdir(os.path.join(recog_dir, SRT_DIR)):
+        shutil.rmtree(os.path.join(recog_dir, SRT_DIR))
+
+
+def srt_time(ms: float) -> str:
+    """Milliseconds -> SubRip ``HH:MM:SS,mmm``."""
+    ms = max(0, int(round(ms)))
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def format_srt(sentences: Sequence[Mapping]) -> str:
+    """SubRip text of ``[{"text", "start", "end"}, ...]`` (ms), one cue per sentence."""
+    return "".join(f"{i}\n{srt_time(s['start'])} --> {srt_time(s['end'])}\n{s['text']}\n\n"
+                   for i, s in enumerate(sentences, 1))
+
+
+def _write_sentences(recog_dir: str, results: Sequence[Mapping]) -> None:
+    """``sentences`` and ``srt/<utt_id>.srt`` (module docstring); stale .srt files are removed."""
+    srt_dir = os.path.join(recog_dir, SRT_DIR)
+    if os.path.isdir(srt_dir):
+        shutil.rmtree(srt_dir)
+    os.makedirs(srt_dir)
+    ordered = sorted(results, key=lambda r: _utt_sort_key(r["key"]))
+    for result in ordered:
+        for sentence in result["sentence_info"]:
+            if "\n" in sentence["text"] or "\r" in sentence["text"] or not sentence["text"].strip():
+                raise ValueError(f"utterance {result['key']}: a sentence text is empty or holds a line break: "
+                                 f"{sentence['text']!r}")
+        with atomic_open(os.path.join(srt_dir, result["key"] + ".srt")) as f:
+            f.write(format_srt(result["sentence_info"]))
+    with atomic_open(os.path.join(recog_dir, SENTENCES_FILE)) as f:
+        for result in ordered:
+            for sentence in result["sentence_info"]:
+                f.write(f"{result['key']} {int(round(sentence['start']))} {int(round(sentence['end']))} "
+                        f"{sentence['text']}\n")
+
+
+def read_sentences(path) -> Dict[str, List[Dict]]:
+    """``sentences`` -> utt -> ``[{"text", "start", "end"}, ...]`` in file order (path:line on errors)."""
+    out: Dict[str, List[Dict]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            fields = line.rstrip("\n").split(" ", 3)
+            if len(fields) != 4 or not fields[1].isdigit() or not fields[2].isdigit():
+                raise DataDirError(f"{path}:{line_no}: expected '<utt_id> <start_ms> <end_ms> <text>', got {line!r}")
+            out.setdefault(fields[0], []).append({"text": fields[3], "start": int(fields[1]), "end": int(fields[2])})
+    return out
 
 
 def read_failed(path) -> List[ItemFailure]:
