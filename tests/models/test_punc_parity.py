@@ -145,6 +145,8 @@ def test_short_and_empty_text():
         assert punctuator(text) == expected_text
     assert punctuator("") == "" and punctuator("   ") == ""
     assert punctuator.punctuate_tokens([]) == []
+    marks = punctuator.punctuate_tokens(["一", ""])  # an empty token is labelled, not a crash
+    assert len(marks) == 2 and marks[-1] == "。"
 
 
 def write_funasr_model_dir(model_dir, theirs):

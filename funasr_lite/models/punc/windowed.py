@@ -135,7 +135,7 @@ def windowed_punctuation(
         else:
             text = _end_text(text + _render_window(window_tokens, labels, punc_list))
             # the text's last character decides; FunASR sees the string "<unk>" (ending in ">") there
-            last_mark = punctuation_mark(punc_list[labels[-1]], window_tokens[-1]) or window_tokens[-1]
+            last_mark = punctuation_mark(punc_list[labels[-1]], window_tokens[-1]) or window_tokens[-1] or "_"
             if punc_list[labels[-1]] == "<unk>" or last_mark[-1] not in _TEXT_ENDS:
                 labels[-1] = sentence_end_id
         all_labels += labels
@@ -145,6 +145,8 @@ def windowed_punctuation(
 def _end_text(text: str) -> str:
     """FunASR's end of the text: a final ``，``/``、`` becomes ``。``, ``,`` becomes ``.``; a text not
     ending in ``。？`` (``.?`` after ASCII) gets one appended."""
+    if not text:  # only empty tokens
+        return text
     last = text[-1]
     if last in ("，", "、"):
         return text[:-1] + "。"
