@@ -46,9 +46,10 @@ lm_weight=0.2              # LM shallow-fusion weight of the beam_lm mode
 punc_config=conf/punc.yaml # stage 9 (opt-in: --stop_stage 9): CT-Transformer punctuation model on People's Daily text, data/{dev,test} transcripts held out
 punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir)
 punc_args=                 # extra punctuation trainer arguments, e.g. "++train_conf.max_epoch=3"
+longform_durations="600 3600"  # stage 10 (opt-in: --stop_stage 10): long recordings (s) built from data/test, decoded with VAD (+ stage 9's punctuation when present), scored (docs/longform.md)
 # ---- end of options ----
 help_message="Usage: bash run.sh [--name value ...]
-AISHELL-1 Paraformer recipe, stages -1..8 (README.md: what each stage makes). On a terminal each
+AISHELL-1 Paraformer recipe, stages -1..8, opt-in 9..10 (README.md: what each stage makes). On a terminal each
 stage shows its jobs (k/N done, elapsed, ETA) and a training job its epoch, step, ETA and last
 validation CER; logs go to the files named by each stage."
 . utils/parse_options.sh
@@ -230,6 +231,22 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
     --exclude_text data/dev/text --exclude_text data/test/text --output_dir "$punc_dir" $punc_args
   python "$FUNASR_LITE_ROOT/tools/score_punc.py" --model_dir "$punc_dir" --text "$punc_dir/data/test.txt" \
     --out "$punc_dir/score.json" | tee "$punc_dir/score.txt"
+fi
+
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  log "stage 10: long recordings (${longform_durations// /, } s) from data/test -> data/longform, decoded and scored"
+  python "$FUNASR_LITE_ROOT/tools/make_longform_set.py" --data_dir data/test --out_dir data/longform \
+    --durations "${longform_durations// /,}"
+  punc_opt=(); [ -f "$punc_dir/model.pt" ] && punc_opt=(--punc_model_dir "$punc_dir")
+  vad_dir=$(python -c "from funasr_lite.models.vad.model import released_vad_model_dir as d; print(d())")
+  for seconds in $longform_durations; do
+    dir=$decode_exp/decode_long${seconds}s
+    mkdir -p "$dir/log"
+    $decode_cmd "$dir/log/decode.log" python -m funasr_lite.bin.infer --model_dir "$decode_exp/model_dir" \
+      --vad_model_dir "$vad_dir" "${punc_opt[@]}" --wav_scp "data/longform/long${seconds}s/wav.scp" --output_dir "$dir"
+    python "$FUNASR_LITE_ROOT/tools/score_longform.py" --data_dir "data/longform/long${seconds}s" --decode_dir "$dir" \
+      | tee "$dir/score.txt"
+  done
 fi
 
 log "done (stages $stage..$stop_stage)"

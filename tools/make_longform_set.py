@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Long recordings from a test split, with their ground truth (for tools/score_longform.py).
+
+Utterances of ``--data_dir`` (wav.scp, text, optional char_timestamps) in a seeded random order
+(repeated when the split is shorter than the recording) are joined with pauses drawn from
+``--min_pause``..``--max_pause`` s, over background noise (white + brown, ``--snr_db`` below the
+mean speech power), into one 16 kHz 16-bit WAV per duration. The WAV is written block by block
+(memory does not grow with the duration). Output, one Kaldi-style dir per duration
+(``<out_dir>/<name>/``, name ``long<N>s``)::
+
+    wav.scp          <rec> <path of the WAV>
+    text             <rec> <the utterances' texts joined, in order, one space between them>
+    speech_spans     <rec> <utt_id> <start_ms> <end_ms>   one line per utterance, in time order: its
+                     first character's start to its last character's end (char_timestamps), else
+                     the whole utterance audio
+    char_timestamps  <rec> 字 start_ms end_ms ...   absolute times (only when the split has them)
+
+Every utterance ends a sentence: the true sentence ends are the ``speech_spans`` ends.
+
+    python tools/make_longform_set.py --data_dir egs/aishell1/data/test --durations 600,3600 \\
+        --out_dir egs/aishell1/data/longform
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import soundfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from funasr_lite.data.char_timestamps import read_char_timestamps, write_char_timestamps  # noqa: E402
+from funasr_lite.data.datadir import read_kv  # noqa: E402
+from funasr_lite.frontend.audio import read_audio  # noqa: E402
+from funasr_lite.utils.fileio import atomic_open  # noqa: E402
+
+SAMPLE_RATE = 16000
+
+
+def _noise(rng: np.random.Generator, n: int, level: float) -> np.ndarray:
+    white = rng.standard_normal(n)
+    brown = np.cumsum(rng.standard_normal(n)) * 0.02
+    brown -= np.linspace(brown[0], brown[-1], n) if n > 1 else brown
+    noise = white + brown
+    return (noise * level / max(1e-9, float(np.sqrt(np.mean(noise ** 2))))).astype(np.float32)
+
+
+def make_recording(data_dir: str, seconds: float, out_dir: str, name: str, seed: int = 0,
+                   min_pause: float = 0.3, max_pause: float = 3.0, snr_db: float = 25.0) -> str:
+    """Write ``<out_dir>/<name>/`` (module docstring) for one recording of about ``seconds``."""
+    wavs = read_kv(os.path.join(data_dir, "wav.scp"))
+    texts = read_kv(os.path.join(data_dir, "text"))
+    times_path = os.path.join(data_dir, "char_timestamps")
+    char_times = read_char_timestamps(times_path) if os.path.isfile(times_path) else None
+    utts = sorted(set(wavs) & set(texts))
+    if not utts:
+        raise SystemExit(f"{data_dir}: no utterance has both wav.scp and text")
+    rng = np.random.default_rng(seed)
+    rec_dir = os.path.join(out_dir, name)
+    os.makedirs(rec_dir, exist_ok=True)
+    wav_path = os.path.abspath(os.path.join(rec_dir, f"{name}.wav"))
+    total = int(seconds * SAMPLE_RATE)
+    order: list = []
+    level = None
+    written = 0
+    spans, joined, absolute = [], [], []
+    tmp_wav = wav_path + ".tmp.wav"
+    with soundfile.SoundFile(tmp_wav, "w", SAMPLE_RATE, 1, subtype="PCM_16") as out:
+        def write(samples: np.ndarray) -> None:
+            nonlocal written
+            out.write(np.clip(samples, -1.0, 1.0))
+            written += samples.size
+
+        while True:
+            if not order:
+                order = list(rng.permutation(utts))
+            utt = order.pop()
+            audio, _, _ = read_audio(wavs[utt], SAMPLE_RATE)
+            if level is None:  # the noise level: snr_db below the first utterance's mean power
+                level = float(np.sqrt(np.mean(audio ** 2))) / (10 ** (snr_db / 20))
+            pause = int(rng.uniform(min_pause, max_pause) * SAMPLE_RATE)
+            if written + pause + audio.size > total:
+                break
+            write(_noise(rng, pause, level))
+            offset_ms = written * 1000 // SAMPLE_RATE
+            write(audio + _noise(rng, audio.size, level))
+            if char_times is not None and char_times.get(utt):
+                chars = char_times[utt]
+                spans.append((utt, offset_ms + chars[0][1], offset_ms + chars[-1][2]))
+                absolute.extend((ch, offset_ms + start, offset_ms + end) for ch, start, end in chars)
+            else:
+                spans.append((utt, offset_ms, offset_ms + audio.size * 1000 // SAMPLE_RATE))
+            joined.append(texts[utt])
+        write(_noise(rng, max(0, total - written), level or 1e-3))
+    os.replace(tmp_wav, wav_path)
+    with atomic_open(os.path.join(rec_dir, "wav.scp")) as f:
+        f.write(f"{name} {wav_path}\n")
+    with atomic_open(os.path.join(rec_dir, "text")) as f:
+        f.write(f"{name} {' '.join(joined)}\n")
+    with atomic_open(os.path.join(rec_dir, "speech_spans")) as f:
+        for utt, start, end in spans:
+            f.write(f"{name} {utt} {start} {end}\n")
+    if char_times is not None:
+        write_char_timestamps(os.path.join(rec_dir, "char_timestamps"), {name: absolute})
+    print(f"{rec_dir}: {seconds:.0f} s, {len(spans)} utterances, speech {sum(e - s for _, s, e in spans) / 1000:.0f} s")
+    return rec_dir
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", required=True, help="test split: wav.scp, text [, char_timestamps]")
+    parser.add_argument("--durations", default="600,3600", help="comma-separated recording lengths in seconds")
+    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min_pause", type=float, default=0.3)
+    parser.add_argument("--max_pause", type=float, default=3.0)
+    parser.add_argument("--snr_db", type=float, default=25.0, help="background noise below the speech power")
+    args = parser.parse_args(argv)
+    for i, seconds in enumerate(float(d) for d in args.durations.split(",")):
+        make_recording(args.data_dir, seconds, args.out_dir, f"long{int(seconds)}s", args.seed + i,
+                       args.min_pause, args.max_pause, args.snr_db)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
