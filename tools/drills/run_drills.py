@@ -414,7 +414,7 @@ def _drop_tokens(model, directory):
     with open(path, encoding="utf-8") as f:
         tokens = f.read().split()
     with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(tokens[:-5]) + "\n")
+        f.write("\n".join(tokens[:-6] + tokens[-1:]) + "\n")  # <unk> kept: only the size is wrong
 
 
 def _mvn_80(model, directory):
