@@ -167,3 +167,21 @@ def test_make_shards_cli_names_unreadable_audio_and_shards_the_rest(tmp_path, ca
     assert "utt_train_002" in caplog.text and "no such file" in caplog.text
     assert make_shards.main(["--data_dir", str(tmp_path / "nope"), "--out_dir", str(tmp_path / "o2"),
                              "--shard_list", str(tmp_path / "o2.list")]) == 1
+
+
+def test_torchrun_two_ranks_large_path_uneven_shards(tmp_path):
+    """2 ranks, 3 shards (2 + 1): the ranks agree to end the epoch when one runs out (no hang);
+    rank 0 prepares the data while rank 1 waits for it; the model dir is written."""
+    data_dir, waves, _ = make_example_data(str(tmp_path), num_train=8, num_valid=2, seed=9)
+    model_dir = write_funasr_model_dir(str(tmp_path / "released"), waves.values())
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FUNASR_LITE_NO_PROGRESS": "1", "PYTHONPATH": REPO_ROOT}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "funasr_lite.bin.finetune", "--model_dir", model_dir, "--data_dir", data_dir, "--output_dir", str(out),
+           "--dataset_type", "large", "--batch_bins", "5000", "--shard_size", "3", "--max_epoch", "2", "--num_avg", "1",
+           "++dataset_conf.num_workers=0", "++train_conf.log_interval=1"]
+    subprocess.run(cmd, env=env, check=True, timeout=1200, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = (out / "train.log").read_text()
+    assert "on 2 process(es)" in log and "epoch 2 trained" in log
+    assert len(read_shard_list(str(out / "data" / "train" / "shards.list"))) == 3
+    assert os.path.isfile(out / "model_dir" / "model.pt")
