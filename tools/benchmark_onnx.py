@@ -199,7 +199,7 @@ def worker(args) -> dict:
     order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
     size = 1 if args.mode == "batch1" else args.batch_size
     batches = [order[i:i + size] for i in range(0, len(order), size)]
-    load_peak_mb = peak_rss_mb()
+    load_peak_mb = resident_peak_mb()
     hwm_reset = reset_peak_rss()
     decode([waves[i] for i in batches[0]])  # warm-up
     texts = [None] * len(waves)
@@ -211,7 +211,7 @@ def worker(args) -> dict:
     for batch, output in zip(batches, outputs):
         for i, text in zip(batch, output):
             texts[i] = text
-    decode_peak_mb = peak_rss_mb()
+    decode_peak_mb = resident_peak_mb()
     frontend_rtf = None
     if hasattr(decode, "frontend"):  # where the time goes: the feature pipeline alone (fbank, LFR, CMVN)
         start = time.perf_counter()
@@ -221,6 +221,18 @@ def worker(args) -> dict:
     return {"rtf": statistics.median(seconds) / audio_s, "frontend_rtf": frontend_rtf, "seconds": seconds, "audio_s": audio_s, "load_s": load_s,
             "texts": texts, "peak_rss_mb": max(load_peak_mb, decode_peak_mb),
             "decode_hwm_mb": decode_peak_mb if hwm_reset else None}
+
+
+def resident_peak_mb():
+    """VmHWM (reset by reset_peak_rss, unlike getrusage's ru_maxrss, which keeps the import-time peak)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()
 
 
 def normalized(text):
