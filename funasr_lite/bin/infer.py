@@ -114,6 +114,8 @@ def _items(args, frontend=None):
         items = items_from_wav_scp(args.wav_scp)
     else:
         items = items_from_wav_files(args.wav)
+    if not items:  # as compute_fbank: an empty list is a mistake, not a run that decoded nothing
+        raise DecodeError(f"{args.data_dir or args.wav_scp}: no utterances to decode")
     for item in items:
         item.channel = args.channel
     return items

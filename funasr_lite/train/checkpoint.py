@@ -8,6 +8,7 @@ converted to tensors/lists), so ``torch.load(..., weights_only=True)`` reads it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -25,6 +26,18 @@ from funasr_lite.utils.fileio import atomic_open
 logger = logging.getLogger(__name__)
 
 EPOCH_CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
+
+
+def remove_stale_checkpoint_temps(exp_dir: str) -> List[str]:
+    """Delete the temp files (``.<name>.pt.<random>.tmp``, see utils.fileio.atomic_open) that a
+    checkpoint write killed half-way left in ``exp_dir``; returns their paths. Call it only when
+    no other process writes checkpoints there (the trainer's main process, before training)."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(exp_dir), ".*.pt.*.tmp")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+    return sorted(removed)
 
 
 def save_checkpoint(state: Mapping[str, Any], path) -> None:
@@ -167,6 +180,7 @@ def seed_everything(seed: int) -> None:
 
 __all__ = [
     "CheckpointError",
+    "remove_stale_checkpoint_temps",
     "capture_rng_state",
     "epoch_checkpoint_name",
     "extract_model_state",

@@ -42,6 +42,7 @@ from funasr_lite.train.checkpoint import (
     link_or_copy,
     load_checkpoint,
     load_model_weights,
+    remove_stale_checkpoint_temps,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -781,6 +782,8 @@ def run_training(
             latest = os.path.join(exp_dir, LATEST_CHECKPOINT)
             resume_from = latest if resume and os.path.exists(latest) else None
             if context.is_main:
+                for path in remove_stale_checkpoint_temps(exp_dir):
+                    logger.info("removed %s (left by a checkpoint write that was killed)", path)
                 if os.path.exists(config_path) and resume_from:
                     changed = config_differences(read_config(config_path), config)
                     if changed:

@@ -37,6 +37,7 @@ def test_trainer_killed_three_times_resumes_to_the_same_weights(training):
     for event in events:
         assert not event.get("corrupt"), event
     assert killed["final"]["corrupt"] == [] and killed["tracebacks"] == 0
+    assert killed["final"]["temp_files"] == []  # the rerun removed what the killed write left
     assert killed["resumes"] >= 1
     assert events[-1].get("exit", 0) == 0
     assert kill_drill.weights_equal(kill_drill.final_weights(reference["exp"]), kill_drill.final_weights(killed["exp"]))

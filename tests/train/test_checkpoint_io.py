@@ -15,6 +15,7 @@ from funasr_lite.train.checkpoint import (
     extract_model_state,
     load_checkpoint,
     load_model_weights,
+    remove_stale_checkpoint_temps,
     restore_rng_state,
     save_checkpoint,
 )
@@ -151,3 +152,16 @@ def test_average_rejects_mismatched_models(tmp_path):
     with pytest.raises(CheckpointError, match=r"b\.pt: a has shape"):
         average_checkpoint_files([tmp_path / "a.pt", tmp_path / "b.pt"], tmp_path / "out.pt")
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_stale_checkpoint_temps_are_removed_and_nothing_else(tmp_path):
+    """What a killed atomic write of a checkpoint leaves (.<name>.pt.<random>.tmp) goes; real
+    checkpoints and other files' temps stay."""
+    stale = [tmp_path / ".epoch_2.pt.k3j_x.tmp", tmp_path / ".checkpoint_latest.pt.a1.tmp"]
+    kept = [tmp_path / "epoch_1.pt", tmp_path / ".epochs.jsonl.zz.tmp", tmp_path / "notes.pt.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    removed = remove_stale_checkpoint_temps(str(tmp_path))
+    assert removed == sorted(str(p) for p in stale)
+    assert all(not p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert remove_stale_checkpoint_temps(str(tmp_path)) == []

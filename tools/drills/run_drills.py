@@ -42,10 +42,7 @@ TRACEBACK, UNCLEAR, SILENT = "traceback", "unclear error", "silently accepted"
 GOOD_KEYS = ("good1", "good2", "good3")
 
 # Drills that fail today: kind -> why. Reported in the table as KNOWN FAILURE, not as passes.
-KNOWN_FAILURES: Dict[str, str] = {
-    "scp_empty": "infer exits 0 on an empty wav.scp ('decoded 0, failed 0', an empty 1best_recog) where "
-                 "compute_fbank refuses one ('no utterances'); bin/infer.py, issue #10 items 1-2",
-}
+KNOWN_FAILURES: Dict[str, str] = {}
 
 
 @dataclass
