@@ -197,11 +197,20 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       # Kaldi-style jobs: each decodes its part $dir/split$nj/JOB (a data dir) into
       # $dir/split$nj/JOB/1best_recog; the merge checks every part against its keys.
       utils/split_data.sh "data/$x" "$nj" "$dir/split$nj"
+      # A job exits 3 when it finished but some utterances could not be decoded (listed in its
+      # 1best_recog/failed); the merge is the judge: it refuses a job that did not finish, and
+      # exits 3 (failed utterances listed in $dir/1best_recog/failed, scored as deletions) otherwise.
       # shellcheck disable=SC2086
       $decode_cmd JOB=1:"$nj" "$dir/log/decode.JOB.log" python -m funasr_lite.bin.infer \
         --exp_dir "$decode_exp" --checkpoint "$decode_checkpoint" --data_dir "$dir/split$nj/JOB" \
-        --output_dir "$dir/split$nj/JOB" --num_threads 1 $args
-      python -m funasr_lite.bin.infer --merge "$dir/split$nj" --output_dir "$dir"
+        --output_dir "$dir/split$nj/JOB" --num_threads 1 $args || true
+      rc=0
+      python -m funasr_lite.bin.infer --merge "$dir/split$nj" --output_dir "$dir" || rc=$?
+      if [ $rc -eq 3 ]; then
+        log "WARNING: $(wc -l < "$dir/1best_recog/failed") utterance(s) of data/$x not decoded, see $dir/1best_recog/failed"
+      elif [ $rc -ne 0 ]; then
+        exit $rc
+      fi
     done
   done
 fi

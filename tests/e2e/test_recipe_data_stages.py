@@ -112,3 +112,30 @@ def test_train_decode_score_export_stages(recipe):
         assert cer_line.startswith("%CER ")
     for name in ("config.yaml", "model.pt", "am.mvn", "tokens.txt"):
         assert (exp / "model_dir" / name).is_file()
+
+
+def test_decode_stage_goes_on_past_an_unreadable_utterance(recipe):
+    """Stage 6 with one utterance whose features cannot be read: the others are decoded and scored,
+    the bad one is listed in 1best_recog/failed and named in a warning; run.sh still exits 0."""
+    work, env = recipe
+    exp = work / "exp" / "demo"
+    assert (exp / "model.avg2.pt").is_file(), "needs the exp of test_train_decode_score_export_stages"
+    shutil.copytree(work / "data" / "test", work / "data" / "test_bad")
+    scp = work / "data" / "test_bad" / "feats.scp"
+    lines = scp.read_text(encoding="utf-8").splitlines()
+    bad_key = lines[0].split()[0]
+    lines[0] = f"{bad_key} {work / 'missing.ark'}:10"
+    scp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = subprocess.run(
+        ["bash", "run.sh", "--stage", "6", "--stop_stage", "7", "--nj", "2", "--num_avg", "2",
+         "--decode_sets", "test_bad", "--decode_modes", "greedy"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    dec = exp / "decode_test_bad_greedy"
+    failed = (dec / "1best_recog" / "failed").read_text(encoding="utf-8").splitlines()
+    assert [line.split("\t")[0] for line in failed] == [bad_key]
+    assert "1 utterance(s) of data/test_bad not decoded" in proc.stderr
+    decoded = set(read_kv(dec / "1best_recog" / "score"))
+    assert decoded == set(read_kv(work / "data" / "test" / "text")) - {bad_key}
+    assert (dec / "cer.txt").read_text(encoding="utf-8").startswith("%CER ")
