@@ -45,7 +45,7 @@ import torch
 from funasr_lite.data.tokenizer import CharTokenizer, TokenListError, build_tokenizer, read_token_list, write_token_list
 from funasr_lite.frontend.cmvn import CmvnError, read_am_mvn
 from funasr_lite.frontend.wav_frontend import WavFrontend
-from funasr_lite.models import DECODERS, ENCODERS, MODELS, PREDICTORS, ConfigError, build_model
+from funasr_lite.models import DECODERS, ENCODERS, MODELS, PREDICTORS, SPECAUGS, ConfigError, build_model
 from funasr_lite.models.load import CheckpointError, compare_state_dicts, load_state_dict_file
 from funasr_lite.utils.config import dump_config, load_yaml
 from funasr_lite.utils.config import resolve_frontend_conf as resolve_frontend_block
@@ -428,7 +428,10 @@ def exported_config(loaded: LoadedModel) -> Dict[str, Any]:
     config = copy.deepcopy(loaded.config)
     for key in _MACHINE_PATH_KEYS:
         config.pop(key, None)
-    for key, registry in (("model", MODELS), ("encoder", ENCODERS), ("decoder", DECODERS), ("predictor", PREDICTORS)):
+    # specaug too: FunASR's AutoModel builds it from the config even to decode, and knows only
+    # the class name (SpecAugLFR), not this toolkit's alias (specaug_lfr).
+    for key, registry in (("model", MODELS), ("encoder", ENCODERS), ("decoder", DECODERS), ("predictor", PREDICTORS),
+                          ("specaug", SPECAUGS)):
         if key in config:
             config[key] = _class_name(registry, config[key])
     config["frontend"] = config.get("frontend") or "WavFrontend"

@@ -62,7 +62,6 @@ from funasr_lite.decode.onnx_backend import (
     OnnxParaformer,
     tokens_sha256,
 )
-from funasr_lite.models import SPECAUGS
 from funasr_lite.models.paraformer.onnx_graph import (
     CLIENT_OUTPUT_NAMES,
     INPUT_NAMES,
@@ -115,12 +114,9 @@ def export_metadata(loaded: LoadedModel) -> Dict[str, str]:
 
 
 def onnx_config(loaded: LoadedModel) -> Dict:
-    """config.yaml of an exported dir: :func:`exported_config`, naming tokens.json, no cmvn_file,
-    the specaug named as FunASR's registry (so FunASR's AutoModel loads the dir too)."""
+    """config.yaml of an exported dir: :func:`exported_config` (FunASR's class names, so its
+    AutoModel loads the dir too), naming tokens.json, no cmvn_file."""
     config = exported_config(loaded)
-    if config.get("specaug") in SPECAUGS:  # FunASR's registry knows the class name only (SpecAugLFR)
-        entry = SPECAUGS[config["specaug"]]
-        config["specaug"] = entry.split(":")[-1] if isinstance(entry, str) else entry.__name__
     config["frontend_conf"] = {k: v for k, v in config["frontend_conf"].items() if k != "cmvn_file"}
     config["tokenizer_conf"] = dict(config["tokenizer_conf"], token_list=TOKENS_JSON_NAME)
     config.setdefault("model_conf", {})  # funasr-onnx reads model_conf.predictor_bias

@@ -273,7 +273,11 @@ def exp_dir(tmp_path_factory, corpus):
     with open(lang / "tokens.txt", "w", encoding="utf-8") as f:
         f.write("\n".join(TOKENS) + "\n")
     write_cmvn_from_waves(str(lang / "am.mvn"), corpus[1].values())
-    train_yaml = dict(tiny_config(), encoder="sanm")  # a registry alias; export writes the class name
+    # registry aliases (as conf/demo.yaml has them); export writes FunASR's class names
+    train_yaml = dict(tiny_config(), encoder="sanm", specaug="specaug_lfr",
+                      specaug_conf={"apply_time_warp": False, "apply_freq_mask": True, "freq_mask_width_range": [0, 10],
+                                    "num_freq_mask": 1, "lfr_rate": 6, "apply_time_mask": True,
+                                    "time_mask_width_range": [0, 4], "num_time_mask": 1})
     for key in ("frontend", "tokenizer", "tokenizer_conf"):
         train_yaml.pop(key)
     train_yaml["frontend_conf"] = {"n_mels": 80, "lfr_m": 7, "lfr_n": 6}
@@ -301,7 +305,8 @@ def test_export_round_trip_and_funasr_loads_the_export(exp_dir, wav_paths, tmp_p
     with open(os.path.join(out, "config.yaml")) as f:
         config = yaml.safe_load(f)
     assert config["frontend_conf"]["cmvn_file"] == "am.mvn" and config["tokenizer_conf"]["token_list"] == "tokens.txt"
-    assert config["encoder"] == "SANMEncoder" and config["frontend_conf"]["dither"] == 0.0
+    assert config["encoder"] == "SANMEncoder" and config["specaug"] == "SpecAugLFR"
+    assert config["frontend_conf"]["dither"] == 0.0
     assert not any(key in config for key in ("token_list", "cmvn_file", "output_dir"))
     exported_state = torch.load(os.path.join(out, "model.pt"), weights_only=True)
     original_state = torch.load(os.path.join(exp_dir, "model.avg2.pt"), weights_only=True)
