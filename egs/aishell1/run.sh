@@ -42,7 +42,7 @@ decode_sets="dev test"     # data sets to decode and score (stages 6-7)
 decode_modes="greedy beam_lm"   # greedy | beam (beam + CTC) | beam_lm (beam + CTC + LM) | ctc_greedy (CTC best path)
 beam_size=10               # beam width of the beam and beam_lm modes
 ctc_weight=0.3             # CTC prefix-score weight in beam search (the model must have a CTC branch)
-lm_weight=0.2              # LM shallow-fusion weight of the beam_lm mode
+lm_weight=1.0              # LM shallow-fusion weight of the beam_lm mode (tuned on the demo's dev set: RESULTS.md)
 punc_config=conf/punc.yaml # stage 9 (opt-in: --stop_stage 9): CT-Transformer punctuation model on People's Daily text, data/{dev,test} transcripts held out
 punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir)
 punc_args=                 # extra punctuation trainer arguments, e.g. "++train_conf.max_epoch=3"
