@@ -55,7 +55,7 @@ def test_disk_full_during_a_checkpoint_write(training):
 
 
 def test_fbank_job_killed_mid_way_is_finished_by_a_rerun(tmp_path):
-    result = kill_drill.fbank_drill(str(tmp_path), count=40)
+    result = kill_drill.fbank_drill(str(tmp_path), count=150)
     assert result["reference_exit"] == 0 and result["killed_mid_way"], result
     assert not result["complete_after_kill"]
     assert result["rerun_exit"] == 0 and not result["rerun_traceback"]

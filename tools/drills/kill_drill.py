@@ -146,7 +146,12 @@ def killed_training(paths: Dict[str, str], root: str, kills: int, total_steps: i
                 time.sleep(0.02)
             where = "inside a checkpoint write (half written)"
         else:
-            target = rng.randint(done + 1, max(done + 1, total_steps - 1))  # leave work after it
+            # Leave work after it, and room for the kills still to come: this kill lands in its share
+            # of the updates left (at most the last 3 updates are never a target: a tiny run gets
+            # through them, its validation and its exit faster than a busy machine polls the log).
+            still_to_kill = kills - index
+            last = max(done + 1, total_steps - 3)
+            target = rng.randint(done + 1, max(done + 1, done + (last - done) // still_to_kill))
             while proc.poll() is None and _steps_logged(log) < target:
                 time.sleep(0.02)
             extra = rng.uniform(0.0, 0.5)
@@ -222,7 +227,7 @@ def kill_and_rerun(args_of, root: str, name: str, output_of, delay_fraction: flo
     if working is not None:
         while proc.poll() is None and not working(killed_dir):
             time.sleep(0.01)
-        time.sleep(0.2)
+        # kill at once: on an idle machine the job can finish within a fraction of a second
     else:
         time.sleep(reference.seconds * delay_fraction)
     cut_short = kill9(proc)
