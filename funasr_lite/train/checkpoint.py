@@ -15,12 +15,13 @@ import os
 import random
 import re
 import shutil
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from funasr_lite.models.load import CheckpointError, extract_model_state, load_checkpoint
+from funasr_lite.utils.config import config_differences
 from funasr_lite.utils.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,26 @@ def remove_stale_checkpoint_temps(exp_dir: str) -> List[str]:
             os.unlink(path)
             removed.append(path)
     return sorted(removed)
+
+
+def resume_from_latest_epoch(output_dir: str, config: Mapping[str, Any], must_match: Sequence[str],
+                             model: torch.nn.Module, optimizer, scheduler) -> Optional[Tuple[Dict[str, Any], str]]:
+    """Resume point of the small trainers (LM, punctuation): the newest ``epoch_N.pt`` of
+    ``output_dir``, checked against ``config`` on the keys ``must_match`` and loaded into the model,
+    optimizer and scheduler; returns ``(checkpoint, path)`` (the caller restores its RNG and
+    counters from it), or None when there is none."""
+    checkpoints = list_epoch_checkpoints(output_dir)
+    if not checkpoints:
+        return None
+    _, path = checkpoints[-1]
+    saved = load_checkpoint(path)
+    changed = config_differences(saved["config"], dict(config), must_match)
+    if changed:
+        raise ValueError(f"{path} was trained with a different {', '.join(changed)}; use a new output dir")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return saved, path
 
 
 def save_checkpoint(state: Mapping[str, Any], path) -> None:
@@ -181,6 +202,7 @@ def seed_everything(seed: int) -> None:
 __all__ = [
     "CheckpointError",
     "remove_stale_checkpoint_temps",
+    "resume_from_latest_epoch",
     "capture_rng_state",
     "epoch_checkpoint_name",
     "extract_model_state",

@@ -41,8 +41,8 @@ from funasr_lite.train.checkpoint import (
     capture_rng_state,
     epoch_checkpoint_name,
     list_epoch_checkpoints,
-    load_checkpoint,
     restore_rng_state,
+    resume_from_latest_epoch,
     save_checkpoint,
     save_model_state,
     seed_everything,
@@ -57,7 +57,7 @@ from funasr_lite.train.train_log import (
     experiment_logging,
     tensorboard_writer,
 )
-from funasr_lite.utils.config import apply_overrides, config_differences, load_yaml, write_config
+from funasr_lite.utils.config import apply_overrides, load_yaml, write_config
 
 logger = logging.getLogger(__name__)
 
@@ -279,16 +279,9 @@ def _train(text, token_list, output_dir, config_path, valid_text, overrides, con
     logger.info("LM: %d parameters; config %s", sum(p.numel() for p in model.parameters()), config_path)
 
     state: Dict[str, Any] = {"epoch": 0, "counters": {"step": 0, "skipped_batches": 0}, "history": [], "best_epoch": None}
-    checkpoints = list_epoch_checkpoints(output_dir)
-    if checkpoints:
-        epoch, path = checkpoints[-1]
-        saved = load_checkpoint(path)
-        changed = config_differences(saved["config"], config, RESUME_MUST_MATCH)
-        if changed:
-            raise ValueError(f"{path} was trained with a different {', '.join(changed)}; use a new --output_dir")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+    resumed = resume_from_latest_epoch(output_dir, config, RESUME_MUST_MATCH, model, optimizer, scheduler)
+    if resumed:
+        saved, path = resumed
         _restore_rng(saved, context, config["seed"], path)
         state = {key: saved[key] for key in state}
         logger.info("resumed from %s (epoch %d, step %d)", path, state["epoch"], state["counters"]["step"])

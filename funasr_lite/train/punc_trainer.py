@@ -43,8 +43,8 @@ from funasr_lite.train.checkpoint import (
     capture_rng_state,
     epoch_checkpoint_name,
     list_epoch_checkpoints,
-    load_checkpoint,
     restore_rng_state,
+    resume_from_latest_epoch,
     save_checkpoint,
     save_model_state,
     seed_everything,
@@ -52,7 +52,7 @@ from funasr_lite.train.checkpoint import (
 from funasr_lite.train.optim import build_optimizer
 from funasr_lite.train.scheduler import build_scheduler
 from funasr_lite.train.train_log import LOG_FORMAT, append_epoch_record, experiment_logging
-from funasr_lite.utils.config import apply_overrides, config_differences, load_yaml, write_config
+from funasr_lite.utils.config import apply_overrides, load_yaml, write_config
 
 logger = logging.getLogger(__name__)
 
@@ -199,16 +199,9 @@ def _train(train_text, output_dir, config_path, valid_text, overrides, device_na
     logger.info("CT-Transformer: %d parameters", sum(p.numel() for p in model.parameters()))
 
     state: Dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best_epoch": None}
-    checkpoints = list_epoch_checkpoints(output_dir)
-    if checkpoints:
-        _, path = checkpoints[-1]
-        saved = load_checkpoint(path)
-        changed = config_differences(saved["config"], config, RESUME_MUST_MATCH)
-        if changed:
-            raise ValueError(f"{path} was trained with a different {', '.join(changed)}; use a new output dir")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+    resumed = resume_from_latest_epoch(output_dir, config, RESUME_MUST_MATCH, model, optimizer, scheduler)
+    if resumed:
+        saved, path = resumed
         restore_rng_state(saved["rng"])
         state = {key: saved[key] for key in state}
         logger.info("resumed from %s (epoch %d, step %d)", path, state["epoch"], state["step"])
