@@ -23,7 +23,7 @@ import sys
 from typing import List, Optional
 
 from funasr_lite.train.finetune import DATASET_TYPES, run_finetune
-from funasr_lite.utils.cli import make_parser, str2bool
+from funasr_lite.utils.cli import make_parser, parse_args_with_overrides, str2bool
 from funasr_lite.utils.config import OVERRIDE_PREFIX
 
 logger = logging.getLogger("finetune")
@@ -54,10 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    bad = [arg for arg in extra if not arg.startswith(OVERRIDE_PREFIX)]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides look like {OVERRIDE_PREFIX}key.sub=value)")
+    args, extra = parse_args_with_overrides(parser, argv)
     os.makedirs(args.output_dir, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     if int(os.environ.get("RANK", "0")) == 0:  # the data check and set-up also go to a file

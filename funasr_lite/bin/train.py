@@ -19,7 +19,7 @@ from typing import List, Optional
 
 from funasr_lite.train.config import resolve_training_config
 from funasr_lite.utils.config import OVERRIDE_PREFIX, ConfigError
-from funasr_lite.utils.cli import make_parser, str2bool
+from funasr_lite.utils.cli import make_parser, parse_args_with_overrides, str2bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    bad = [arg for arg in extra if not arg.startswith(OVERRIDE_PREFIX)]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides look like {OVERRIDE_PREFIX}key.sub=value)")
+    args, extra = parse_args_with_overrides(parser, argv)
     try:
         config = resolve_training_config(
             args.config,

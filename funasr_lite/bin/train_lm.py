@@ -17,8 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from funasr_lite.train.lm_trainer import train_lm
-from funasr_lite.utils.config import OVERRIDE_PREFIX
-from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.cli import make_parser, parse_args_with_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,10 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    bad = [a for a in extra if not a.startswith(OVERRIDE_PREFIX)]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides look like ++train_conf.max_epoch=3)")
+    args, extra = parse_args_with_overrides(parser, argv, example="++train_conf.max_epoch=3")
     train_lm(args.text, args.token_list, args.output_dir, config_path=args.config, valid_text=args.valid_text,
              overrides=extra, device=args.device)
     return 0

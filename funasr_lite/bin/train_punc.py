@@ -23,8 +23,7 @@ from funasr_lite.data.punc_text import prepare_punc_text
 from funasr_lite.data.synthetic.text import default_text_path
 from funasr_lite.models.load import CheckpointError
 from funasr_lite.train.punc_trainer import train_punc
-from funasr_lite.utils.cli import make_parser
-from funasr_lite.utils.config import OVERRIDE_PREFIX
+from funasr_lite.utils.cli import make_parser, parse_args_with_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,10 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    bad = [a for a in extra if not a.startswith(OVERRIDE_PREFIX)]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides look like ++train_conf.max_epoch=1)")
+    args, extra = parse_args_with_overrides(parser, argv, example="++train_conf.max_epoch=1")
     text = args.text or default_text_path()
     if not os.path.isfile(text):
         parser.error(f"--text {text}: no such file (run tools/setup.sh, or pass --text)")

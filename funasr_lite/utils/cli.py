@@ -4,7 +4,9 @@ import argparse
 import copy
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence, Tuple
+
+from funasr_lite.utils.config import OVERRIDE_PREFIX
 
 CONSOLE_PREFIX = "funasr-lite-"  # console scripts: funasr-lite-<tool> (setup.py)
 
@@ -62,3 +64,14 @@ def make_parser(module: str, description: Optional[str] = None, **kwargs: Any) -
     with the real command, the description's layout kept, defaults shown."""
     kwargs.setdefault("formatter_class", HelpFormatter)
     return argparse.ArgumentParser(prog=command_name(module), description=description, **kwargs)
+
+
+def parse_args_with_overrides(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
+                              example: str = f"{OVERRIDE_PREFIX}key.sub=value") -> Tuple[argparse.Namespace, List[str]]:
+    """Parse ``argv``; the arguments the parser does not know must be config overrides
+    (``++key.sub=value``): returns ``(args, overrides)``, any other unknown argument is a usage error."""
+    args, extra = parser.parse_known_args(argv)
+    bad = [arg for arg in extra if not arg.startswith(OVERRIDE_PREFIX)]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides look like {example})")
+    return args, extra
