@@ -244,7 +244,9 @@ def _run_ours(spec: dict, probe: _EpochProbe) -> None:
         raise SystemExit(status)
 
 
-def _run_funasr(spec: dict, probe: _EpochProbe) -> None:
+def funasr_trainer_on_cpu():
+    """FunASR's train_ds Trainer class, patched to run on CPU: train_ds assigns int(LOCAL_RANK) to
+    ``trainer.device``, which torch reads as a CUDA ordinal; without CUDA it becomes "cpu"."""
     import torch
     import funasr.train_utils.trainer_ds as trainer_module
 
@@ -254,12 +256,16 @@ def _run_funasr(spec: dict, probe: _EpochProbe) -> None:
         return trainer.__dict__["_device"]
 
     def set_device(trainer, value):
-        # train_ds assigns int(LOCAL_RANK); torch reads a bare int as a CUDA ordinal.
         if isinstance(value, int) and not torch.cuda.is_available():
             value = "cpu"
         trainer.__dict__["_device"] = value
 
     cls.device = property(get_device, set_device)
+    return cls
+
+
+def _run_funasr(spec: dict, probe: _EpochProbe) -> None:
+    cls = funasr_trainer_on_cpu()
     forward_step = cls.forward_step
 
     def counted_forward_step(trainer, model, batch, loss_dict={}):  # noqa: B006 (FunASR's signature)
