@@ -7,9 +7,23 @@ Metrics (one recording or several; sums over them):
   VAD          10 ms frames: missed speech % (true speech outside every VAD segment) and false
                alarm % (VAD speech outside every true span, of the non-speech frames); boundary
                error: mean |VAD segment start - nearest true span start| and the same for ends (ms);
-  sentences    predicted sentence ends (``1best_recog/sentences``) against the true ones (every
-               utterance's last character end): a prediction within ``--tolerance_ms`` of a true
-               end, one to one in time order, is a hit; precision, recall, F1;
+  sentences    predicted sentence ends (``1best_recog/sentences``) against the true ones: a
+               prediction within ``--tolerance_ms`` of a true end, one to one in time order, is a
+               hit; precision, recall, F1. The true ends are the ``speech_spans`` ends (an
+               utterance's last character end) of the utterances whose ``utt_end_marks`` mark ends a
+               sentence: 。？！ (and ASCII .?!). ； and ： do not: they are clause marks, as for the
+               pipeline (``sentence_marks`` 。？！) and the punctuation model (no ； class). An
+               utterance with mark ``-`` (unknown) counts as no sentence end (the number is
+               reported). Without ``utt_end_marks`` (a dir made before it existed; add it with
+               ``make_longform_set.py --marks_only``) every utterance end is a true sentence end,
+               which is wrong for the synthetic corpus (its utterances are clauses) and is said so
+               in the output (``reference``: ``every_utterance_ends_a_sentence``);
+  clauses      (with ``utt_end_marks``) every predicted punctuation mark (its time: the end of the
+               token before it, from ``1best_recog/{text,token,time_stamp}``) against every
+               utterance end (each one ends a clause), matched the same way: precision, recall,
+               F1; ``reference_marks``: the count of each reference mark; ``confusion``: reference
+               mark -> predicted mark at the matched boundary (``none``: no mark within the
+               tolerance) -> count;
   timestamps   characters aligned as equal (same alignment as CER, when char_timestamps exist):
                mean |hyp - ref| start/end (ms) and the mean signed start/end bias.
 
@@ -32,9 +46,11 @@ from rapidfuzz.distance import Levenshtein
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from funasr_lite.data.datadir import read_kv  # noqa: E402
-from funasr_lite.data.tokenizer import text_to_chars  # noqa: E402
+from funasr_lite.data.tokenizer import text_to_chars, tokens_to_text  # noqa: E402
 
 PUNCTUATION = set("，。？、！；：,.?!;:")
+SENTENCE_END_MARKS = set("。？！.?!")
+UNKNOWN_MARK = "-"
 
 
 def hyp_chars(text: str) -> List[str]:
@@ -72,22 +88,84 @@ def vad_scores(segments: Sequence[Sequence[int]], spans: Sequence[Sequence[int]]
     }
 
 
-def sentence_scores(predicted_ends: Sequence[float], true_ends: Sequence[float], tolerance_ms: float) -> Dict:
-    """One-to-one matching in time order (two pointers) within the tolerance."""
-    predicted, truth = sorted(predicted_ends), sorted(true_ends)
-    i = j = hits = 0
+def match_ends(predicted: Sequence[float], truth: Sequence[float], tolerance_ms: float) -> List[Tuple[int, int]]:
+    """(predicted index, true index) pairs: one-to-one in time order (two pointers) within the
+    tolerance; both sequences sorted."""
+    i = j = 0
+    pairs = []
     while i < len(predicted) and j < len(truth):
         if abs(predicted[i] - truth[j]) <= tolerance_ms:
-            hits, i, j = hits + 1, i + 1, j + 1
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
         elif predicted[i] < truth[j]:
             i += 1
         else:
             j += 1
+    return pairs
+
+
+def sentence_scores(predicted_ends: Sequence[float], true_ends: Sequence[float], tolerance_ms: float) -> Dict:
+    """One-to-one matching in time order (two pointers) within the tolerance."""
+    predicted, truth = sorted(predicted_ends), sorted(true_ends)
+    hits = len(match_ends(predicted, truth, tolerance_ms))
     precision = hits / len(predicted) if predicted else 0.0
     recall = hits / len(truth) if truth else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "hits": hits,
             "predicted": len(predicted), "true": len(truth), "tolerance_ms": tolerance_ms}
+
+
+def predicted_marks(text: str, tokens: Sequence[str], stamps: Sequence[Sequence[float]]) -> List[Tuple[str, float]]:
+    """``(mark, time_ms)`` for each punctuation mark of the punctuated ``text``, in order; the time
+    is the end of the last token before the mark (how ``sentences`` times a sentence end). Tokens
+    are matched to the text by their characters (``tokens_to_text`` of each, spaces removed)."""
+    ends, total = [], 0  # ends[k]: characters of tokens[:k + 1]
+    for token in tokens:
+        total += len(text_to_chars(tokens_to_text([token])))
+        ends.append(total)
+    marks, seen, k = [], 0, 0
+    for ch in text_to_chars(text):
+        if ch not in PUNCTUATION:
+            seen += 1
+            continue
+        while k < len(ends) and ends[k] < seen:
+            k += 1
+        if seen and k < len(stamps):
+            marks.append((ch, float(stamps[k][1])))
+    return marks
+
+
+def clause_scores(predicted: Sequence[Tuple[str, float]], utt_ends: Sequence[Tuple[str, float]],
+                  tolerance_ms: float) -> Dict:
+    """Every predicted mark against every utterance (clause) end (``(mark, time)`` pairs), matched
+    as :func:`sentence_scores`; plus the reference mark counts and the confusion at the boundaries."""
+    predicted, truth = sorted(predicted, key=lambda m: m[1]), sorted(utt_ends, key=lambda m: m[1])
+    pairs = match_ends([t for _, t in predicted], [t for _, t in truth], tolerance_ms)
+    scores = sentence_scores([t for _, t in predicted], [t for _, t in truth], tolerance_ms)
+    got = {j: predicted[i][0] for i, j in pairs}
+    confusion: Dict[str, Dict[str, int]] = {}
+    for j, (mark, _) in enumerate(truth):
+        row = confusion.setdefault(mark, {})
+        row[got.get(j, "none")] = row.get(got.get(j, "none"), 0) + 1
+    scores["reference_marks"] = {mark: sum(row.values()) for mark, row in sorted(confusion.items())}
+    scores["confusion"] = {mark: dict(sorted(row.items())) for mark, row in sorted(confusion.items())}
+    return scores
+
+
+def read_end_marks(path, spans: Dict[str, List[Tuple[str, int, int]]]) -> Dict[str, List[str]]:
+    """``utt_end_marks`` -> rec -> marks in ``speech_spans`` order (the utterances must agree)."""
+    marks: Dict[str, List[Tuple[str, str]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            fields = line.split()
+            if len(fields) != 3:
+                raise SystemExit(f"{path}:{line_no}: expected '<rec> <utt> <mark>'")
+            marks.setdefault(fields[0], []).append((fields[1], fields[2]))
+    for rec, rec_spans in spans.items():
+        if [u for u, _ in marks.get(rec, [])] != [u for u, _, _ in rec_spans]:
+            raise SystemExit(f"{path}: the utterances of {rec} differ from speech_spans "
+                             f"(rewrite it: make_longform_set.py --marks_only)")
+    return {rec: [m for _, m in pairs] for rec, pairs in marks.items()}
 
 
 def timestamp_scores(ref_units: Sequence[Tuple[str, float, float]], tokens: Sequence[str],
@@ -135,12 +213,15 @@ def score(data_dir: str, decode_dir: str, vad_model_dir=None, tolerance_ms: floa
     spans = read_spans(os.path.join(data_dir, "speech_spans"))
     times_path = os.path.join(data_dir, "char_timestamps")
     char_times = read_char_timestamps(times_path) if os.path.isfile(times_path) else {}
+    marks_path = os.path.join(data_dir, "utt_end_marks")
+    end_marks = read_end_marks(marks_path, spans) if os.path.isfile(marks_path) else None
     vad = None
     if vad_model_dir != "none":
         from funasr_lite import VAD
 
         vad = VAD.from_model_dir(vad_model_dir)
-    report = {"recordings": {}}
+    report = {"recordings": {}, "tolerance_ms": tolerance_ms,
+              "reference": "utt_end_marks" if end_marks is not None else "every_utterance_ends_a_sentence"}
     totals = {"errors": 0, "ref_chars": 0}
     for rec in sorted(refs):
         hyp = hyps.get(rec, {"text": "", "token": [], "timestamp": []})
@@ -149,8 +230,16 @@ def score(data_dir: str, decode_dir: str, vad_model_dir=None, tolerance_ms: floa
         totals["ref_chars"] += ref_chars
         entry = {"cer_percent": 100.0 * errors / max(1, ref_chars), "errors": errors, "ref_chars": ref_chars}
         true_spans = [(s, e) for _, s, e in spans.get(rec, [])]
-        entry["sentences"] = sentence_scores([s["end"] for s in sentences.get(rec, [])],
-                                             [e for _, e in true_spans], tolerance_ms)
+        if end_marks is None:
+            true_ends = [e for _, e in true_spans]
+        else:
+            utt_ends = list(zip(end_marks.get(rec, []), (e for _, e in true_spans)))
+            true_ends = [e for mark, e in utt_ends if mark in SENTENCE_END_MARKS]
+        entry["sentences"] = sentence_scores([s["end"] for s in sentences.get(rec, [])], true_ends, tolerance_ms)
+        if end_marks is not None:
+            entry["sentences"]["unknown_marks"] = sum(mark == UNKNOWN_MARK for mark, _ in utt_ends)
+            entry["clauses"] = clause_scores(predicted_marks(hyp["text"], hyp["token"], hyp.get("timestamp") or []),
+                                             utt_ends, tolerance_ms)
         if vad is not None:
             duration_ms = int(soundfile.info(wavs[rec]).duration * 1000)
             entry["vad"] = vad_scores(vad(wavs[rec]), true_spans, duration_ms)
@@ -173,6 +262,12 @@ def main(argv=None) -> int:
         line = f"{rec}: CER {entry['cer_percent']:.2f}% [ {entry['errors']} / {entry['ref_chars']} ]"
         s = entry["sentences"]
         line += f"; sentence ends P {s['precision']:.3f} R {s['recall']:.3f} F1 {s['f1']:.3f}"
+        if "clauses" in entry:
+            c = entry["clauses"]
+            line += (f" ({s['true']} of {c['true']} utterance ends; {s['unknown_marks']} unknown)"
+                     f"; clause boundaries P {c['precision']:.3f} R {c['recall']:.3f} F1 {c['f1']:.3f}")
+        else:
+            line += " (every utterance end taken as a sentence end: no utt_end_marks)"
         if "vad" in entry:
             v = entry["vad"]
             line += (f"; VAD miss {v['missed_speech_percent']:.2f}% FA {v['false_alarm_percent']:.2f}% "
@@ -182,6 +277,13 @@ def main(argv=None) -> int:
             line += (f"; char times |start| {t['mean_abs_start_ms']:.1f} ms |end| {t['mean_abs_end_ms']:.1f} ms "
                      f"bias {t['start_bias_ms']:+.1f}/{t['end_bias_ms']:+.1f} ms over {t['num_correct']} chars")
         print(line)
+        if "clauses" in entry:
+            print(f"{rec}: reference mark -> predicted mark at the boundary (tolerance {args.tolerance_ms:.0f} ms): "
+                  + "; ".join(f"{m} {n}: " + " ".join(f"{p}={k}" for p, k in entry["clauses"]["confusion"][m].items())
+                              for m, n in entry["clauses"]["reference_marks"].items()))
+    if report["reference"] != "utt_end_marks":
+        print("note: no utt_end_marks in --data_dir: sentence ends scored under the 'every utterance ends a "
+              "sentence' assumption (add it: tools/make_longform_set.py --marks_only)")
     print(f"%CER {report['cer_percent']:.2f}")
     with open(os.path.join(args.decode_dir, "longform_score.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1, ensure_ascii=False)

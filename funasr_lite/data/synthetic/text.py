@@ -3,6 +3,8 @@
 The source is the word-segmented, POS-tagged People's Daily January 1998 text (``词/pos`` tokens,
 one paragraph a line). A *sentence* is a run of words between two punctuation marks, with
 numbers spelt out in Chinese; a run that keeps any non-Chinese character is dropped (counted).
+So a corpus utterance is a *clause*: the mark that ended it in the source (，、。？ ...) is dropped;
+:func:`clause_end_marks` gives it back (tools/make_longform_set.py's ``utt_end_marks``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import os
 import re
 import sys
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -120,35 +122,69 @@ def _split_tagged_token(token: str) -> Tuple[str, str]:
     return word, tag
 
 
-def segments_from_tagged_line(line: str, dropped: Optional[collections.Counter] = None) -> Iterator[List[str]]:
-    """Yield runs of words between punctuation marks of one ``词/pos 词/pos`` line.
-
-    Words are returned with POS tags stripped and numbers spelt out; a run that still holds a
-    non-Chinese character (Latin letters, symbols) is dropped and counted in ``dropped``.
-    """
+def _tagged_line_runs(line: str) -> Iterator[Tuple[List[str], bool, str]]:
+    """``(words, clean, mark)`` for each non-empty run of words between punctuation marks of one
+    ``词/pos`` line: words with POS tags stripped and numbers spelt out, ``clean`` when every
+    character is Chinese, ``mark`` the punctuation token that ended the run (``""`` at the end of
+    the line). Inline marks (quotes, title marks) neither end a run nor count as its mark."""
     words: List[str] = []
     clean = True
-
-    def finish():
-        if words and not clean and dropped is not None:
-            dropped["non-Chinese characters"] += 1
-        return bool(words) and clean
-
     for token in line.split():
         word, tag = _split_tagged_token(token)
         if tag == "w" or all(not is_chinese_char(c) and not c.isalnum() for c in word):
             if all(c in _INLINE_MARKS for c in word):
                 continue
-            if finish():
-                yield words
+            if words:
+                yield words, clean, word
             words, clean = [], True
             continue
         word = spell_out_numbers(word)
         if not all(is_chinese_char(c) for c in word):
             clean = False
         words.append(word)
-    if finish():
-        yield words
+    if words:
+        yield words, clean, ""
+
+
+def segments_from_tagged_line(line: str, dropped: Optional[collections.Counter] = None) -> Iterator[List[str]]:
+    """Yield runs of words between punctuation marks of one ``词/pos 词/pos`` line.
+
+    Words are returned with POS tags stripped and numbers spelt out; a run that still holds a
+    non-Chinese character (Latin letters, symbols) is dropped and counted in ``dropped``.
+    """
+    for words, clean, _ in _tagged_line_runs(line):
+        if clean:
+            yield words
+        elif dropped is not None:
+            dropped["non-Chinese characters"] += 1
+
+
+END_OF_LINE_MARK = "。"
+
+
+def clause_end_marks(text_path: str, wanted: Optional[Collection[str]] = None) -> Dict[str, collections.Counter]:
+    """For each clause of the source (a run of :func:`segments_from_tagged_line`, as its characters
+    without spaces, the way a corpus ``text`` line reads with its spaces removed), a Counter of the
+    punctuation marks that followed it in the source, over all its occurrences. The end of a line
+    (paragraph) counts as ``。``. With ``wanted``, only those clauses are kept (memory). A line that
+    is not UTF-8 is skipped with a warning naming ``file:line``.
+    """
+    marks: Dict[str, collections.Counter] = {}
+    with open(text_path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                logger.warning("%s:%d: not valid UTF-8 (%s); line skipped", text_path, line_no, e.reason)
+                continue
+            for words, clean, mark in _tagged_line_runs(line):
+                if not clean:
+                    continue
+                chars = "".join(words)
+                if wanted is not None and chars not in wanted:
+                    continue
+                marks.setdefault(chars, collections.Counter())[mark or END_OF_LINE_MARK] += 1
+    return marks
 
 
 def extract_sentences(text_path: str, min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS,
