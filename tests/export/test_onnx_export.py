@@ -263,3 +263,27 @@ def test_backend_options_the_onnx_graph_cannot_do_are_refused(model_dir, bad_dir
         f.write(b"not an onnx model")
     assert infer_cli.main(["--model_dir", bad_dir, "--backend", "onnx", "--wav", os.devnull]) == 1
     assert "model.onnx: not a readable ONNX model" in caplog.text
+
+
+def test_profile_onnx_sessions_times_every_session_and_profiles_operators(model_dir, tmp_path):
+    """tools/profile_onnx_sessions.py on the tiny export: every session timed in both modes, each
+    with an operator profile (no timing asserted)."""
+    import json
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    audio = tmp_path / "audio.npz"
+    np.savez(audio, **{f"u{i}": synth_wave(sec, seed=70 + i).astype(np.float32) / 32768.0
+                       for i, sec in enumerate((0.8, 1.5, 2.2))})
+    out = tmp_path / "profile.json"
+    done = subprocess.run([sys.executable, os.path.join(repo, "tools", "profile_onnx_sessions.py"), "--model_dir",
+                           model_dir, "--audio", str(audio), "--repeats", "2", "--out", str(out)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    report = json.loads(out.read_text())
+    kinds = {"ours", "ours_no_arena", "ours_cif", "funasr_onnx"}
+    assert {(r["session"], r["mode"]) for r in report["rows"]} == {(k, m) for k in kinds for m in ("batch1", "batched")}
+    assert all(r["median_s"] > 0 and len(r["all_s"]) == 2 for r in report["rows"])
+    assert set(report["profiles"]) == kinds
+    assert all("MatMul" in ops and sum(ops.values()) > 0 for ops in report["profiles"].values())
