@@ -85,7 +85,7 @@ TINY_LM = "++lm_conf.embed_unit=16 ++lm_conf.att_unit=32 ++lm_conf.unit=64 ++lm_
 
 
 def test_train_decode_score_export_stages(recipe):
-    """Stages 3..8 wire together: LM, training, MWER, decoding (greedy, beam+LM), scoring, model dir."""
+    """Stages 3..8 wire together: LM, training, MWER, decoding (greedy, beam+LM), scoring, model dir, ONNX export."""
     work, env = recipe
     proc = subprocess.run(
         ["bash", "run.sh", "--stage", "3", "--stop_stage", "8", "--nj", "2", "--num_avg", "2",
@@ -110,8 +110,8 @@ def test_train_decode_score_export_stages(recipe):
             assert set(read_kv(exp / f"decode_test_{mode}" / "split2" / str(j) / "1best_recog" / "score")) == part
         cer_line = (exp / f"decode_test_{mode}" / "cer.txt").read_text(encoding="utf-8")
         assert cer_line.startswith("%CER ")
-    for name in ("config.yaml", "model.pt", "am.mvn", "tokens.txt"):
-        assert (exp / "model_dir" / name).is_file()
+    for name in ("config.yaml", "model.pt", "am.mvn", "tokens.txt", "model.onnx", "model_quant.onnx", "tokens.json"):
+        assert (exp / "model_dir" / name).is_file(), name  # stage 8 with onnx_export=true (the default)
 
 
 def test_decode_stage_goes_on_past_an_unreadable_utterance(recipe):
