@@ -31,7 +31,7 @@ import logging
 import os
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from funasr_lite.data.synthetic.text import is_chinese_char, spell_out_numbers
+from funasr_lite.data.synthetic.text import is_chinese_char, spell_out_numbers, utf8_lines
 from funasr_lite.data.tokenizer import read_text_file
 from funasr_lite.utils.fileio import atomic_open
 
@@ -132,19 +132,12 @@ def prepare_punc_text(source_path: str, out_dir: str, exclude_text: Sequence[str
     excluded = excluded_sentences(exclude_text)
     counts: Dict[str, int] = collections.Counter()
     paragraphs: List[Tuple[str, List[str]]] = []
-    with open(source_path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                logger.warning("%s:%d: not valid UTF-8 (%s); line skipped", source_path, line_no, e.reason)
-                counts["lines not UTF-8"] += 1
-                continue
-            chars, labels = tagged_line_to_example(line)
-            if len(chars) < MIN_LINE_CHARS:
-                counts["paragraphs too short"] += 1
-                continue
-            paragraphs.append((chars, labels))
+    for line in utf8_lines(source_path, counts):
+        chars, labels = tagged_line_to_example(line)
+        if len(chars) < MIN_LINE_CHARS:
+            counts["paragraphs too short"] += 1
+            continue
+        paragraphs.append((chars, labels))
     if not paragraphs:
         raise ValueError(f"{source_path}: no paragraphs with text")
     joined = "\n".join(chars for chars, _ in paragraphs)

@@ -159,6 +159,19 @@ def segments_from_tagged_line(line: str, dropped: Optional[collections.Counter] 
             dropped["non-Chinese characters"] += 1
 
 
+def utf8_lines(path: str, dropped: Optional[collections.Counter] = None) -> Iterator[str]:
+    """The lines of ``path`` decoded as UTF-8; a line that is not is skipped with a warning naming
+    ``file:line`` (and counted as ``dropped["lines not UTF-8"]`` when a counter is given)."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                logger.warning("%s:%d: not valid UTF-8 (%s); line skipped", path, line_no, e.reason)
+                if dropped is not None:
+                    dropped["lines not UTF-8"] += 1
+
+
 END_OF_LINE_MARK = "。"
 
 
@@ -170,20 +183,14 @@ def clause_end_marks(text_path: str, wanted: Optional[Collection[str]] = None) -
     is not UTF-8 is skipped with a warning naming ``file:line``.
     """
     marks: Dict[str, collections.Counter] = {}
-    with open(text_path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                logger.warning("%s:%d: not valid UTF-8 (%s); line skipped", text_path, line_no, e.reason)
+    for line in utf8_lines(text_path):
+        for words, clean, mark in _tagged_line_runs(line):
+            if not clean:
                 continue
-            for words, clean, mark in _tagged_line_runs(line):
-                if not clean:
-                    continue
-                chars = "".join(words)
-                if wanted is not None and chars not in wanted:
-                    continue
-                marks.setdefault(chars, collections.Counter())[mark or END_OF_LINE_MARK] += 1
+            chars = "".join(words)
+            if wanted is not None and chars not in wanted:
+                continue
+            marks.setdefault(chars, collections.Counter())[mark or END_OF_LINE_MARK] += 1
     return marks
 
 
@@ -198,23 +205,16 @@ def extract_sentences(text_path: str, min_chars: int = MIN_CHARS, max_chars: int
     dropped = collections.Counter() if dropped is None else dropped
     seen = set()
     sentences: List[Tuple[str, ...]] = []
-    with open(text_path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                logger.warning("%s:%d: not valid UTF-8 (%s); line skipped", text_path, line_no, e.reason)
-                dropped["lines not UTF-8"] += 1
-                continue
-            for words in segments_from_tagged_line(line, dropped):
-                chars = "".join(words)
-                if not min_chars <= len(chars) <= max_chars:
-                    dropped[f"outside {min_chars}-{max_chars} characters"] += 1
-                elif chars in seen:
-                    dropped["duplicates"] += 1
-                else:
-                    seen.add(chars)
-                    sentences.append(tuple(words))
+    for line in utf8_lines(text_path, dropped):
+        for words in segments_from_tagged_line(line, dropped):
+            chars = "".join(words)
+            if not min_chars <= len(chars) <= max_chars:
+                dropped[f"outside {min_chars}-{max_chars} characters"] += 1
+            elif chars in seen:
+                dropped["duplicates"] += 1
+            else:
+                seen.add(chars)
+                sentences.append(tuple(words))
     return sentences
 
 
