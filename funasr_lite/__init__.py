@@ -5,15 +5,20 @@ and inside functions alike (tests/test_layers.py checks every import, refuses im
 imports each layer alone in a fresh interpreter)::
 
     utils      small shared helpers: config files and ConfigError, Kaldi key-value files,
-               atomic writes, job runner, progress
+               atomic writes, progress, logging set-up
+    jobs       the Kaldi-style job runner: options, local back-end, Slurm back-end
     frontend   audio, fbank, LFR, CMVN, SpecAug, speed perturbation
     data       data dirs, token lists and tokenizers, datasets, batching, corpora
     models     build_model, encoders, Paraformer parts, LMs, VAD; checkpoint reading
-    decode     search, CIF timestamps, 1best_recog writers, model dirs, scoring
-    train      trainer, LM trainer, training config, DDP, checkpoints, averaging
-               (above decode: validation decodes and scores with decode's functions)
+    decode     search (greedy, beam + CTC + LM, AED) and timestamps
+    inference  model dirs loaded and checked, batch decoding, long-form, ONNX backend, 1best_recog files
+    scoring    CER from one alignment, timestamp scores, decode-dir reports, punctuation scores
+    export     model-dir export (stage 8), ONNX export
+    train      the training engine and its tasks (ASR, LM, punctuation), config, DDP, checkpoints
     api        the Python API (``funasr_lite.Paraformer``, ``funasr_lite.VAD``)
     bin        thin command-line entry points
+
+docs/architecture.md draws the whole house (job -> folder -> entry point).
 
 ``import funasr_lite`` itself imports nothing; ``Paraformer``/``VAD``/``Punctuator`` are loaded on first
 use.

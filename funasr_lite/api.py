@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from funasr_lite.decode.inference import (
+from funasr_lite.inference.speech2text import (
     DecodeOptions,
     InputItem,
     Speech2Text,
@@ -45,9 +45,9 @@ from funasr_lite.decode.inference import (
     summarize,
     unique_keys,
 )
-from funasr_lite.decode.model_dir import LoadedModel, load_model_dir
-from funasr_lite.decode.onnx_backend import load_for_backend
-from funasr_lite.decode.writers import write_1best_recog
+from funasr_lite.inference.model_dir import LoadedModel, load_model_dir
+from funasr_lite.inference.onnx_backend import load_for_backend
+from funasr_lite.inference.writers import write_1best_recog
 from funasr_lite.frontend.audio import AudioError, decode_audio_bytes, prepare_samples
 from funasr_lite.utils import http_fetch
 from funasr_lite.utils.failures import FailureLog
@@ -244,12 +244,12 @@ class Paraformer:
         backend: "torch", or "onnx" for a dir exported by funasr_lite.bin.export (onnxruntime, greedy;
         quantized: model_quant.onnx; threads: onnxruntime threads, default 1; docs/deploy.md).
         vad_model / punc_model: a FunASR VAD / punctuation model dir: each input is then one
-        recording of any length (funasr_lite.decode.longform; its LongformOptions fields,
+        recording of any length (funasr_lite.inference.longform; its LongformOptions fields,
         batch_size_s, max_segment_s, sentence_marks, max_end_silence_time, go in decode_options).
         """
         longform = None
         if vad_model is not None or punc_model is not None:
-            from funasr_lite.decode.longform import longform_factory
+            from funasr_lite.inference.longform import longform_factory
 
             longform, decode_options = longform_factory(vad_model, punc_model, decode_options)
         loaded = load_for_backend(model_dir, backend, checkpoint, device, quantized, threads,

@@ -1,6 +1,7 @@
-"""The package's layers, enforced: utils -> frontend -> data -> models -> decode -> train -> api -> bin.
+"""The package's layers, enforced, lowest first:
+utils -> jobs -> frontend -> data -> models -> decode -> inference -> scoring -> export -> train -> api -> bin.
 
-A module may import only from its own layer or lower ones (README "Layout", the package
+A module may import only from its own layer or lower ones (docs/architecture.md, the package
 docstring). Every ``import`` counts, at module level and inside functions, so a lazy import
 cannot hide an upward dependency. Module-level import cycles are refused too, and each layer
 must import on its own in a fresh interpreter without pulling in a higher one.
@@ -20,9 +21,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE_DIR = os.path.join(REPO, "funasr_lite")
 PACKAGE = "funasr_lite"
 
-# Lowest first. train sits above decode: validation decodes and scores as decoding does
-# (decode.scoring), while decode never needs the trainer.
-LAYERS = ("utils", "frontend", "data", "models", "decode", "train", "api", "bin")
+# Lowest first (docs/architecture.md draws the house). decode is search and timestamps only;
+# inference loads model dirs and runs the pipeline on top of it; scoring reads 1best_recog files
+# (inference.writers); export loads a model dir to write one; train sits above them all: validation
+# decodes and scores as decoding does, fine-tuning loads a model dir, and nothing below needs the trainer.
+LAYERS = ("utils", "jobs", "frontend", "data", "models", "decode", "inference", "scoring", "export", "train", "api",
+          "bin")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
 
 

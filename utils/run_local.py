@@ -7,7 +7,7 @@ gets OMP_NUM_THREADS = MKL_NUM_THREADS = max(1, CPUs // jobs at once).
 """
 import sys
 
-from funasr_lite.utils.jobs import main
+from funasr_lite.jobs.run import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], backend="local", prog="run_local.py"))

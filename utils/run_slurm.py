@@ -5,7 +5,7 @@ Same interface as run_local.py; see funasr_lite/utils/jobs.py or run with --help
 """
 import sys
 
-from funasr_lite.utils.jobs import main
+from funasr_lite.jobs.run import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], backend="slurm", prog="run_slurm.py"))

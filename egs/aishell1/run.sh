@@ -143,7 +143,7 @@ train_launcher=(python -m funasr_lite.bin.train)
 
 # plot_curves <exp-dir>: per-epoch loss/CER/acc curves -> <exp-dir>/curves.png (a missing picture
 # is reported, not fatal). Per step: tensorboard --logdir exp
-plot_curves() { python "$FUNASR_LITE_ROOT/tools/plot_curves.py" "$1" || log "warning: no curves for $1"; }
+plot_curves() { python "local/plot_curves.py" "$1" || log "warning: no curves for $1"; }
 
 # train_paraformer <config> <output-dir> [trainer args...]: one training job on the train set.
 train_paraformer() {
@@ -248,13 +248,13 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   # shellcheck disable=SC2086
   $train_cmd "$punc_dir/log/train_punc.log" python -m funasr_lite.bin.train_punc --config "$punc_config" \
     --exclude_text data/dev/text --exclude_text data/test/text --output_dir "$punc_dir" $punc_args
-  python "$FUNASR_LITE_ROOT/tools/score_punc.py" --model_dir "$punc_dir" --text "$punc_dir/data/test.txt" \
+  python "local/score_punc.py" --model_dir "$punc_dir" --text "$punc_dir/data/test.txt" \
     --out "$punc_dir/score.json" | tee "$punc_dir/score.txt"
 fi
 
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   log "stage 10: long recordings (${longform_durations// /, } s) from data/test -> data/longform, decoded and scored"
-  python "$FUNASR_LITE_ROOT/tools/make_longform_set.py" --data_dir data/test --out_dir data/longform \
+  python "local/make_longform_set.py" --data_dir data/test --out_dir data/longform \
     --durations "${longform_durations// /,}"
   punc_opt=(); [ -f "$punc_dir/model.pt" ] && punc_opt=(--punc_model_dir "$punc_dir")
   vad_dir=$(python -c "from funasr_lite.models.vad.model import released_vad_model_dir as d; print(d())")
@@ -263,7 +263,7 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     mkdir -p "$dir/log"
     $decode_cmd "$dir/log/decode.log" python -m funasr_lite.bin.infer --model_dir "$decode_exp/model_dir" \
       --vad_model_dir "$vad_dir" "${punc_opt[@]}" --wav_scp "data/longform/long${seconds}s/wav.scp" --output_dir "$dir"
-    python "$FUNASR_LITE_ROOT/tools/score_longform.py" --data_dir "data/longform/long${seconds}s" --decode_dir "$dir" \
+    python "local/score_longform.py" --data_dir "data/longform/long${seconds}s" --decode_dir "$dir" \
       | tee "$dir/score.txt"
   done
 fi

@@ -43,8 +43,8 @@ output_dir=$(cd "$output_dir" && pwd)
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ] && $demo; then
   log "stage 0: demo data: a new domain (product-review text, voices the demo corpus never used) -> $data_dir"
-  python "$FUNASR_LITE_ROOT/tools/make_heldout_set.py" --out data/newdomain_train --num_utts "$demo_train_utts" --seed 11
-  python "$FUNASR_LITE_ROOT/tools/make_heldout_set.py" --out data/newdomain_validation --num_utts "$demo_valid_utts" --seed 12
+  python "local/make_heldout_set.py" --out data/newdomain_train --num_utts "$demo_train_utts" --seed 11
+  python "local/make_heldout_set.py" --out data/newdomain_validation --num_utts "$demo_valid_utts" --seed 12
   for split in train validation; do
     mkdir -p "$data_dir/$split"
     cp "data/newdomain_$split/wav.scp" "data/newdomain_$split/text" "$data_dir/$split/"

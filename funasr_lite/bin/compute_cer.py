@@ -13,7 +13,7 @@ lines. timestamp.txt holds, in ms:
              share of the reference characters they make up;
   %BIAS_COR  the mean signed error (hyp - ref; positive = late) over those same characters.
 Spaces are removed before scoring; reference utterances without a hypothesis count as all
-deletions. See funasr_lite.decode.scoring for the file formats.
+deletions. See funasr_lite.scoring.cer for the file formats.
 """
 
 import argparse
@@ -21,7 +21,7 @@ import logging
 import sys
 
 from funasr_lite.data.datadir import DataDirError
-from funasr_lite.decode.scoring import score_decode_dir
+from funasr_lite.scoring.decode_dir import score_decode_dir
 from funasr_lite.utils.cli import make_parser
 
 

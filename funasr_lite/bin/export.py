@@ -14,8 +14,8 @@ import argparse
 import logging
 import sys
 
-from funasr_lite.decode.model_dir import ModelDirError
-from funasr_lite.decode.onnx_export import OPSET_VERSION, export_onnx
+from funasr_lite.inference.model_dir import ModelDirError
+from funasr_lite.export.onnx_export import OPSET_VERSION, export_onnx
 from funasr_lite.utils.cli import make_parser
 
 logger = logging.getLogger("export")

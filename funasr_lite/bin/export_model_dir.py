@@ -14,7 +14,8 @@ import argparse
 import logging
 import sys
 
-from funasr_lite.decode.model_dir import ModelDirError, export_model_dir
+from funasr_lite.inference.model_dir import ModelDirError
+from funasr_lite.export.model_dir import export_model_dir
 from funasr_lite.utils.cli import make_parser
 
 logger = logging.getLogger("export_model_dir")

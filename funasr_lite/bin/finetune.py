@@ -63,7 +63,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.INFO)
     from funasr_lite.data.check import DataCheckError
-    from funasr_lite.decode.model_dir import ModelDirError
+    from funasr_lite.inference.model_dir import ModelDirError
     from funasr_lite.train.finetune import FinetuneError
 
     try:

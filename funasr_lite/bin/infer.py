@@ -39,7 +39,7 @@ import sys
 
 import torch
 
-from funasr_lite.decode.inference import (
+from funasr_lite.inference.speech2text import (
     DECODE_MODES,
     DecodeError,
     DecodeOptions,
@@ -50,9 +50,9 @@ from funasr_lite.decode.inference import (
     items_from_wav_scp,
     merge_split_dirs,
 )
-from funasr_lite.decode.model_dir import ModelDirError, load_model_dir
-from funasr_lite.decode.onnx_backend import BACKENDS, load_for_backend
-from funasr_lite.decode.writers import FAILED_FILE
+from funasr_lite.inference.model_dir import ModelDirError, load_model_dir
+from funasr_lite.inference.onnx_backend import BACKENDS, load_for_backend
+from funasr_lite.inference.writers import FAILED_FILE
 from funasr_lite.utils.failures import EXIT_SOME_FAILED, FailureLog
 from funasr_lite.utils.cli import make_parser
 

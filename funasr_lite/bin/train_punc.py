@@ -6,7 +6,7 @@
 1. ``<output_dir>/data/{train,valid,test}.txt``: punctuated paragraphs of the tagged People's
    Daily text (``--text``; tools/setup.sh fetches it), leaving out every paragraph that contains a
    transcript of an ``--exclude_text`` file (see funasr_lite.data.punc_text for the mark mapping);
-   ``test.txt`` is the held-out punctuation test set (tools/score_punc.py scores on it).
+   ``test.txt`` is the held-out punctuation test set (egs/aishell1/local/score_punc.py scores on it).
 2. Training (funasr_lite.train.punc_trainer): ``<output_dir>`` becomes a FunASR punctuation model
    dir (config.yaml, tokens.json, model.pt) that ``funasr_lite.Punctuator.from_model_dir`` reads.
 A rerun resumes; the text step is redone only when ``data/stats.json`` is missing.

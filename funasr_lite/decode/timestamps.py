@@ -1,6 +1,6 @@
 """Token timestamps from the CIF predictor.
 
-Their accuracy against ground truth is scored in :mod:`funasr_lite.decode.scoring` (on the CER
+Their accuracy against ground truth is scored in :mod:`funasr_lite.scoring.cer` (on the CER
 alignment); this module imports nothing from the rest of the package.
 
 `cif_timestamps` follows FunASR's rules for the LFR-6 Paraformer (its

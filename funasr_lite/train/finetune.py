@@ -4,7 +4,7 @@ The model dir gives everything that must not change: ``config.yaml`` (model and
 ``frontend_conf``), ``am.mvn``, the token list and the weights (``init_param``). Nothing is
 re-estimated: no new CMVN, no new vocabulary. Steps (:func:`run_finetune`):
 
-1. check the model dir (:func:`funasr_lite.decode.model_dir.load_model_dir`: a missing ``am.mvn``
+1. check the model dir (:func:`funasr_lite.inference.model_dir.load_model_dir`: a missing ``am.mvn``
    or parts that disagree are named) and resolve the training config: the model's
    ``config.yaml`` + the fine-tuning defaults (:data:`FINETUNE_DEFAULTS`) + the user's overrides;
 2. check each split (:mod:`funasr_lite.data.check`) into ``<out>/data/<split>`` (the kept
@@ -35,7 +35,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from funasr_lite.data.check import DataCheckError, check_split, log_report, summary_counts, write_checked_dir
 from funasr_lite.data.tokenizer import build_tokenizer, write_token_list
-from funasr_lite.decode.model_dir import ModelDirError, export_model_dir, load_model_dir, resolve_model_files
+from funasr_lite.inference.model_dir import ModelDirError, load_model_dir, resolve_model_files
+from funasr_lite.export.model_dir import export_model_dir
 from funasr_lite.frontend.fbank import extract_fbank_job
 from funasr_lite.frontend.wav_frontend import FBANK_OPTIONS_FILE, WavFrontend, write_fbank_options
 from funasr_lite.train.config import resolve_training_config

@@ -37,7 +37,7 @@ from funasr_lite.data.batch_sampler import split_into_batches
 from funasr_lite.data.collate import pad_sequences
 from funasr_lite.data.punc_text import NO_MARK, read_punctuated_lines
 from funasr_lite.data.tokenizer import write_token_list
-from funasr_lite.decode.punc_scoring import punctuation_scores
+from funasr_lite.scoring.punctuation import punctuation_scores
 from funasr_lite.models.punc import DEFAULT_PUNC_LIST, build_ct_transformer
 from funasr_lite.train.checkpoint import (
     capture_rng_state,

@@ -5,7 +5,7 @@
 - ``<exp>/tensorboard/``: TensorBoard scalars, written by rank 0 (:func:`tensorboard_writer`);
   ``tensorboard --logdir exp`` shows every experiment.
 - ``<exp>/epochs.jsonl``: one JSON record per finished epoch (:func:`append_epoch_record`), the
-  machine-readable history that ``tools/plot_curves.py`` draws::
+  machine-readable history that ``egs/aishell1/local/plot_curves.py`` draws::
 
       {"epoch": 3, "step": 1200, "time": "2026-12-01T11:02:03", "seconds": 240.1, "lr": 0.0009,
        "train": {"loss": 1.9, "acc": 0.61, ...}, "valid": {"loss": 2.1, "acc": 0.58, "cer": 34.1}}

@@ -7,7 +7,7 @@ Outputs under ``<exp>`` (rank 0 writes everything):
   tensorboard/           scalars: train/<loss parts>, train/acc, train/lr, train/grad_norm,
                          train/frames_per_s, valid/loss, valid/acc, valid/cer
   epochs.jsonl           one JSON record per epoch: train averages over the epoch, validation
-                         metrics, lr, seconds (``tools/plot_curves.py`` draws curves.png from it)
+                         metrics, lr, seconds (``egs/aishell1/local/plot_curves.py`` draws curves.png from it)
   epoch_N.pt             full state at the end of epoch N (best ``keep_nbest_models`` + latest kept)
   checkpoint_latest.pt   full state of the newest save (epoch end, or every ``save_every_steps``)
   best.json              validation history and the ranking by ``best_metric``
@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from funasr_lite.data.batch_sampler import FrameBatchSampler
 from funasr_lite.data.collate import collate_batch
 from funasr_lite.data.dataset import AsrDataset, build_dataset
-from funasr_lite.decode.scoring import char_errors  # validation CER: the scoring alignment
+from funasr_lite.scoring.cer import char_errors  # validation CER: the scoring alignment
 from funasr_lite.train.average import average_best_checkpoints, write_best
 from funasr_lite.train.checkpoint import (
     capture_rng_state,

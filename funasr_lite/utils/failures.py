@@ -2,7 +2,7 @@
 
 A run (decoding a wav.scp, reading a training epoch, ...) records each unusable item in a
 :class:`FailureLog`: one WARNING line naming it, a count by category, and the list the tool writes
-beside its outputs (``1best_recog/failed``, format in :mod:`funasr_lite.decode.writers`). With
+beside its outputs (``1best_recog/failed``, format in :mod:`funasr_lite.inference.writers`). With
 ``max_failures`` N, the (N+1)-th failure raises :class:`TooManyFailuresError` (0: any failure is
 fatal; None: no limit, Kaldi's compute-fbank behaviour). Tools that finish with failures exit
 with :data:`EXIT_SOME_FAILED`.

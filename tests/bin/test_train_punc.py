@@ -1,6 +1,6 @@
 """funasr_lite.bin.train_punc end to end on a small tagged text: held-out transcripts, a FunASR
 punctuation model dir that ours and funasr's AutoModel read alike, learning, resuming; and
-tools/score_punc.py on its held-out test text."""
+egs/aishell1/local/score_punc.py on its held-out test text."""
 
 import json
 import os
@@ -96,7 +96,7 @@ def test_rerun_resumes_and_score_tool(trained, capsys):
         train_punc.main(argv + ["++train_conf.max_epoch=4", "++encoder_conf.linear_units=48"])
     assert exit_info.value.code == 1
     assert "epoch_3.pt was trained with a different encoder_conf" in capsys.readouterr().err
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "score_punc.py"), "--model_dir", str(out),
+    result = subprocess.run([sys.executable, os.path.join(REPO, "egs", "aishell1", "local", "score_punc.py"), "--model_dir", str(out),
                              "--text", str(out / "data" / "test.txt"), "--out", str(out / "score.json")],
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr

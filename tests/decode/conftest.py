@@ -1,7 +1,13 @@
-"""Shared set-up for decoding tests: torch on one thread (stable timings, no oversubscription)."""
+"""Shared set-up for search tests: torch on one thread (stable timings, no oversubscription); the tiny
+model dir and corpus helpers of tests/inference/test_infer.py importable."""
+
+import os
+import sys
 
 import pytest
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "inference"))
 
 
 @pytest.fixture(autouse=True)

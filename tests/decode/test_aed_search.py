@@ -258,7 +258,7 @@ def conformer_dir(tmp_path_factory):
 
 def test_conformer_model_dir_decodes_through_the_paraformer_api(conformer_dir, tmp_path):
     from funasr_lite.api import Paraformer
-    from funasr_lite.decode.writers import read_1best_recog
+    from funasr_lite.inference.writers import read_1best_recog
 
     path, data_dir = conformer_dir
     for mode, options in (("greedy", {}), ("beam", {"beam_size": 3, "ctc_weight": 0.3}), ("ctc_greedy", {})):
@@ -282,7 +282,7 @@ def test_conformer_model_dir_decodes_through_the_paraformer_api(conformer_dir, t
 
 def test_conformer_over_long_input_is_refused_with_its_length(conformer_dir):
     from funasr_lite.api import Paraformer
-    from funasr_lite.decode.inference import DecodeError
+    from funasr_lite.inference.speech2text import DecodeError
 
     path, _ = conformer_dir
     asr = Paraformer.from_model_dir(path, decode_mode="greedy", max_frames=50)
@@ -291,7 +291,7 @@ def test_conformer_over_long_input_is_refused_with_its_length(conformer_dir):
 
 
 def test_unknown_model_name_in_config_is_refused_naming_the_key(conformer_dir, tmp_path):
-    from funasr_lite.decode.model_dir import ModelDirError, load_model_dir
+    from funasr_lite.inference.model_dir import ModelDirError, load_model_dir
     import shutil
 
     path, _ = conformer_dir

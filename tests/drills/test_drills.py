@@ -1,4 +1,4 @@
-"""The reliability drills (tools/drills/run_drills.py) in CI: every kind of bad input through its
+"""The reliability drills (tests/drills/run_drills.py) in CI: every kind of bad input through its
 real entry point; none may end in a traceback, none may fail outside the drill script's
 KNOWN_FAILURES (which the table in docs/reliability.md shows as such)."""
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO_ROOT, "tools", "drills"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "drills"))
 import run_drills  # noqa: E402
 
 pytestmark = pytest.mark.drill

@@ -1,4 +1,4 @@
-"""Kill drills in CI (tools/drills/kill_drill.py, small): the trainer killed -9 three times (once
+"""Kill drills in CI (tests/drills/kill_drill.py, small): the trainer killed -9 three times (once
 inside a checkpoint write) resumes to the uninterrupted run's exact weights with no corrupt
 checkpoint; a full disk during a checkpoint write names the file and keeps the earlier ones; a
 killed fbank job and a killed decode job finish when rerun."""
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO_ROOT, "tools", "drills"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "drills"))
 import drill_kit as kit  # noqa: E402
 import kill_drill  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""ONNX export tests: the tiny random model dir and audio of tests/decode/test_infer.py."""
+"""ONNX export tests: the tiny random model dir and audio of tests/inference/test_infer.py."""
 
 import os
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "decode"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "inference"))
 
 
 @pytest.fixture(autouse=True)

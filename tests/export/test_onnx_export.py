@@ -17,9 +17,9 @@ import soundfile
 import torch
 
 from funasr_lite.bin import export as export_cli
-from funasr_lite.decode.inference import Speech2Text, items_from_wav_files
-from funasr_lite.decode.model_dir import ModelDirError, load_model_dir
-from funasr_lite.decode.onnx_backend import load_onnx_model_dir
+from funasr_lite.inference.speech2text import Speech2Text, items_from_wav_files
+from funasr_lite.inference.model_dir import ModelDirError, load_model_dir
+from funasr_lite.inference.onnx_backend import load_onnx_model_dir
 from funasr_lite.frontend.cmvn import read_am_mvn, write_am_mvn
 from test_infer import TOKENS, assert_same_results, synth_wave, tiny_config, write_model_dir, write_wav
 
@@ -91,7 +91,7 @@ def test_onnx_backend_equals_pytorch_tokens_scores_and_timestamps(model_dir, wav
     loaded = load_onnx_model_dir(model_dir, threads=2)
     batched = Speech2Text(loaded).decode(items_from_wav_files(wavs))
     assert_same_results(batched, torch_results, score_tol=1e-3)
-    from funasr_lite.decode.inference import DecodeOptions
+    from funasr_lite.inference.speech2text import DecodeOptions
 
     one_by_one = Speech2Text(loaded, DecodeOptions(batch_bins=1)).decode(items_from_wav_files(wavs))
     assert_same_results(one_by_one, torch_results, score_tol=1e-3)
@@ -224,7 +224,7 @@ def test_export_of_a_bad_model_dir_is_refused_before_writing(bad_dir, tmp_path, 
 
 def test_infer_backend_onnx_writes_the_same_1best_recog(model_dir, wavs, tmp_path):
     from funasr_lite.bin import infer as infer_cli
-    from funasr_lite.decode.writers import read_1best_recog
+    from funasr_lite.inference.writers import read_1best_recog
 
     wav_scp = tmp_path / "wav.scp"
     wav_scp.write_text("".join(f"utt{i} {path}\n" for i, path in enumerate(wavs)))
@@ -253,7 +253,7 @@ def test_api_backend_onnx_gives_the_pytorch_result(model_dir, wavs):
 def test_backend_options_the_onnx_graph_cannot_do_are_refused(model_dir, bad_dir, caplog):
     from funasr_lite.api import Paraformer
     from funasr_lite.bin import infer as infer_cli
-    from funasr_lite.decode.inference import DecodeError
+    from funasr_lite.inference.speech2text import DecodeError
 
     with pytest.raises(DecodeError, match="needs the torch backend"):
         Paraformer.from_model_dir(model_dir, backend="onnx", decode_mode="beam")
@@ -266,7 +266,7 @@ def test_backend_options_the_onnx_graph_cannot_do_are_refused(model_dir, bad_dir
 
 
 def test_profile_onnx_sessions_times_every_session_and_profiles_operators(model_dir, tmp_path):
-    """tools/profile_onnx_sessions.py on the tiny export: every session timed in both modes, each
+    """bench/profile_onnx_sessions.py on the tiny export: every session timed in both modes, each
     with an operator profile (no timing asserted)."""
     import json
     import subprocess
@@ -277,7 +277,7 @@ def test_profile_onnx_sessions_times_every_session_and_profiles_operators(model_
     np.savez(audio, **{f"u{i}": synth_wave(sec, seed=70 + i).astype(np.float32) / 32768.0
                        for i, sec in enumerate((0.8, 1.5, 2.2))})
     out = tmp_path / "profile.json"
-    done = subprocess.run([sys.executable, os.path.join(repo, "tools", "profile_onnx_sessions.py"), "--model_dir",
+    done = subprocess.run([sys.executable, os.path.join(repo, "bench", "profile_onnx_sessions.py"), "--model_dir",
                            model_dir, "--audio", str(audio), "--repeats", "2", "--out", str(out)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]

@@ -114,8 +114,9 @@ seed: 3
 def test_trainer_trains_an_aed_and_its_exp_dir_decodes_and_exports(tmp_path):
     from train_testkit import make_experiment
 
-    from funasr_lite.decode.inference import DecodeOptions, Speech2Text, items_from_data_dir
-    from funasr_lite.decode.model_dir import export_model_dir, load_model_dir
+    from funasr_lite.inference.speech2text import DecodeOptions, Speech2Text, items_from_data_dir
+    from funasr_lite.export.model_dir import export_model_dir
+    from funasr_lite.inference.model_dir import load_model_dir
     from funasr_lite.train.config import resolve_training_config
     from funasr_lite.train.trainer import run_training
 

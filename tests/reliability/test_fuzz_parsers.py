@@ -17,7 +17,7 @@ from funasr_lite.data.char_timestamps import read_char_timestamps
 from funasr_lite.data.datadir import DataDirError, read_kv, read_spk2utt
 from funasr_lite.data.tokenizer import TokenListError, read_token_list
 from funasr_lite.data.validate import validate_data_dir
-from funasr_lite.decode.writers import read_1best_recog, read_rtf, read_scores, read_time_stamps
+from funasr_lite.inference.writers import read_1best_recog, read_rtf, read_scores, read_time_stamps
 from funasr_lite.frontend.cmvn import CmvnError, read_am_mvn
 from funasr_lite.utils.config import ConfigError, apply_overrides, load_yaml, parse_override
 

@@ -22,16 +22,16 @@ import pytest
 import torch
 
 from funasr_lite.api import AudioInputError, fetch_url
-from funasr_lite.decode.model_dir import load_model_dir
+from funasr_lite.inference.model_dir import load_model_dir
 from funasr_lite.models.load import CheckpointError, load_checkpoint
 from funasr_lite.utils.config import ConfigError, load_yaml
 from funasr_lite.utils.http_fetch import FetchError, fetch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO_ROOT, "tools", "drills"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "drills"))
 import drill_kit as kit  # noqa: E402
 
-SOURCE_DIRS = ("funasr_lite", "tools", "utils", "egs")
+SOURCE_DIRS = ("funasr_lite", "tools", "bench", "utils", "egs")
 
 
 # ---------------------------------------------------------------- pickled code

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO_ROOT, "tools", "drills"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "drills"))
 import drill_kit as kit  # noqa: E402
 
 THREADS = 8

@@ -3,7 +3,8 @@ newest [progress] line (local jobs are tested on a pty in test_run_local.py)."""
 import os
 import time
 
-from funasr_lite.utils.jobs import _slurm_status_line, parse_runner_argv, status_file
+from funasr_lite.jobs.slurm import _slurm_status_line, status_file
+from funasr_lite.jobs.options import parse_runner_argv
 
 
 def test_slurm_status_line_counts_status_files_and_shows_a_fresh_log(tmp_path, monkeypatch):

@@ -142,7 +142,7 @@ def test_thread_count_set_in_the_environment_is_kept(run_tool, tmp_path):
 
 
 def test_threads_per_job_divides_the_cpus():
-    from funasr_lite.utils.jobs import threads_per_job
+    from funasr_lite.jobs.options import threads_per_job
 
     assert threads_per_job(3, cpus=8) == 2
     assert threads_per_job(2, cpus=2) == 1

@@ -167,7 +167,8 @@ def test_sbatch_missing_or_rejecting_is_an_error(run_tool, tmp_path):
     ("python -m funasr_lite.bin.train --nproc_per_node 4", "--num-threads 2", "2", None),
 ])
 def test_torchrun_job_asks_for_its_processes_cores_and_gpus(command, options, cpus, gres):
-    from funasr_lite.utils.jobs import parse_runner_argv, slurm_resource_args
+    from funasr_lite.jobs.options import parse_runner_argv
+    from funasr_lite.jobs.slurm import slurm_resource_args
 
     runner_options, jobs = parse_runner_argv(options.split() + ["log/train.log"] + command.split())
     args = slurm_resource_args(jobs, runner_options)

@@ -4,7 +4,7 @@ The source is the word-segmented, POS-tagged People's Daily January 1998 text (`
 one paragraph a line). A *sentence* is a run of words between two punctuation marks, with
 numbers spelt out in Chinese; a run that keeps any non-Chinese character is dropped (counted).
 So a corpus utterance is a *clause*: the mark that ended it in the source (，、。？ ...) is dropped;
-:func:`clause_end_marks` gives it back (tools/make_longform_set.py's ``utt_end_marks``).
+:func:`clause_end_marks` gives it back (egs/aishell1/local/make_longform_set.py's ``utt_end_marks``).
 """
 
 from __future__ import annotations

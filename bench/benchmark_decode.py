@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Greedy decoding speed: funasr_lite's Paraformer vs FunASR's Paraformer, same weights, same input.
+
+Sources (each timed for both implementations):
+  model_dir  --model_dir: a model dir or training exp dir (e.g. the demo model), decoding the first
+             --max_utts utterances of --data_dir's feats.scp (LFR + CMVN with the dir's am.mvn).
+  large      the paraformer-large config (--large_config, vocab 8404) with random weights (seed
+             --seed; CIF output bias logit(0.3), so ~1 token per 3 frames as a trained model); on the
+             model dir's features when it takes 560-dim input, else random N(0, 1) features with the
+             data dir's lengths (utt2num_frames), else 3-6 s random lengths.
+For each source x --threads x batch mode (batch 1; batched: sorted longest first and cut at
+--batch_bins padded frames, by default --batch_utts x the median length) the two implementations
+run in their own subprocess (so peak RSS is per configuration): ours = Paraformer.decode_greedy,
+FunASR = Paraformer.inference(data_type="fbank") (encode + CIF predictor + NAR decoder + argmax),
+on the identical (B, T', D) padded model input. Not timed: reading features, LFR, CMVN, text.
+
+RTF = compute s / audio s (audio s = raw frames x frame shift, or LFR frames x 60 ms for random
+input); median over --repeats passes after one warm-up batch. "match" = fraction of utterances whose
+argmax token ids are identical in both. Batched rows may match less than batch-1 rows: FunASR's CIF
+predictor reads padded encoder frames unmasked (ours zeroes them), so its batched output depends on
+the padding; "match_own_batch1" compares each implementation's batched tokens with its own batch-1
+tokens. peak_rss_mb: whole process incl. loading (getrusage); decode_hwm_mb: the peak during the
+decoding passes alone (model + libraries + activations; the peak is reset via clear_refs first).
+
+    python bench/benchmark_decode.py --model_dir egs/aishell1/exp/demo --data_dir egs/aishell1/data/test \
+        --max_utts 32 --threads 1,2 --repeats 3 --out bench_out/decode.json
+    # quick look: the demo model only, 4 utterances, one pass, one thread
+    python bench/benchmark_decode.py --model_dir egs/aishell1/exp/demo --no_large --max_utts 4 --repeats 1 --threads 1
+    # paraformer-large alone (random weights, random features with the test set's lengths)
+    python bench/benchmark_decode.py --max_utts 32 --threads 1,2 --out bench_out/decode_large.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_train import (  # noqa: E402  (shared helpers: config, FunASR model, RSS, subprocess)
+    LARGE_VOCAB, REPO, build_funasr_paraformer, environment, lfr_frame_s, model_config, peak_rss_mb,
+    reset_peak_rss, run_worker, write_report,
+)
+
+from funasr_lite.data.batch_sampler import split_into_batches  # noqa: E402
+from funasr_lite.models import build_model  # noqa: E402
+
+IMPLEMENTATIONS = ("ours", "funasr")
+MODES = ("batch1", "batched")
+TRAINING_ONLY = ("specaug", "specaug_conf")
+
+
+# ---------------------------------------------------------------- inputs (driver)
+def save_case(work, name, config, state, feats, audio_s):
+    case = os.path.join(work, name)
+    os.makedirs(case)
+    config = {k: v for k, v in config.items() if k not in TRAINING_ONLY}
+    with open(os.path.join(case, "config.json"), "w") as handle:
+        json.dump(config, handle)
+    torch.save(state, os.path.join(case, "init.pt"))
+    torch.save({"feats": feats, "audio_s": audio_s}, os.path.join(case, "feats.pt"))
+    return case
+
+
+def model_dir_case(work, args):
+    """The model dir's model, config and its LFR + CMVN features of the data dir's first utterances."""
+    from funasr_lite.inference.speech2text import Speech2Text, items_from_data_dir
+    from funasr_lite.inference.model_dir import load_model_dir
+
+    loaded = load_model_dir(args.model_dir, checkpoint=args.checkpoint)
+    speech2text = Speech2Text(loaded)
+    prepared = [speech2text.prepare(i, item) for i, item in enumerate(items_from_data_dir(args.data_dir)[: args.max_utts])]
+    prepared = [p for p in prepared if p.model_input is not None]
+    config = dict(loaded.config, input_size=loaded.input_size, vocab_size=len(loaded.token_list))
+    feats = [p.model_input for p in prepared]
+    case = save_case(work, "model_dir", config, loaded.model.state_dict(), feats, [p.audio_s for p in prepared])
+    return case, feats, [p.audio_s for p in prepared]
+
+
+def random_lengths(args, frame_s, lfr_n):
+    """LFR lengths of the data dir's first utterances (utt2num_frames), else 3-6 s at random."""
+    from funasr_lite.data.datadir import read_kv
+    from funasr_lite.frontend.lfr import lfr_length
+
+    path = os.path.join(args.data_dir or "", "utt2num_frames")
+    if args.data_dir and os.path.isfile(path):
+        return [int(lfr_length(int(n), lfr_n)) for n in list(read_kv(path).values())[: args.max_utts]]
+    rng = np.random.default_rng(args.seed)
+    return [int(s / frame_s) for s in rng.uniform(3.0, 6.0, args.max_utts)]
+
+
+def large_case(work, args, dir_feats, dir_audio_s):
+    config = model_config(args.large_config, LARGE_VOCAB)
+    frame_s, lfr_n = lfr_frame_s(config), int(config["frontend_conf"].get("lfr_n", 1))
+    torch.manual_seed(args.seed)
+    model = build_model({k: v for k, v in config.items() if k not in TRAINING_ONLY})
+    with torch.no_grad():
+        model.predictor.cif_output.bias.fill_(math.log(0.3 / 0.7))
+    if dir_feats and dir_feats[0].shape[1] == config["input_size"]:
+        feats, audio_s, kind = dir_feats, dir_audio_s, "model_dir features"
+    else:
+        generator = torch.Generator().manual_seed(args.seed)
+        feats = [torch.randn(n, config["input_size"], generator=generator) for n in random_lengths(args, frame_s, lfr_n)]
+        audio_s, kind = [f.shape[0] * frame_s for f in feats], "random features"
+    case = save_case(work, "large", config, model.state_dict(), feats, audio_s)
+    del model
+    gc.collect()
+    return case, kind
+
+
+# ---------------------------------------------------------------- worker: one implementation, one configuration
+def decode_batch(impl, model, feats, lengths):
+    """(B, T', D), (B,) -> B lists of token ids (<blank>, <s>, </s> dropped)."""
+    if impl == "ours":
+        return [r["token_ids"] for r in model.decode_greedy(feats, lengths)]
+    keys = [f"utt{i}" for i in range(feats.size(0))]
+    results = model.inference(feats, lengths[:, None], key=keys, tokenizer=None, device="cpu", data_type="fbank")
+    if not results:  # FunASR returns [] when no utterance has a token
+        return [[] for _ in keys]
+    return [list(r["token_int"]) for r in results[0]]
+
+
+def worker(args) -> dict:
+    torch.set_num_threads(args.threads)
+    with open(os.path.join(args.case, "config.json")) as handle:
+        config = json.load(handle)
+    model = build_model(config) if args.worker == "ours" else build_funasr_paraformer(config, with_specaug=False)
+    model.load_state_dict(torch.load(os.path.join(args.case, "init.pt"), weights_only=True, mmap=True), strict=True)
+    model.eval()
+    gc.collect()
+    data = torch.load(os.path.join(args.case, "feats.pt"), weights_only=True)
+    feats, audio_s = data["feats"], sum(data["audio_s"])
+    lengths = np.array([f.shape[0] for f in feats])
+    if args.mode == "batch1":
+        batches = [[i] for i in range(len(feats))]
+    else:
+        batches = split_into_batches(sorted(range(len(feats)), key=lambda i: -lengths[i]), lengths, args.batch_bins)
+    inputs = [(torch.nn.utils.rnn.pad_sequence([feats[i] for i in b], batch_first=True),
+               torch.tensor(lengths[b], dtype=torch.long)) for b in batches]
+    setup_peak_mb = peak_rss_mb()
+    hwm_reset = reset_peak_rss()
+    tokens = [None] * len(feats)
+    with torch.no_grad():
+        decode_batch(args.worker, model, *inputs[0])  # warm-up
+        seconds = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            outputs = [decode_batch(args.worker, model, x, n) for x, n in inputs]
+            seconds.append(time.perf_counter() - start)
+    for batch, output in zip(batches, outputs):
+        for i, ids in zip(batch, output):
+            tokens[i] = [int(t) for t in ids]
+    decode_peak_mb = peak_rss_mb()
+    return {"impl": args.worker, "rtf": statistics.median(seconds) / audio_s, "seconds": seconds,
+            "audio_s": audio_s, "utterances": len(feats), "batches": len(batches),
+            "mean_tokens": sum(map(len, tokens)) / len(tokens), "tokens": tokens,
+            "peak_rss_mb": max(setup_peak_mb, decode_peak_mb), "decode_hwm_mb": decode_peak_mb if hwm_reset else None}
+
+
+# ---------------------------------------------------------------- driver
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model_dir", help="model dir or exp dir to time (source model_dir)")
+    parser.add_argument("--checkpoint", help="exp dir: which model.*.pt (default: as load_model_dir)")
+    parser.add_argument("--data_dir", default=os.path.join(REPO, "egs/aishell1/data/test"))
+    parser.add_argument("--max_utts", type=int, default=32)
+    parser.add_argument("--large_config", default=os.path.join(REPO, "egs/aishell1/conf/paraformer_sanm.yaml"))
+    parser.add_argument("--no_large", action="store_true", help="skip the paraformer-large source")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--batch_utts", type=int, default=16, help="batched mode: ~utterances per batch")
+    parser.add_argument("--batch_bins", type=int, help="batched mode: padded frames per batch (overrides)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", help="JSON file to write")
+    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        args.threads = int(args.threads)
+        print(json.dumps(worker(args)))
+        return
+    threads = [int(t) for t in args.threads.split(",")]
+    if not args.model_dir and args.no_large:
+        raise SystemExit("nothing to time: give --model_dir and/or drop --no_large")
+
+    rows, batch1_tokens = [], {}
+    with tempfile.TemporaryDirectory(prefix="bench_decode_") as work:
+        cases, dir_feats, dir_audio_s = {}, None, None
+        if args.model_dir:
+            case, dir_feats, dir_audio_s = model_dir_case(work, args)
+            cases["model_dir"] = (case, f"{args.model_dir} on {args.data_dir}")
+        if not args.no_large:
+            case, kind = large_case(work, args, dir_feats, dir_audio_s)
+            cases["large"] = (case, f"{os.path.basename(args.large_config)}, random weights, {kind}")
+        for source, (case, description) in cases.items():
+            lengths = [f.shape[0] for f in torch.load(os.path.join(case, "feats.pt"), weights_only=True)["feats"]]
+            batch_bins = args.batch_bins or args.batch_utts * int(statistics.median(lengths))
+            for n_threads in threads:
+                for mode in MODES:
+                    order = IMPLEMENTATIONS if len(rows) % 2 == 0 else IMPLEMENTATIONS[::-1]
+                    results = {impl: run_worker(__file__, [
+                        "--worker", impl, "--case", case, "--mode", mode, "--threads", n_threads,
+                        "--batch_bins", batch_bins, "--repeats", args.repeats], n_threads) for impl in order}
+                    ours_tokens, funasr_tokens = results["ours"].pop("tokens"), results["funasr"].pop("tokens")
+                    matched = sum(a == b for a, b in zip(ours_tokens, funasr_tokens))
+                    # Padding invariance: batched tokens vs the same implementation's batch-1 tokens.
+                    for impl, impl_tokens in (("ours", ours_tokens), ("funasr", funasr_tokens)):
+                        if mode == "batch1":
+                            batch1_tokens[source, n_threads, impl] = impl_tokens
+                        else:
+                            same = zip(impl_tokens, batch1_tokens[source, n_threads, impl])
+                            results[impl]["match_own_batch1"] = sum(a == b for a, b in same) / len(impl_tokens)
+                    rows.append({"source": source, "description": description, "threads": n_threads, "mode": mode,
+                                 "batch_bins": batch_bins if mode == "batched" else None,
+                                 "ours": results["ours"], "funasr": results["funasr"],
+                                 "token_match": matched / len(ours_tokens),
+                                 "throughput_ratio_ours_over_funasr": results["funasr"]["rtf"] / results["ours"]["rtf"]})
+                    print(f"{source} {mode} {n_threads} thread(s): RTF ours {results['ours']['rtf']:.4f} "
+                          f"funasr {results['funasr']['rtf']:.4f}", file=sys.stderr)
+
+    print(f"\ngreedy decoding, median of {args.repeats} pass(es), torch {torch.__version__}")
+    header = f"{'source':10} {'batch':8} {'thr':>3} {'impl':7} {'RTF':>8} {'peak RSS MB':>12} {'decode HWM MB':>14}"
+    print(header + f" {'speed-up':>9} {'match':>6}")
+    for row in rows:
+        for impl in IMPLEMENTATIONS:
+            r = row[impl]
+            hwm = f"{r['decode_hwm_mb']:.0f}" if r["decode_hwm_mb"] else "-"
+            extra = (f" {row['throughput_ratio_ours_over_funasr']:9.2f} {row['token_match']:6.2f}"
+                     if impl == "ours" else "")
+            print(f"{row['source']:10} {row['mode']:8} {row['threads']:3d} {impl:7} {r['rtf']:8.4f} "
+                  f"{r['peak_rss_mb']:12.0f} {hwm:>14}{extra}")
+    print("speed-up = funasr RTF / ours RTF (> 1: ours faster); match = identical argmax tokens")
+    for source, (_, description) in cases.items():
+        print(f"  {source}: {description}")
+    if args.out:
+        from importlib.metadata import version
+
+        report = {"benchmark": "decode_greedy", "environment": dict(environment(threads), funasr=version("funasr")),
+                  "max_utts": args.max_utts, "repeats": args.repeats, "seed": args.seed, "rows": rows}
+        write_report(args.out, report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Export: a FunASR-layout model dir from an exp dir (``model_dir``) and its ONNX graphs (``onnx_export``)."""

@@ -1,0 +1,120 @@
+"""Export a FunASR-layout model dir (stage 8) from a training exp dir or another model dir.
+
+The exported dir loads in FunASR's AutoModel and in :func:`funasr_lite.inference.model_dir.load_model_dir`:
+``config.yaml`` with FunASR's class names and relative file names, ``model.pt`` (a plain state dict),
+``am.mvn``, ``tokens.txt`` (and ``bpe.model`` for BPE).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, Optional
+
+import torch
+
+from funasr_lite.data.tokenizer import write_token_list
+from funasr_lite.inference.model_dir import (
+    BPE_MODEL_NAME,
+    CMVN_NAME,
+    CONFIG_NAME,
+    EXPORTED_TOKENS_NAME,
+    WEIGHT_NAMES,
+    LoadedModel,
+    load_model_dir,
+)
+from funasr_lite.models import DECODERS, ENCODERS, MODELS, PREDICTORS, SPECAUGS
+from funasr_lite.utils.config import dump_config
+from funasr_lite.utils.fileio import atomic_open
+
+logger = logging.getLogger(__name__)
+
+
+# Top-level keys of a training config that name files on the training machine.
+_MACHINE_PATH_KEYS = ("token_list", "cmvn_file", "train_data", "valid_data", "output_dir", "init_param")
+
+
+def _class_name(registry: Dict[str, Any], name: Optional[str]) -> Optional[str]:
+    """A registry alias ("sanm") -> the class name FunASR's registry knows ("SANMEncoder")."""
+    if name not in registry:
+        return name
+    entry = registry[name]
+    return entry.split(":")[1] if isinstance(entry, str) else entry.__name__
+
+
+def exported_config(loaded: LoadedModel) -> Dict[str, Any]:
+    """The config.yaml of an exported dir: FunASR names, relative file names, no machine paths."""
+    config = copy.deepcopy(loaded.config)
+    for key in _MACHINE_PATH_KEYS:
+        config.pop(key, None)
+    # specaug too: FunASR's AutoModel builds it from the config even to decode, and knows only
+    # the class name (SpecAugLFR), not this toolkit's alias (specaug_lfr).
+    for key, registry in (("model", MODELS), ("encoder", ENCODERS), ("decoder", DECODERS), ("predictor", PREDICTORS),
+                          ("specaug", SPECAUGS)):
+        if key in config:
+            config[key] = _class_name(registry, config[key])
+    config["frontend"] = config.get("frontend") or "WavFrontend"
+    frontend_conf = dict(loaded.frontend_conf)
+    frontend_conf["cmvn_file"] = CMVN_NAME
+    frontend_conf["dither"] = 0.0  # deterministic features when FunASR decodes this dir too
+    config["frontend_conf"] = frontend_conf
+    config["tokenizer"] = config.get("tokenizer") or "CharTokenizer"
+    tokenizer_conf = dict(config.get("tokenizer_conf") or {})
+    tokenizer_conf["token_list"] = EXPORTED_TOKENS_NAME
+    tokenizer_conf.setdefault("unk_symbol", "<unk>")
+    if loaded.files.bpe_model:
+        tokenizer_conf["bpemodel"] = BPE_MODEL_NAME
+    else:
+        tokenizer_conf.pop("bpemodel", None)
+    config["tokenizer_conf"] = tokenizer_conf
+    config["input_size"] = loaded.input_size
+    config["vocab_size"] = len(loaded.token_list)
+    return config
+
+
+def _replace_dir(tmp_dir: str, out_dir: str) -> None:
+    """Move the finished tmp_dir to out_dir, replacing an older out_dir (rename, then delete it)."""
+    old = None
+    if os.path.lexists(out_dir):
+        old = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".old.", dir=os.path.dirname(out_dir))
+        os.rmdir(old)
+        os.replace(out_dir, old)
+    os.replace(tmp_dir, out_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> str:
+    """Write a FunASR-layout model dir from a training exp dir (or another model dir).
+
+    ``out_dir`` gets config.yaml (relative file names), model.pt (a plain state dict), am.mvn,
+    tokens.txt (and bpe.model for BPE). The exp dir is loaded and checked first; the new dir is
+    written beside ``out_dir`` under a temp name, loaded back as a check, then renamed into
+    place, so ``out_dir`` is either the old one or the complete new one. Returns ``out_dir``.
+    """
+    loaded = load_model_dir(exp_dir, checkpoint)
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp.", dir=parent)
+    try:
+        with atomic_open(os.path.join(tmp_dir, CONFIG_NAME)) as f:
+            f.write(dump_config(exported_config(loaded)))
+        state = {key: value.detach().cpu().clone() for key, value in loaded.model.state_dict().items()}
+        with atomic_open(os.path.join(tmp_dir, WEIGHT_NAMES[0]), "wb") as f:
+            torch.save(state, f)
+        shutil.copyfile(loaded.files.cmvn, os.path.join(tmp_dir, CMVN_NAME))
+        write_token_list(os.path.join(tmp_dir, EXPORTED_TOKENS_NAME), loaded.token_list)
+        if loaded.files.bpe_model:
+            shutil.copyfile(loaded.files.bpe_model, os.path.join(tmp_dir, BPE_MODEL_NAME))
+        load_model_dir(tmp_dir)  # the new dir must load on its own
+        _replace_dir(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    logger.info("exported %s (%s) to %s", loaded.files.model_dir, os.path.basename(loaded.files.weights), out_dir)
+    return out_dir
+

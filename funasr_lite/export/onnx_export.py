@@ -1,0 +1,282 @@
+"""ONNX export of a model dir, in the layout FunASR's ``funasr-onnx`` and k2's ``sherpa-onnx`` read.
+
+``export_onnx(DIR)`` writes, next to the model dir's files (or into ``output_dir``):
+
+* ``model.onnx``: FunASR's export interface. Inputs ``speech`` (B, T, n_mels*lfr_m) float32
+  LFR+CMVN features and ``speech_lengths`` (B,) int32; outputs ``logits`` (B, N, V)
+  log-probabilities and ``token_num`` (B,) int32; batch and time axes dynamic. Metadata
+  (``custom_metadata_map``) carries what sherpa-onnx reads: ``vocab_size``, ``lfr_window_size``,
+  ``lfr_window_shift``, ``neg_mean`` and ``inv_stddev`` (the am.mvn, comma-separated floats),
+  and what our loader checks: ``tokens_sha256``, ``input_dim``, ``cif_frame_ms``,
+  ``timestamp_outputs``, the special ids.
+* ``model_quant.onnx`` (``quantize=True``): the same graph with int8 dynamic quantisation of
+  the MatMuls (onnxruntime ``quantize_dynamic``, int8 weights per channel); the CIF predictor
+  and the output projection stay float, so the token count and the last layer are not moved
+  by quantisation (FunASR's export excludes its ``*output*`` nodes the same way).
+* ``tokens.json`` (FunASR / funasr-onnx) and ``tokens.txt`` in sherpa's ``symbol id`` format;
+  ``config.yaml`` (the exported model dir's, naming ``tokens.json``; no ``frontend_conf.cmvn_file``,
+  which funasr-onnx would receive twice) and ``am.mvn``. Our loader and FunASR's read both
+  token files (ours reads ``token id`` lines too), so the PyTorch model dir keeps working.
+
+Timestamps. The graph computes the CIF weights (``alphas``), the CIF accumulator (``peaks``)
+and their valid lengths (``alpha_lengths``), but they are NOT graph outputs of the saved file:
+both clients change behaviour on extra outputs (funasr-onnx takes a 4-output model for a
+BiCif model and asserts on its peaks; sherpa-onnx reads output 3 of any non-2-output model as
+3x-upsampled peaks). The tensors keep those names inside the graph, and our ONNX backend
+(:mod:`funasr_lite.inference.onnx_backend`) adds them back as outputs when it builds its session,
+so one file serves the clients and our timestamps (metadata ``timestamp_outputs``).
+
+Before anything replaces files in the output dir, the exported graph is run once by
+onnxruntime on a random batch and its tokens and CIF weights are compared with the PyTorch
+model's; a disagreement is an error naming the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from funasr_lite.data.tokenizer import write_token_list
+from funasr_lite.inference.model_dir import CMVN_NAME, CONFIG_NAME, WEIGHT_NAMES, LoadedModel, ModelDirError, load_model_dir
+from funasr_lite.export.model_dir import exported_config
+from funasr_lite.inference.onnx_backend import (
+    ONNX_NAME,
+    QUANT_ONNX_NAME,
+    SHERPA_TOKENS_NAME,
+    TOKENS_JSON_NAME,
+    OnnxParaformer,
+    tokens_sha256,
+)
+from funasr_lite.models.paraformer.onnx_graph import (
+    CLIENT_OUTPUT_NAMES,
+    INPUT_NAMES,
+    TIMESTAMP_OUTPUT_NAMES,
+    ParaformerOnnxGraph,
+)
+from funasr_lite.utils.config import dump_config
+from funasr_lite.utils.fileio import atomic_open
+
+logger = logging.getLogger(__name__)
+
+OPSET_VERSION = 17  # LayerNormalization is one op from 17 on; onnxruntime >= 1.13 and sherpa-onnx run it
+# Nodes kept in float by quantize_dynamic: the CIF predictor (token count) and the output layer.
+QUANT_EXCLUDE_PARTS = ("/cif_", "/predictor/", "output_layer")  # tracer scopes: /cif_output/MatMul, ...
+METADATA_VERSION = "1"
+
+
+class OnnxExportError(ModelDirError):
+    """An export that cannot be done or did not reproduce the PyTorch model; the message says which."""
+
+
+def _floats(values: np.ndarray) -> str:
+    return ",".join(repr(float(v)) for v in np.asarray(values, dtype=np.float32))
+
+
+def export_metadata(loaded: LoadedModel) -> Dict[str, str]:
+    """The custom metadata of model.onnx: sherpa-onnx's keys, then ours (all strings)."""
+    model = loaded.model
+    conf = loaded.frontend_conf
+    return {
+        "model_type": "paraformer",
+        "vocab_size": str(len(loaded.token_list)),
+        "lfr_window_size": str(int(conf["lfr_m"])),
+        "lfr_window_shift": str(int(conf["lfr_n"])),
+        "neg_mean": _floats(loaded.cmvn_shift),
+        "inv_stddev": _floats(loaded.cmvn_scale),
+        "input_dim": str(loaded.input_size),
+        "n_mels": str(int(conf["n_mels"])),
+        "sample_rate": str(int(conf["fs"])),
+        "blank_id": str(int(model.blank_id)),
+        "sos_id": str(int(model.sos)),
+        "eos_id": str(int(model.eos)),
+        "predictor_bias": str(int(getattr(model, "predictor_bias", 0))),
+        "cif_frame_ms": repr(float(loaded.encoder_frame_ms)),
+        "timestamp_outputs": ",".join(TIMESTAMP_OUTPUT_NAMES),
+        "tokens_sha256": tokens_sha256(loaded.token_list),
+        "funasr_lite_onnx_version": METADATA_VERSION,
+        "comment": "exported by funasr_lite.bin.export (FunASR's Paraformer ONNX interface)",
+    }
+
+
+def onnx_config(loaded: LoadedModel) -> Dict:
+    """config.yaml of an exported dir: :func:`exported_config` (FunASR's class names, so its
+    AutoModel loads the dir too), naming tokens.json, no cmvn_file."""
+    config = exported_config(loaded)
+    config["frontend_conf"] = {k: v for k, v in config["frontend_conf"].items() if k != "cmvn_file"}
+    config["tokenizer_conf"] = dict(config["tokenizer_conf"], token_list=TOKENS_JSON_NAME)
+    config.setdefault("model_conf", {})  # funasr-onnx reads model_conf.predictor_bias
+    return config
+
+
+def write_sherpa_tokens(path: str, tokens: Sequence[str]) -> None:
+    """sherpa-onnx's tokens.txt: ``symbol id`` per line."""
+    for token in tokens:
+        if not token or any(ch.isspace() for ch in token):
+            raise OnnxExportError(f"token {token!r} is empty or holds whitespace: sherpa's tokens.txt cannot carry it")
+    with atomic_open(path) as f:
+        for index, token in enumerate(tokens):
+            f.write(f"{token} {index}\n")
+
+
+TRACE_LENGTHS = (23, 40)
+CHECK_LENGTHS = (57, 31, 9)  # other lengths and batch size than the trace's: a size frozen by tracing shows
+
+
+def _dummy_batch(input_dim: int, lengths: Sequence[int] = TRACE_LENGTHS, seed: int = 0):
+    """Random zero-padded features (B, max(lengths), input_dim) and their int32 lengths."""
+    generator = torch.Generator().manual_seed(seed)
+    speech = torch.randn(len(lengths), max(lengths), input_dim, generator=generator)
+    for index, length in enumerate(lengths):
+        speech[index, length:] = 0.0
+    return speech, torch.tensor(lengths, dtype=torch.int32)
+
+
+def _trace_to_onnx(graph: ParaformerOnnxGraph, input_dim: int, path: str, opset: int) -> None:
+    dynamic_axes = {
+        "speech": {0: "batch_size", 1: "feats_length"},
+        "speech_lengths": {0: "batch_size"},
+        "logits": {0: "batch_size", 1: "logits_length"},
+        "token_num": {0: "batch_size"},
+        "alphas": {0: "batch_size", 1: "alphas_length"},
+        "peaks": {0: "batch_size", 1: "alphas_length"},
+        "alpha_lengths": {0: "batch_size"},
+    }
+    with warnings.catch_warnings():
+        # The tracer warns about sizes it records as constants; the ones of this graph are the
+        # feature and model dimensions (fixed by design). check_against_torch runs other lengths.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph, _dummy_batch(input_dim), path, input_names=list(INPUT_NAMES),
+            output_names=list(CLIENT_OUTPUT_NAMES + TIMESTAMP_OUTPUT_NAMES), dynamic_axes=dynamic_axes,
+            opset_version=opset, do_constant_folding=True, dynamo=False,
+        )
+
+
+def _finish_model(path: str, metadata: Dict[str, str]) -> None:
+    """Drop the timestamp tensors from the graph outputs (they stay named inside) and set metadata."""
+    import onnx
+
+    model = onnx.load(path)
+    kept = [output for output in model.graph.output if output.name in CLIENT_OUTPUT_NAMES]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    set_metadata(model, metadata)
+    onnx.save(model, path)
+
+
+def set_metadata(model, metadata: Dict[str, str]) -> None:
+    """Replace the model's custom metadata (onnx.ModelProto) with ``metadata``."""
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def quantize_model(src: str, dst: str, metadata: Dict[str, str]) -> None:
+    """int8 dynamic quantisation of src's MatMuls (see the module docstring) -> dst, metadata kept."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = [node.name for node in onnx.load(src, load_external_data=False).graph.node]
+    excluded = [name for name in nodes if any(part in name for part in QUANT_EXCLUDE_PARTS)]
+    with tempfile.TemporaryDirectory(prefix="quant.", dir=os.path.dirname(dst)) as tmp:
+        raw = os.path.join(tmp, "quant.onnx")
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))  # onnxruntime.quantization logs every node on the root logger
+        try:
+            quantize_dynamic(src, raw, op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=False,
+                             weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+        finally:
+            root.setLevel(level)
+        model = onnx.load(raw)
+        set_metadata(model, dict(metadata, quantization="int8 dynamic MatMul (onnxruntime quantize_dynamic)"))
+        onnx.save(model, dst)
+
+
+def check_against_torch(loaded: LoadedModel, path: str, alpha_tol: float = 1e-4) -> None:
+    """Run ``path`` (with the timestamp outputs added back) and the PyTorch model on one random
+    batch of other lengths than the trace's: token counts and tokens must be equal, alphas
+    within alpha_tol."""
+    speech, lengths = _dummy_batch(loaded.input_size, CHECK_LENGTHS, seed=1)
+    onnx_model = OnnxParaformer(path, threads=1, with_timestamps=True)
+    ours = onnx_model.decode_greedy(speech, lengths)
+    expected = loaded.model.decode_greedy(speech, lengths.long())
+    for index, (a, b) in enumerate(zip(ours, expected)):
+        problems = []
+        if a["token_num"] != b["token_num"] or a["token_ids"] != b["token_ids"]:
+            problems.append(f"tokens {a['token_ids']} vs PyTorch {b['token_ids']}")
+        if a["alphas"].shape != b["alphas"].shape or float((a["alphas"] - b["alphas"]).abs().max()) > alpha_tol:
+            problems.append("CIF weights differ")
+        if problems:
+            raise OnnxExportError(f"{path}: utterance {index} of the check batch: {'; '.join(problems)}")
+
+
+def _default_output_dir(loaded: LoadedModel) -> str:
+    if os.path.basename(loaded.files.weights) not in WEIGHT_NAMES:
+        raise OnnxExportError(
+            f"{loaded.files.model_dir} is a training exp dir ({os.path.basename(loaded.files.weights)}); "
+            "give an output dir (its config.yaml is not a model dir's)"
+        )
+    return loaded.files.model_dir
+
+
+def export_onnx(model_dir, output_dir=None, checkpoint: Optional[str] = None, quantize: bool = False,
+                opset: int = OPSET_VERSION, check: bool = True) -> Dict[str, str]:
+    """Export ``model_dir`` (a model dir, or an exp dir with ``output_dir``) to ONNX (module docstring).
+
+    Returns {name: path} of the files written. Files are made in a temp dir inside the output
+    dir and moved into place only after the check, config.yaml last.
+    """
+    loaded = load_model_dir(model_dir, checkpoint)
+    if not hasattr(loaded.model, "predictor"):
+        raise OnnxExportError(f"{loaded.files.config}: only Paraformer (CIF) models export to ONNX")
+    out_dir = os.path.abspath(os.fspath(output_dir)) if output_dir else _default_output_dir(loaded)
+    os.makedirs(out_dir, exist_ok=True)
+    metadata = export_metadata(loaded)
+    graph = ParaformerOnnxGraph(copy.deepcopy(loaded.model)).eval()
+    tmp_dir = tempfile.mkdtemp(prefix=".onnx_export.", dir=out_dir)
+    try:
+        staged: List[str] = []
+        model_path = os.path.join(tmp_dir, ONNX_NAME)
+        _trace_to_onnx(graph, loaded.input_size, model_path, opset)
+        _finish_model(model_path, metadata)
+        staged.append(ONNX_NAME)
+        if check:
+            check_against_torch(loaded, model_path)
+        if quantize:
+            quantize_model(model_path, os.path.join(tmp_dir, QUANT_ONNX_NAME), metadata)
+            staged.append(QUANT_ONNX_NAME)
+        write_token_list(os.path.join(tmp_dir, TOKENS_JSON_NAME), loaded.token_list)
+        write_sherpa_tokens(os.path.join(tmp_dir, SHERPA_TOKENS_NAME), loaded.token_list)
+        staged += [TOKENS_JSON_NAME, SHERPA_TOKENS_NAME]
+        if os.path.abspath(loaded.files.cmvn) != os.path.join(out_dir, CMVN_NAME):
+            shutil.copyfile(loaded.files.cmvn, os.path.join(tmp_dir, CMVN_NAME))
+            staged.append(CMVN_NAME)
+        with atomic_open(os.path.join(tmp_dir, CONFIG_NAME)) as f:
+            f.write(dump_config(onnx_config(loaded)))
+        staged.append(CONFIG_NAME)  # last: the dir names tokens.json only once it exists
+        written = {}
+        for name in staged:
+            os.replace(os.path.join(tmp_dir, name), os.path.join(out_dir, name))
+            written[name] = os.path.join(out_dir, name)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    sizes = ", ".join(f"{name} {os.path.getsize(path) / 2**20:.1f} MiB" for name, path in written.items()
+                      if name.endswith(".onnx"))
+    logger.info("exported %s to %s (%s)", loaded.files.model_dir, out_dir, sizes)
+    return written
+
+
+__all__ = [
+    "ONNX_NAME", "OnnxExportError", "QUANT_ONNX_NAME", "SHERPA_TOKENS_NAME", "TOKENS_JSON_NAME", "export_metadata",
+    "export_onnx", "onnx_config", "quantize_model", "tokens_sha256", "write_sherpa_tokens",
+]

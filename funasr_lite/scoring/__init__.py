@@ -1,0 +1,2 @@
+"""Scoring: CER from one alignment (``cer``), timestamps against ground truth (``timestamps``), a whole
+decode dir (``decode_dir``), punctuation (``punctuation``)."""
