@@ -1,6 +1,6 @@
 """Token lists and tokenizers: characters (AISHELL) and sentencepiece BPE (English / mixed).
 
-Token list (SPEC §7): ``<blank>``=0, ``<s>``=1, ``</s>``=2, then the sorted tokens, ``<unk>``
+Token list (docs/spec.md §7): ``<blank>``=0, ``<s>``=1, ``</s>``=2, then the sorted tokens, ``<unk>``
 last. Stored as ``tokens.txt`` (one token per line; a two-column ``token id`` form is also
 read) or ``tokens.json`` (a JSON list, as in released FunASR model dirs).
 

@@ -1,4 +1,4 @@
-"""Beam search for Paraformer over the fixed output length given by the CIF token count (SPEC §8).
+"""Beam search for Paraformer over the fixed output length given by the CIF token count (docs/spec.md §8).
 
 The decoder scores every position at once, so the acoustic score at position i does not
 depend on the hypothesis; what does is the CTC prefix score and the LM score. At position i

@@ -1,4 +1,4 @@
-"""Global CMVN (SPEC §1.4): statistics, ``am.mvn`` (Kaldi nnet1 text) and ``cmvn.json`` I/O.
+"""Global CMVN (docs/spec.md §1.4): statistics, ``am.mvn`` (Kaldi nnet1 text) and ``cmvn.json`` I/O.
 
 Normalisation is ``x = (x + shift) * scale`` per dimension with shift = -mean and
 scale = 1 / std, applied after LFR, so LFR models need 560-dim vectors (80 * m, m=7).

@@ -1,4 +1,4 @@
-"""Kaldi log-mel filterbank features (SPEC §1.1-1.2) and the per-job extraction loop.
+"""Kaldi log-mel filterbank features (docs/spec.md §1.1-1.2) and the per-job extraction loop.
 
 Settings are Kaldi's compute-fbank defaults that FunASR uses (frontend_conf may change the window,
 n_mels and frame length/shift: the job loop takes them from a ``wav_frontend.WavFrontend``):

@@ -1,4 +1,4 @@
-"""Low frame rate (LFR) stacking, SPEC §1.3.
+"""Low frame rate (LFR) stacking, docs/spec.md §1.3.
 
 With m=7, n=6, 10 ms 80-dim frames become 60 ms 560-dim frames: T' = ceil(T / n) and
 LFR frame i = concat over k = -(m-1)//2 .. m-1-(m-1)//2 of x[clamp(n*i + k, 0, T-1)]

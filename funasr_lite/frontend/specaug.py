@@ -5,7 +5,7 @@ Two modules, built by name from a FunASR ``specaug`` / ``specaug_conf`` pair:
 - ``SpecAug``: time warp, frequency masks and time masks on plain features, e.g. 80-dim fbank
   (AISHELL Conformer recipe: time warp 5, 2 freq masks of width < 30, 2 time masks < 40).
 - ``SpecAugLFR``: the same on LFR-stacked features (B, T, n_mels * lfr_m). A frequency mask
-  picks a mel band once and hits that band in every stacked sub-frame (SPEC §1.5); time masks
+  picks a mel band once and hits that band in every stacked sub-frame (docs/spec.md §1.5); time masks
   are in LFR frames.
 
 Everything happens only inside each utterance's length: warps and time masks never reach the

@@ -1,4 +1,4 @@
-"""The one feature frontend: audio -> Kaldi fbank -> LFR -> CMVN (FunASR's ``WavFrontend``), SPEC §1.
+"""The one feature frontend: audio -> Kaldi fbank -> LFR -> CMVN (FunASR's ``WavFrontend``), docs/spec.md §1.
 
 Built from a config's ``frontend_conf`` (``fs``, ``window``, ``n_mels``, ``frame_length``,
 ``frame_shift``, ``lfr_m``, ``lfr_n``; defaults in ``funasr_lite.utils.config.FRONTEND_DEFAULTS``)

@@ -1,6 +1,6 @@
 """Learning-rate schedules, stepped once per optimizer update.
 
-WarmupLR (ESPnet/FunASR, SPEC §11): at update s = 1, 2, ...
+WarmupLR (ESPnet/FunASR, docs/spec.md §11): at update s = 1, 2, ...
     lr(s) = base_lr * w^0.5 * min(s^-0.5, s * w^-1.5)
 rising linearly to base_lr at s = w, then decaying as 1/sqrt(s).
 """

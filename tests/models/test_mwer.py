@@ -1,4 +1,4 @@
-"""MWER loss (our own design, SPEC §6): hand-computed values and behaviour."""
+"""MWER loss (our own design, docs/spec.md §6): hand-computed values and behaviour."""
 
 import math
 

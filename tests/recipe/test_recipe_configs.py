@@ -60,7 +60,7 @@ def test_sanm_config_is_paraformer_large():
     config = validate_config(load_yaml(os.path.join(REPO, "egs", "aishell1", "conf", "paraformer_sanm.yaml")))
     with torch.device("meta"):
         model = build_model(_with_sizes(config, vocab_size=8404))
-    assert sum(p.numel() for p in model.parameters()) == 220_084_533  # SPEC §10
+    assert sum(p.numel() for p in model.parameters()) == 220_084_533  # docs/spec.md §10
 
 
 def test_demo_config_trains_one_step():

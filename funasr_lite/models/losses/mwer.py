@@ -1,4 +1,4 @@
-"""Minimum word error rate (MWER) loss for the non-autoregressive decoder (SPEC §6).
+"""Minimum word error rate (MWER) loss for the non-autoregressive decoder (docs/spec.md §6).
 
 FunASR ships no MWER; this follows the Paraformer paper (§2.4): candidates are the argmax
 path plus negatives that swap the top-1 token for the second best at a few random

@@ -1,7 +1,7 @@
 """Sinusoidal position encodings used by the Conformer encoder and the SAN decoder.
 
 All tables interleave sin and cos (even dims sin, odd dims cos) and use positions that
-start at 0, unlike the SAN-M encoder's concatenated table (see SPEC §2). The tables are
+start at 0, unlike the SAN-M encoder's concatenated table (see docs/spec.md §2). The tables are
 computed in float32 with the same operation order as FunASR, because a float64 table
 differs by ~1e-4 at positions near 5000 (the legacy encoding uses such positions).
 

@@ -1,4 +1,4 @@
-"""Paraformer SAN decoder (SPEC §5): bidirectional Transformer decoder layers over the CIF
+"""Paraformer SAN decoder (docs/spec.md §5): bidirectional Transformer decoder layers over the CIF
 embeddings, used by the from-scratch AISHELL-1 recipe. Names follow FunASR's
 `ParaformerSANDecoder`, so its `decoder_conf` builds this and its checkpoints load strictly.
 """
