@@ -35,6 +35,9 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from funasr_lite.frontend.audio import AudioError, decode_audio_bytes, prepare_samples
+from funasr_lite.inference.model_dir import LoadedModel, load_model_dir
+from funasr_lite.inference.onnx_backend import load_for_backend
 from funasr_lite.inference.speech2text import (
     DecodeOptions,
     InputItem,
@@ -45,10 +48,7 @@ from funasr_lite.inference.speech2text import (
     summarize,
     unique_keys,
 )
-from funasr_lite.inference.model_dir import LoadedModel, load_model_dir
-from funasr_lite.inference.onnx_backend import load_for_backend
 from funasr_lite.inference.writers import write_1best_recog
-from funasr_lite.frontend.audio import AudioError, decode_audio_bytes, prepare_samples
 from funasr_lite.utils import http_fetch
 from funasr_lite.utils.failures import FailureLog
 

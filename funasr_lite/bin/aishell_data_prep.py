@@ -11,6 +11,7 @@ import sys
 
 from funasr_lite.data.aishell import SPLITS, prepare_aishell
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     try:
         report = prepare_aishell(args.audio_dir, args.transcript_dir, args.out_dir, args.splits)
     except FileNotFoundError as e:

@@ -9,13 +9,13 @@ The first form takes the N best epochs listed in ``<exp_dir>/best.json``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
 from funasr_lite.train.average import average_best_checkpoints, average_checkpoint_files
 from funasr_lite.train.checkpoint import CheckpointError
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     try:
         if args.checkpoints:
             if not args.out:

@@ -23,6 +23,7 @@ import sys
 from funasr_lite.data.datadir import DataDirError
 from funasr_lite.scoring.decode_dir import score_decode_dir
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    setup_logging()
     log = logging.getLogger("compute_cer")
     if (args.ref_timestamps is None) != (args.hyp_timestamps is None):
         log.error("--ref_timestamps and --hyp_timestamps go together")

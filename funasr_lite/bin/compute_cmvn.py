@@ -23,6 +23,7 @@ from funasr_lite.frontend.cmvn import (
     write_cmvn_json,
 )
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    setup_logging()
     log = logging.getLogger("compute_cmvn")
     if args.lfr_m < 1:
         log.error("--lfr_m must be >= 1, got %d", args.lfr_m)

@@ -31,6 +31,7 @@ from funasr_lite.frontend.wav_frontend import WavFrontend, write_fbank_options
 from funasr_lite.utils.cli import make_parser, str2bool
 from funasr_lite.utils.config import ConfigError, load_yaml
 from funasr_lite.utils.failures import TooManyFailuresError
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +69,7 @@ def frontend_from_file(path, dither: float = 0.0) -> WavFrontend:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    setup_logging()
     log = logging.getLogger("compute_fbank")
     torch.set_num_threads(args.num_threads)
     try:

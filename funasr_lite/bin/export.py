@@ -14,9 +14,10 @@ import argparse
 import logging
 import sys
 
-from funasr_lite.inference.model_dir import ModelDirError
 from funasr_lite.export.onnx_export import OPSET_VERSION, export_onnx
+from funasr_lite.inference.model_dir import ModelDirError
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.log import setup_logging
 
 logger = logging.getLogger("export")
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     try:
         written = export_onnx(args.model_dir, args.output_dir, args.checkpoint, args.quantize, args.opset)
     except (ModelDirError, OSError) as e:

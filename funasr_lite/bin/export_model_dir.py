@@ -14,9 +14,10 @@ import argparse
 import logging
 import sys
 
-from funasr_lite.inference.model_dir import ModelDirError
 from funasr_lite.export.model_dir import export_model_dir
+from funasr_lite.inference.model_dir import ModelDirError
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.log import setup_logging
 
 logger = logging.getLogger("export_model_dir")
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     try:
         export_model_dir(args.exp_dir, args.out_dir, args.checkpoint)
     except (ModelDirError, OSError) as e:

@@ -25,6 +25,7 @@ from typing import List, Optional
 from funasr_lite.train.finetune import DATASET_TYPES, run_finetune
 from funasr_lite.utils.cli import make_parser, parse_args_with_overrides, str2bool
 from funasr_lite.utils.config import OVERRIDE_PREFIX
+from funasr_lite.utils.log import setup_logging
 
 logger = logging.getLogger("finetune")
 
@@ -56,12 +57,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args, extra = parse_args_with_overrides(parser, argv)
     os.makedirs(args.output_dir, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    if int(os.environ.get("RANK", "0")) == 0:  # the data check and set-up also go to a file
-        handler = logging.FileHandler(os.path.join(args.output_dir, "finetune.log"), encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"))
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
+    # rank 0: the data check and set-up also go to a file
+    setup_logging(log_file=os.path.join(args.output_dir, "finetune.log") if int(os.environ.get("RANK", "0")) == 0 else None)
     from funasr_lite.data.check import DataCheckError
     from funasr_lite.inference.model_dir import ModelDirError
     from funasr_lite.train.finetune import FinetuneError

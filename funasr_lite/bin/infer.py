@@ -39,6 +39,8 @@ import sys
 
 import torch
 
+from funasr_lite.inference.model_dir import ModelDirError, load_model_dir
+from funasr_lite.inference.onnx_backend import BACKENDS, load_for_backend
 from funasr_lite.inference.speech2text import (
     DECODE_MODES,
     DecodeError,
@@ -50,11 +52,10 @@ from funasr_lite.inference.speech2text import (
     items_from_wav_scp,
     merge_split_dirs,
 )
-from funasr_lite.inference.model_dir import ModelDirError, load_model_dir
-from funasr_lite.inference.onnx_backend import BACKENDS, load_for_backend
 from funasr_lite.inference.writers import FAILED_FILE
-from funasr_lite.utils.failures import EXIT_SOME_FAILED, FailureLog
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.failures import EXIT_SOME_FAILED, FailureLog
+from funasr_lite.utils.log import setup_logging
 
 logger = logging.getLogger("infer")
 
@@ -129,7 +130,7 @@ def _print_results(results) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     torch.set_num_threads(max(1, args.num_threads))
     model_dir = args.model_dir or args.exp_dir
     given_inputs = [name for name in ("data_dir", "wav_scp", "wav", "audio") if getattr(args, name)]

@@ -19,6 +19,7 @@ from funasr_lite.data.datadir import DataDirError
 from funasr_lite.data.shards import ShardError, write_shards
 from funasr_lite.utils.cli import make_parser
 from funasr_lite.utils.config import ConfigError
+from funasr_lite.utils.log import setup_logging
 
 logger = logging.getLogger("make_shards")
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     try:
         write_shards(args.data_dir, args.out_dir, args.shard_list, frontend=frontend_from_file(args.config),
                      utts_per_shard=args.utts_per_shard, nj=args.nj)

@@ -12,6 +12,7 @@ import sys
 
 from funasr_lite.data.synthetic import SIZES, CorpusError, default_text_path, generate_corpus
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     if args.nj < 1:
         logging.error("--nj must be at least 1, got %d", args.nj)
         return 2

@@ -13,6 +13,7 @@ import sys
 
 from funasr_lite.data.tokenizer import make_token_list
 from funasr_lite.utils.cli import make_parser
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     try:
         tokens = make_token_list(args.text, args.token_type, args.out_dir, args.nbpe)
     except (OSError, ValueError) as e:

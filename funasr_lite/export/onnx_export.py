@@ -45,8 +45,15 @@ import numpy as np
 import torch
 
 from funasr_lite.data.tokenizer import write_token_list
-from funasr_lite.inference.model_dir import CMVN_NAME, CONFIG_NAME, WEIGHT_NAMES, LoadedModel, ModelDirError, load_model_dir
 from funasr_lite.export.model_dir import exported_config
+from funasr_lite.inference.model_dir import (
+    CMVN_NAME,
+    CONFIG_NAME,
+    WEIGHT_NAMES,
+    LoadedModel,
+    ModelDirError,
+    load_model_dir,
+)
 from funasr_lite.inference.onnx_backend import (
     ONNX_NAME,
     QUANT_ONNX_NAME,

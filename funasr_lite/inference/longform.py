@@ -48,8 +48,6 @@ import numpy as np
 import soundfile
 
 from funasr_lite.data.tokenizer import tokens_to_text
-from funasr_lite.inference.speech2text import DecodeError, InputItem, PreparedUtterance, Speech2Text, summarize
-from funasr_lite.inference.writers import write_1best_recog
 from funasr_lite.frontend.audio import (
     AudioCorruptError,
     AudioEmptyError,
@@ -58,6 +56,8 @@ from funasr_lite.frontend.audio import (
     is_pipe_command,
     resample_waveform,
 )
+from funasr_lite.inference.speech2text import DecodeError, InputItem, PreparedUtterance, Speech2Text, summarize
+from funasr_lite.inference.writers import write_1best_recog
 from funasr_lite.models.vad.audio_blocks import read_audio_blocks
 from funasr_lite.utils.failures import ItemFailure
 from funasr_lite.utils.progress import progress

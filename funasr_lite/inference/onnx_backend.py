@@ -33,9 +33,16 @@ import numpy as np
 import torch
 
 from funasr_lite.data.tokenizer import TokenListError, build_tokenizer, read_token_list
-from funasr_lite.inference.model_dir import CMVN_NAME, CONFIG_NAME, LoadedModel, ModelDirError, ModelFiles, resolve_frontend_conf
 from funasr_lite.frontend.cmvn import CmvnError, read_am_mvn
 from funasr_lite.frontend.wav_frontend import WavFrontend
+from funasr_lite.inference.model_dir import (
+    CMVN_NAME,
+    CONFIG_NAME,
+    LoadedModel,
+    ModelDirError,
+    ModelFiles,
+    resolve_frontend_conf,
+)
 from funasr_lite.models.paraformer.onnx_graph import CLIENT_OUTPUT_NAMES, INPUT_NAMES, TIMESTAMP_OUTPUT_NAMES
 from funasr_lite.utils.config import ConfigError as YamlConfigError
 from funasr_lite.utils.config import load_yaml
@@ -253,8 +260,8 @@ def load_for_backend(model_dir, backend: str = "torch", checkpoint: Optional[str
     """The one switch between backends: ``torch`` (load_model_dir) or ``onnx`` (load_onnx_model_dir).
 
     threads: onnxruntime intra-op threads (default 1); the torch backend leaves torch's setting."""
-    from funasr_lite.inference.speech2text import DecodeError
     from funasr_lite.inference.model_dir import load_model_dir
+    from funasr_lite.inference.speech2text import DecodeError
 
     if backend not in BACKENDS:
         raise DecodeError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

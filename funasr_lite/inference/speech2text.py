@@ -58,15 +58,14 @@ from torch.nn.utils.rnn import pad_sequence
 
 from funasr_lite.data.batch_sampler import split_into_batches
 from funasr_lite.data.datadir import read_kv
-from funasr_lite.inference.model_dir import LoadedModel
 from funasr_lite.decode.timestamps import cif_timestamps
-from funasr_lite.inference.writers import merge_1best_recog, write_1best_recog
 from funasr_lite.frontend.audio import AudioEmptyError, AudioError
 from funasr_lite.frontend.fbank import WaveformTooShortError
 from funasr_lite.frontend.wav_frontend import FeatureOptionsError, WavFrontend, check_feature_options
+from funasr_lite.inference.model_dir import LoadedModel
+from funasr_lite.inference.writers import merge_1best_recog, write_1best_recog
 from funasr_lite.utils.failures import FailureLog
-from funasr_lite.utils.progress import peak_rss_mb
-from funasr_lite.utils.progress import progress
+from funasr_lite.utils.progress import peak_rss_mb, progress
 
 logger = logging.getLogger(__name__)
 

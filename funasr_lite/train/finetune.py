@@ -35,10 +35,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from funasr_lite.data.check import DataCheckError, check_split, log_report, summary_counts, write_checked_dir
 from funasr_lite.data.tokenizer import build_tokenizer, write_token_list
-from funasr_lite.inference.model_dir import ModelDirError, load_model_dir, resolve_model_files
 from funasr_lite.export.model_dir import export_model_dir
 from funasr_lite.frontend.fbank import extract_fbank_job
 from funasr_lite.frontend.wav_frontend import FBANK_OPTIONS_FILE, WavFrontend, write_fbank_options
+from funasr_lite.inference.model_dir import ModelDirError, load_model_dir, resolve_model_files
 from funasr_lite.train.config import resolve_training_config
 from funasr_lite.utils.config import ConfigError
 
