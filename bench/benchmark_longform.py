@@ -5,7 +5,7 @@ For each duration in ``--minutes`` a recording is built from ``--data_dir`` (the
 egs/aishell1/local/make_longform_set.py (utterances joined with 0.3-3 s pauses over background noise; cached in
 ``--work_dir``). Each implementation decodes it in its own subprocess (so peak RSS is per run):
 
-  ours    ``Paraformer.from_model_dir(ASR, vad_model=VAD, batch_size_s=...)`` on the WAV path
+  ours    ``SpeechRecognizer.from_model_dir(ASR, vad_model=VAD, batch_size_s=...)`` on the WAV path
   funasr  ``funasr.AutoModel(model=ASR, vad_model=VAD).generate(input=path, batch_size_s=...)``
 
 ASR is a FunASR-format model dir (recipe stage 8 / funasr_lite.bin.export_model_dir; ``--exp_dir``
@@ -69,9 +69,9 @@ def worker(args) -> int:
 
     torch.set_num_threads(args.threads)
     if args.worker == "ours":
-        from funasr_lite import Paraformer
+        from funasr_lite import SpeechRecognizer
 
-        asr = Paraformer.from_model_dir(args.model_dir, vad_model=args.vad_model_dir, batch_size_s=args.batch_size_s)
+        asr = SpeechRecognizer.from_model_dir(args.model_dir, vad_model=args.vad_model_dir, batch_size_s=args.batch_size_s)
         start = time.perf_counter()
         (result,) = asr(args.wav)
         wall = time.perf_counter() - start

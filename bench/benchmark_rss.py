@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Memory over a long decoding session: N utterances decoded one call at a time by one
-``Paraformer`` object in one process (a server's pattern); prints RSS over time.
+``SpeechRecognizer`` object in one process (a server's pattern); prints RSS over time.
 
     python bench/benchmark_rss.py --num_utts 5000                    # the acceptance run
     python bench/benchmark_rss.py --num_utts 500 --model_dir DIR      # a real model dir
@@ -50,12 +50,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from funasr_lite import Paraformer
+    from funasr_lite import SpeechRecognizer
 
     torch.set_num_threads(args.num_threads)
     work = tempfile.mkdtemp(prefix="rss_")
     model_dir = args.model_dir or kit.write_model_dir(os.path.join(work, "model"), d_model=32)
-    asr = Paraformer.from_model_dir(model_dir)
+    asr = SpeechRecognizer.from_model_dir(model_dir)
     every = args.every or max(1, args.num_utts // 20)
     cycle = []
     for i in range(50):

@@ -20,7 +20,7 @@ imports each layer alone in a fresh interpreter)::
 
 docs/architecture.md draws the whole house (job -> folder -> entry point).
 
-``import funasr_lite`` itself imports nothing; ``Paraformer``/``VAD``/``Punctuator`` are loaded on first
+``import funasr_lite`` itself imports nothing; ``SpeechRecognizer``/``VAD``/``Punctuator`` are loaded on first
 use.
 """
 
@@ -28,11 +28,20 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    """``from funasr_lite import Paraformer`` (or ``VAD``, ``Punctuator``) without importing torch on ``import funasr_lite``."""
-    if name == "Paraformer":
-        from funasr_lite.api import Paraformer
+    """``from funasr_lite import SpeechRecognizer`` (or ``VAD``, ``Punctuator``) without importing torch on
+    ``import funasr_lite``. ``Paraformer``, this API's name before 0.2, still gives ``SpeechRecognizer`` with a
+    DeprecationWarning (the model class of that name is ``funasr_lite.models.paraformer.model.Paraformer``)."""
+    if name == "SpeechRecognizer":
+        from funasr_lite.api import SpeechRecognizer
 
-        return Paraformer
+        return SpeechRecognizer
+    if name == "Paraformer":
+        import warnings
+
+        from funasr_lite.api import SpeechRecognizer
+
+        warnings.warn("funasr_lite.Paraformer is now funasr_lite.SpeechRecognizer", DeprecationWarning, stacklevel=2)
+        return SpeechRecognizer
     if name == "VAD":
         from funasr_lite.api import VAD
 

@@ -1,7 +1,7 @@
-"""The user-facing recogniser: ``Paraformer.from_model_dir(DIR)(audio_in)``.
+"""The user-facing recogniser: ``SpeechRecognizer.from_model_dir(DIR)(audio_in)``.
 
-    from funasr_lite import Paraformer
-    asr = Paraformer.from_model_dir("exp/paraformer/model_dir")   # or a FunASR/ModelScope dir, or an exp dir
+    from funasr_lite import SpeechRecognizer
+    asr = SpeechRecognizer.from_model_dir("exp/paraformer/model_dir")   # or a FunASR/ModelScope dir, or an exp dir
     asr("a.wav")                       # -> [{"key": "a", "text": ..., "token": [...], "score": ..., "timestamp": [[ms, ms], ...]}]
     asr("wav.scp", output_dir="out")   # also writes out/1best_recog/{text,token,score,time_stamp,rtf}
 
@@ -226,8 +226,8 @@ def _is_many(audio_in: Any) -> bool:
 # ---------------------------------------------------------------- the recogniser
 
 
-class Paraformer:
-    """A loaded Paraformer that turns audio into text (see the module docstring)."""
+class SpeechRecognizer:
+    """A loaded recogniser (Paraformer, or any model dir the loader takes) that turns audio into text (see the module docstring)."""
 
     def __init__(self, loaded: LoadedModel, options: Optional[DecodeOptions] = None, longform=None):
         self.loaded = loaded
@@ -237,7 +237,7 @@ class Paraformer:
     @classmethod
     def from_model_dir(cls, model_dir, checkpoint: Optional[str] = None, device: str = "cpu",
                        backend: str = "torch", quantized: bool = False, threads: Optional[int] = None,
-                       vad_model=None, punc_model=None, **decode_options) -> "Paraformer":
+                       vad_model=None, punc_model=None, **decode_options) -> "SpeechRecognizer":
         """Load a model dir (ours, FunASR's/ModelScope's) or a training exp dir (+ checkpoint).
 
         decode_options: fields of :class:`DecodeOptions` (decode_mode, beam_size, batch_bins, ...).
@@ -306,7 +306,7 @@ class Paraformer:
 class VAD:
     """FunASR's FSMN-VAD: ``VAD.from_model_dir(DIR)(audio_in)`` -> ``[[start_ms, end_ms], ...]``.
 
-    ``audio_in`` is one recording in any form :class:`Paraformer` takes; files are read in 60 s
+    ``audio_in`` is one recording in any form :class:`SpeechRecognizer` takes; files are read in 60 s
     blocks (whole only when resampled), multichannel files downmixed, other rates resampled. No
     samples or no speech: ``[]``. DIR: a FunASR VAD model dir, by default the released one that
     tools/setup.sh installs (see funasr_lite/models/vad/).
@@ -363,5 +363,5 @@ class VAD:
         return self.model.segment_blocks(blocks, max_end_silence_time)
 
 
-__all__ = ["AudioInputError", "Paraformer", "VAD", "array_to_waveform", "bytes_to_waveform", "fetch_url",
+__all__ = ["AudioInputError", "SpeechRecognizer", "VAD", "array_to_waveform", "bytes_to_waveform", "fetch_url",
            "input_items"]

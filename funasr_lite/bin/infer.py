@@ -4,7 +4,7 @@ Usage:
   python -m funasr_lite.bin.infer --model_dir DIR --data_dir data/test --output_dir exp/x/decode_test
   python -m funasr_lite.bin.infer --exp_dir exp/x --checkpoint model.avg10.pt --wav_scp wav.scp --output_dir D
   python -m funasr_lite.bin.infer --model_dir DIR --wav a.wav b.wav          # prints "key text" lines
-  python -m funasr_lite.bin.infer --model_dir DIR --audio https://host/x.wav  # any Paraformer() input
+  python -m funasr_lite.bin.infer --model_dir DIR --audio https://host/x.wav  # any SpeechRecognizer() input
   python -m funasr_lite.bin.infer --model_dir DIR --backend onnx [--quantized] --wav a.wav  # after bin.export
   python -m funasr_lite.bin.infer --model_dir DIR --vad_model_dir VAD --punc_model_dir PUNC \
       --wav meeting.wav --output_dir D          # long recordings: + 1best_recog/sentences, srt/
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--data_dir", help="Kaldi data dir (feats.scp preferred, else wav.scp)")
     inputs.add_argument("--wav_scp", help="a wav.scp")
     inputs.add_argument("--wav", nargs="+", help="audio files (key = file name without extension)")
-    inputs.add_argument("--audio", nargs="+", help="any Paraformer() input: path, http(s) URL, *.scp, *.pcm")
+    inputs.add_argument("--audio", nargs="+", help="any SpeechRecognizer() input: path, http(s) URL, *.scp, *.pcm")
     parser.add_argument("--audio_fs", type=int, default=None, help="sample rate of raw PCM input (--audio)")
     parser.add_argument("--output_dir", help="write <output_dir>/1best_recog/ (without: print 'key text')")
     parser.add_argument("--decode_mode", choices=DECODE_MODES, default="greedy")
@@ -157,9 +157,9 @@ def main(argv=None) -> int:
         )
         options.check()
         if args.vad_model_dir or args.punc_model_dir:
-            from funasr_lite.api import Paraformer
+            from funasr_lite.api import SpeechRecognizer
 
-            asr = Paraformer.from_model_dir(
+            asr = SpeechRecognizer.from_model_dir(
                 model_dir, args.checkpoint, args.device, vad_model=args.vad_model_dir,
                 punc_model=args.punc_model_dir, batch_size_s=args.batch_size_s, max_segment_s=args.max_segment_s,
                 **vars(options))
@@ -169,9 +169,9 @@ def main(argv=None) -> int:
                 _print_results([r for r in results if "error" not in r])
             return EXIT_SOME_FAILED if any("error" in r for r in results) else 0
         if args.audio:
-            from funasr_lite.api import Paraformer
+            from funasr_lite.api import SpeechRecognizer
 
-            asr = Paraformer.from_model_dir(model_dir, args.checkpoint, args.device, backend=args.backend,
+            asr = SpeechRecognizer.from_model_dir(model_dir, args.checkpoint, args.device, backend=args.backend,
                                             quantized=args.quantized, threads=args.onnx_threads, **vars(options))
             results = asr(args.audio if len(args.audio) > 1 else args.audio[0], audio_fs=args.audio_fs,
                           output_dir=args.output_dir, channel=args.channel, max_failures=args.max_failures)

@@ -73,7 +73,7 @@ class Transcripts:
 
 
 @dataclasses.dataclass
-class SplitReport:
+class SplitPrepReport:
     """Counts (and the ids concerned) for one split; ``summary()`` is the line that is printed."""
 
     split: str
@@ -110,7 +110,7 @@ class SplitReport:
 class PrepReport:
     """Everything ``prepare_aishell`` found: one report per split plus transcript-level counts."""
 
-    splits: Dict[str, SplitReport]
+    splits: Dict[str, SplitPrepReport]
     transcript: Transcripts
     not_in_any_split: List[str]
     written_splits: List[str]
@@ -171,7 +171,7 @@ def read_transcripts(path: str) -> Transcripts:
     return Transcripts(path, texts, line_of, num_lines, bad.items, duplicates.items)
 
 
-def find_split_wavs(split_dir: str, report: SplitReport) -> Dict[str, Tuple[str, str]]:
+def find_split_wavs(split_dir: str, report: SplitPrepReport) -> Dict[str, Tuple[str, str]]:
     """``utt -> (speaker, absolute wav path)`` for ``<split_dir>/<SPK>/*.wav``.
 
     The speaker is the directory name. A wav id seen twice in the split keeps the first (in
@@ -212,7 +212,7 @@ def _speaker_in_id(utt: str, speakers: Dict[str, str], lengths: Sequence[int]) -
     return None
 
 
-def read_char_timestamps(path: str) -> Dict[str, str]:
+def read_char_timestamp_lines(path: str) -> Dict[str, str]:
     """``utt -> rest of line`` (opaque) from the synthetic corpus's char timestamps file."""
     out: Dict[str, str] = {}
     bad = ProblemLog("char timestamp lines that are not valid UTF-8")
@@ -245,10 +245,10 @@ def prepare_aishell(audio_dir: str, transcript_dir: str, out_dir: str,
         raise FileNotFoundError(f"transcript file not found: {transcript_path}")
     transcripts = read_transcripts(transcript_path)
 
-    reports: Dict[str, SplitReport] = {}
+    reports: Dict[str, SplitPrepReport] = {}
     split_wavs: Dict[str, Dict[str, Tuple[str, str]]] = {}
     for split in splits:
-        report = reports[split] = SplitReport(split)
+        report = reports[split] = SplitPrepReport(split)
         split_dir = os.path.join(audio_dir, split)
         if not os.path.isdir(split_dir):
             logger.warning("%s: no such directory: split %s skipped", split_dir, split)
@@ -284,7 +284,7 @@ def prepare_aishell(audio_dir: str, transcript_dir: str, out_dir: str,
     char_timestamps: Optional[Dict[str, str]] = None
     char_timestamps_path = os.path.join(transcript_dir, CHAR_TIMESTAMPS_NAME)
     if os.path.isfile(char_timestamps_path):
-        char_timestamps = read_char_timestamps(char_timestamps_path)
+        char_timestamps = read_char_timestamp_lines(char_timestamps_path)
 
     written: List[str] = []
     for split, wavs in split_wavs.items():

@@ -377,7 +377,7 @@ RESULT_KEYS = ("key", "text", "token", "score", "timestamp", "sentence_info", "e
 
 
 def longform_factory(vad_model, punc_model, options: Dict):
-    """For ``Paraformer.from_model_dir``: load the VAD/punctuation model dirs, take the
+    """For ``SpeechRecognizer.from_model_dir``: load the VAD/punctuation model dirs, take the
     :class:`LongformOptions` fields out of ``options``; returns ``(make(speech2text), decode_options)``."""
     from funasr_lite.models.vad.model import FsmnVad
 

@@ -257,12 +257,12 @@ def conformer_dir(tmp_path_factory):
 
 
 def test_conformer_model_dir_decodes_through_the_paraformer_api(conformer_dir, tmp_path):
-    from funasr_lite.api import Paraformer
+    from funasr_lite.api import SpeechRecognizer
     from funasr_lite.inference.writers import read_1best_recog
 
     path, data_dir = conformer_dir
     for mode, options in (("greedy", {}), ("beam", {"beam_size": 3, "ctc_weight": 0.3}), ("ctc_greedy", {})):
-        asr = Paraformer.from_model_dir(path, decode_mode=mode, **options)
+        asr = SpeechRecognizer.from_model_dir(path, decode_mode=mode, **options)
         assert type(asr.loaded.model).__name__ == "Conformer"
         out = tmp_path / mode
         results = asr(os.path.join(data_dir, "wav.scp"), output_dir=str(out))
@@ -274,18 +274,18 @@ def test_conformer_model_dir_decodes_through_the_paraformer_api(conformer_dir, t
         assert [(r["key"], r["text"], r["token"]) for r in recog] == [(r["key"], r["text"], r["token"]) for r in results]
         assert [r["timestamp"] for r in recog] == [r["timestamp"] for r in results]
     # empty audio -> empty text; silence-length input shorter than the subsampling -> empty too
-    asr = Paraformer.from_model_dir(path, decode_mode="beam", beam_size=3, ctc_weight=0.3)
+    asr = SpeechRecognizer.from_model_dir(path, decode_mode="beam", beam_size=3, ctc_weight=0.3)
     empty, short = asr([np.zeros(0, dtype=np.float32), np.zeros(900, dtype=np.float32)])
     assert empty["text"] == "" and empty["token"] == [] and empty["timestamp"] == []
     assert short["text"] == ""
 
 
 def test_conformer_over_long_input_is_refused_with_its_length(conformer_dir):
-    from funasr_lite.api import Paraformer
+    from funasr_lite.api import SpeechRecognizer
     from funasr_lite.inference.speech2text import DecodeError
 
     path, _ = conformer_dir
-    asr = Paraformer.from_model_dir(path, decode_mode="greedy", max_frames=50)
+    asr = SpeechRecognizer.from_model_dir(path, decode_mode="greedy", max_frames=50)
     with pytest.raises(DecodeError, match=r"utt1 is too long: 98 frames"):
         asr(np.zeros(16000, dtype=np.float32))
 
@@ -323,7 +323,7 @@ def test_aed_dir_without_ctc_head_decodes_without_timestamps(conformer_dir, tmp_
 
     from funasr.models.conformer.model import Conformer as FunasrConformer
 
-    from funasr_lite.api import Paraformer
+    from funasr_lite.api import SpeechRecognizer
 
     path, data_dir = conformer_dir
     no_ctc = str(tmp_path / "no_ctc")
@@ -337,7 +337,7 @@ def test_aed_dir_without_ctc_head_decodes_without_timestamps(conformer_dir, tmp_
     reference = FunasrConformer(**kwargs, **config["model_conf"], input_size=80, vocab_size=len(TOKENS))
     assert reference.ctc is None
     torch.save(reference.state_dict(), os.path.join(no_ctc, "model.pt"))
-    asr = Paraformer.from_model_dir(no_ctc, decode_mode="beam", beam_size=2)
+    asr = SpeechRecognizer.from_model_dir(no_ctc, decode_mode="beam", beam_size=2)
     results = asr(os.path.join(data_dir, "wav.scp"), output_dir=str(tmp_path / "out"))
     assert len(results) == 2 and all("timestamp" not in r for r in results)
     assert not os.path.exists(tmp_path / "out" / "1best_recog" / "time_stamp")
@@ -348,13 +348,13 @@ def test_funasr_automodel_ctc_greedy_gives_our_text_from_the_same_wavs(conformer
     """funasr's whole pipeline on the Conformer dir (its batched inference is CTC greedy) vs ours."""
     from funasr import AutoModel
 
-    from funasr_lite.api import Paraformer
+    from funasr_lite.api import SpeechRecognizer
 
     path, data_dir = conformer_dir
     wavs = [os.path.join(os.path.dirname(data_dir), "wav", f"{key}.wav") for key in ("utt_a", "utt_b")]
     automodel = AutoModel(model=path, device="cpu", disable_update=True, disable_pbar=True, disable_log=True)
     theirs = automodel.generate(input=wavs, batch_size=2)
-    ours = Paraformer.from_model_dir(path, decode_mode="ctc_greedy")(wavs)
+    ours = SpeechRecognizer.from_model_dir(path, decode_mode="ctc_greedy")(wavs)
     assert [r["key"] for r in ours] == [r["key"] for r in theirs]
     assert [r["text"] for r in ours] == [r["text"] for r in theirs]
     assert all(len(r["text"]) > 3 for r in ours)  # the random model says something

@@ -242,23 +242,23 @@ def test_infer_backend_onnx_writes_the_same_1best_recog(model_dir, wavs, tmp_pat
 
 
 def test_api_backend_onnx_gives_the_pytorch_result(model_dir, wavs):
-    from funasr_lite.api import Paraformer
+    from funasr_lite.api import SpeechRecognizer
 
-    onnx_asr = Paraformer.from_model_dir(model_dir, backend="onnx", threads=2)
-    torch_asr = Paraformer.from_model_dir(model_dir)
+    onnx_asr = SpeechRecognizer.from_model_dir(model_dir, backend="onnx", threads=2)
+    torch_asr = SpeechRecognizer.from_model_dir(model_dir)
     assert_same_results(onnx_asr(wavs), torch_asr(wavs), score_tol=1e-3)
-    assert Paraformer.from_model_dir(model_dir, backend="onnx", quantized=True)(wavs[0])[0]["token"]
+    assert SpeechRecognizer.from_model_dir(model_dir, backend="onnx", quantized=True)(wavs[0])[0]["token"]
 
 
 def test_backend_options_the_onnx_graph_cannot_do_are_refused(model_dir, bad_dir, caplog):
-    from funasr_lite.api import Paraformer
+    from funasr_lite.api import SpeechRecognizer
     from funasr_lite.bin import infer as infer_cli
     from funasr_lite.inference.speech2text import DecodeError
 
     with pytest.raises(DecodeError, match="needs the torch backend"):
-        Paraformer.from_model_dir(model_dir, backend="onnx", decode_mode="beam")
+        SpeechRecognizer.from_model_dir(model_dir, backend="onnx", decode_mode="beam")
     with pytest.raises(DecodeError, match="backend must be one of torch, onnx"):
-        Paraformer.from_model_dir(model_dir, backend="tensorrt")
+        SpeechRecognizer.from_model_dir(model_dir, backend="tensorrt")
     with open(os.path.join(bad_dir, "model.onnx"), "wb") as f:
         f.write(b"not an onnx model")
     assert infer_cli.main(["--model_dir", bad_dir, "--backend", "onnx", "--wav", os.devnull]) == 1

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from funasr_lite import Paraformer
+from funasr_lite import SpeechRecognizer
 from funasr_lite.bin import finetune as finetune_cli
 from funasr_lite.data.datadir import read_kv
 from funasr_lite.data.tokenizer import read_token_list
@@ -71,7 +71,7 @@ def test_funasr_automodel_decodes_the_output_dir_to_our_text(released, finetuned
 
     root, _, _, waves, _ = released
     out = str(finetuned / "model_dir")
-    ours = Paraformer.from_model_dir(out)
+    ours = SpeechRecognizer.from_model_dir(out)
     automodel = AutoModel(model=out, device="cpu", disable_update=True, disable_pbar=True, disable_log=True)
     wav_paths = sorted(str(root / "wavs" / f"{utt}.wav") for utt in waves)[:4]
     texts = []

@@ -36,11 +36,11 @@ def audio_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def asr(tmp_path_factory, audio_dir):
-    from funasr_lite import Paraformer  # the lazy package-level name
+    from funasr_lite import SpeechRecognizer  # the lazy package-level name
 
     model_dir = write_model_dir(str(tmp_path_factory.mktemp("model")),
                                 [synth_wave(2.0, seed=s) for s in range(3)])
-    return Paraformer.from_model_dir(model_dir)
+    return SpeechRecognizer.from_model_dir(model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +172,14 @@ def test_cli_audio_option_wraps_the_api(asr, audio_dir, http_root, reference, ca
     model_dir = asr.loaded.files.model_dir
     assert infer_cli.main(["--model_dir", model_dir, "--audio", f"{http_root}/speech.wav"]) == 0
     assert capsys.readouterr().out == f"speech {reference['text']}\n"
+
+
+def test_old_api_name_still_works_with_a_deprecation_warning():
+    """``funasr_lite.Paraformer`` was this API's name; the model class keeps that name alone now."""
+    import funasr_lite
+    from funasr_lite.api import SpeechRecognizer
+    from funasr_lite.models.paraformer.model import Paraformer as ParaformerModel
+
+    with pytest.warns(DeprecationWarning, match="SpeechRecognizer"):
+        assert funasr_lite.Paraformer is SpeechRecognizer
+    assert ParaformerModel is not SpeechRecognizer

@@ -138,13 +138,13 @@ def test_stage1_features_and_api_audio_give_identical_model_input(experiment):
 
 
 def test_trained_model_decodes_features_wavs_and_api_alike(experiment, tmp_path):
-    from funasr_lite import Paraformer
+    from funasr_lite import SpeechRecognizer
 
     out = tmp_path / "decode"
     assert infer_cli.main(["--exp_dir", experiment["exp"], "--data_dir", experiment["data"],
                            "--output_dir", str(out)]) == 0
     from_feats = read_1best_recog(out / "1best_recog")
-    asr = Paraformer.from_model_dir(experiment["exp"])
+    asr = SpeechRecognizer.from_model_dir(experiment["exp"])
     from_api = asr(os.path.join(experiment["data"], "wav.scp"))
     assert [r["key"] for r in from_api] == sorted(UTTERANCES)
     for result in from_feats:

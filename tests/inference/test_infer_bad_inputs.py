@@ -266,9 +266,9 @@ def test_merge_of_jobs_with_failed_lists(case, tmp_path):
 
 
 def test_api_on_a_list_returns_errors_for_the_bad_items(case, tmp_path):
-    from funasr_lite import Paraformer
+    from funasr_lite import SpeechRecognizer
 
-    asr = Paraformer.from_model_dir(case["model_dir"])
+    asr = SpeechRecognizer.from_model_dir(case["model_dir"])
     inputs = [case["usable"]["good_a"], case["bad"]["text_file"][0], case["usable"]["stereo"],
               str(case["audio"] / "nothing.wav"), case["usable"]["good_b"]]
     results = asr(inputs, output_dir=str(tmp_path))

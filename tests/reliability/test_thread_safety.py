@@ -18,10 +18,10 @@ THREADS = 8
 
 @pytest.fixture(scope="module")
 def asr(tmp_path_factory):
-    from funasr_lite import Paraformer
+    from funasr_lite import SpeechRecognizer
 
     torch.set_num_threads(1)
-    return Paraformer.from_model_dir(kit.write_model_dir(str(tmp_path_factory.mktemp("model")), d_model=32))
+    return SpeechRecognizer.from_model_dir(kit.write_model_dir(str(tmp_path_factory.mktemp("model")), d_model=32))
 
 
 @pytest.fixture(scope="module")
