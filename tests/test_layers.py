@@ -227,3 +227,30 @@ def test_one_checkpoint_reader_and_one_alignment():
                     edit_distance_libraries.append(module)
     assert sorted(set(torch_load)) == ["funasr_lite.models.load"]
     assert edit_distance_libraries == []
+
+
+def test_one_class_of_each_public_name():
+    """Two public classes of one name (two ``Paraformer``, two ``SplitReport``) make every reader ask
+    which one is meant: each public class name is defined once in the package."""
+    where = collections.defaultdict(list)
+    for module, path in MODULES.items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                where[node.name].append(module)
+    clashes = {name: modules for name, modules in where.items() if len(modules) > 1}
+    assert not clashes, f"public class names defined more than once: {clashes}"
+
+
+def test_tools_holds_set_up_and_run_scripts_only():
+    """Kaldi's tools/ installs third-party software and holds no library: here tools/ has the set-up
+    and run scripts only. Benchmarks live in bench/, drills beside the tests, recipe helpers in egs/*/local/."""
+    tools = os.path.join(REPO, "tools")
+    found = []
+    for directory, subdirs, files in os.walk(tools):
+        subdirs[:] = [d for d in subdirs if d != "__pycache__"]
+        found += [os.path.relpath(os.path.join(directory, name), REPO) for name in files]
+    assert found, "tools/ is missing"
+    not_scripts = [path for path in found if not path.endswith(".sh")]
+    assert not not_scripts, f"tools/ holds only shell set-up/run scripts; move these: {not_scripts}"
