@@ -15,7 +15,7 @@ imports each layer alone in a fresh interpreter)::
     scoring    CER from one alignment, timestamp scores, decode-dir reports, punctuation scores
     export     model-dir export (stage 8), ONNX export
     train      the training engine and its tasks (ASR, LM, punctuation), config, DDP, checkpoints
-    api        the Python API (``funasr_lite.Paraformer``, ``funasr_lite.VAD``)
+    api        the Python API (``funasr_lite.SpeechRecognizer``, ``funasr_lite.VAD``, ``funasr_lite.Punctuator``)
     bin        thin command-line entry points
 
 docs/architecture.md draws the whole house (job -> folder -> entry point).

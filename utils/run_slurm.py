@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kaldi run.pl-style job runner, slurm backend: `run_slurm.py [options] JOB=1:N log/x.JOB.log prog args...`.
 
-Same interface as run_local.py; see funasr_lite/utils/jobs.py or run with --help.
+Same interface as run_local.py; see funasr_lite/jobs/ (options.py: the interface) or run with --help.
 """
 import sys
 

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: no limit, skip and list them in 1best_recog/failed)")
     parser.add_argument("--merge", metavar="SPLIT_DIR",
                         help="merge SPLIT_DIR/{1..N}/1best_recog (utils/split_data.sh parts) into output_dir")
-    longform = parser.add_argument_group("long recordings (funasr_lite/decode/longform.py; docs/longform.md)")
+    longform = parser.add_argument_group("long recordings (funasr_lite/inference/longform.py; docs/longform.md)")
     longform.add_argument("--vad_model_dir", help="FunASR FSMN-VAD model dir: each input is a recording of any "
                           "length, cut by VAD (writes also 1best_recog/sentences and srt/)")
     longform.add_argument("--punc_model_dir", help="FunASR CT-Transformer punctuation model dir")

@@ -16,7 +16,7 @@ must be n_mels * lfr_m of config.yaml and the model's input dimension, and its v
 ``neg_mean``/``inv_stddev`` baked into the model for sherpa-onnx).
 
 Timestamps: the CIF tensors ``alphas``, ``peaks``, ``alpha_lengths`` are named inside the graph
-but are not outputs of the file (see funasr_lite/decode/onnx_export.py); with timestamps on,
+but are not outputs of the file (see funasr_lite/export/onnx_export.py); with timestamps on,
 the graph is loaded with ``onnx``, those names are added as outputs, and the session is built
 from that in memory (the file is not changed). Load time and peak memory at load grow by about
 one copy of the model; decoding speed does not change.
@@ -50,7 +50,7 @@ from funasr_lite.utils.config import load_yaml
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
-# The files of an exported dir (written by funasr_lite/decode/onnx_export.py).
+# The files of an exported dir (written by funasr_lite/export/onnx_export.py).
 ONNX_NAME = "model.onnx"
 QUANT_ONNX_NAME = "model_quant.onnx"
 TOKENS_JSON_NAME = "tokens.json"

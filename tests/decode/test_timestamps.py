@@ -1,5 +1,5 @@
 """CIF timestamps: parity with FunASR's ts_prediction_lfr6_standard, hand examples, argument order.
-(Their shift against ground truth is scored in decode/scoring.py: tests/decode/test_timestamp_scoring.py.)"""
+(Their shift against ground truth is scored in scoring/timestamps.py: tests/scoring/test_timestamp_scoring.py.)"""
 
 import copy
 import importlib.util

@@ -1,4 +1,4 @@
-"""Long-form pipeline (funasr_lite/decode/longform.py): VAD -> batched ASR -> joined, shifted results.
+"""Long-form pipeline (funasr_lite/inference/longform.py): VAD -> batched ASR -> joined, shifted results.
 
 The reference for the joined result is independent of the pipeline's batching and joining: each VAD
 segment (from ``VAD(...)``) decoded alone through the plain ``Paraformer`` API, its timestamps

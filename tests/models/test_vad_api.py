@@ -1,6 +1,6 @@
 """``VAD.from_model_dir(DIR)(audio)``: every input form, and bad input, against documented behaviour.
 
-Documented (README "Voice activity detection"): a file with 0 samples or pure digital silence has no
+Documented (docs/vad.md): a file with 0 samples or pure digital silence has no
 segments (``[]``, not an error); stereo is downmixed (mean) and 8 kHz resampled, as funasr does, so
 both give funasr's segments; a truncated WAV is refused with its path named (``generate`` over
 several recordings names and counts it and still returns the others); a model dir that is not a

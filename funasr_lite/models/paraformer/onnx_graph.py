@@ -15,7 +15,7 @@ Outputs: ``logits`` (B, N, V) log-probabilities (positions past an utterance's t
 the token count the decoder used (round of the CIF weight sum, as our PyTorch path);
 ``alphas`` and ``peaks`` (B, T'+1) the CIF weights and accumulator per predictor frame (the
 tail frame included); ``alpha_lengths`` (B,) int32, the valid frames of alphas/peaks per
-utterance. The last three exist for timestamps only (see funasr_lite/decode/onnx_export.py).
+utterance. The last three exist for timestamps only (see funasr_lite/export/onnx_export.py).
 """
 
 from typing import Tuple
