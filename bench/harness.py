@@ -62,25 +62,27 @@ def rss_mb() -> float:
     return _status_mb("VmRSS") or 0.0
 
 
-_peak_before_resets = 0.0  # the process's peak from before each reset_peak_rss (VmHWM forgets it)
+_peak_seen = 0.0  # the largest peak read in this process: VmHWM forgets it at each reset_peak_rss
 
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM, MB) since start or since the last reset_peak_rss;
     getrusage's ru_maxrss where /proc is unreadable."""
+    global _peak_seen
     peak = _status_mb("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    _peak_seen = max(_peak_seen, peak)
+    return peak
 
 
 def process_peak_rss_mb() -> float:
     """This process's peak since start, resets included (what the harness reports for a worker)."""
-    return max(_peak_before_resets, peak_rss_mb())
+    return max(peak_rss_mb(), _peak_seen)
 
 
 def reset_peak_rss() -> bool:
     """Restart the peak (Linux: clear_refs 5 resets VmHWM); False where not allowed."""
-    global _peak_before_resets
-    _peak_before_resets = process_peak_rss_mb()
+    peak_rss_mb()  # remembered in _peak_seen
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
