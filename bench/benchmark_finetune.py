@@ -133,8 +133,8 @@ def run_funasr(args, work: str) -> dict:
         argv = [sys.executable, "-m", "funasr.datasets.audio_datasets.scp2jsonl",
                 f"++scp_file_list=['{os.path.join(src, 'wav.scp')}', '{os.path.join(src, 'text')}']",
                 "++data_type_list=['source', 'target']", f"++jsonl_file_out={lists[split]}"]
-        result["scp2jsonl"].append(harness.run_command(argv, os.path.join(work, "logs", f"funasr_scp2jsonl_{split}.log"),
-                                                args.threads, cwd=out))
+        log = os.path.join(work, "logs", f"funasr_scp2jsonl_{split}.log")
+        result["scp2jsonl"].append(harness.run_command(argv, log, args.threads, cwd=out))
     # train_ds through this file's --train_ds mode: FunASR's own main, its Trainer patched for CPU
     argv = [sys.executable, os.path.abspath(__file__), "--train_ds", f"++model={base}",
             f"++train_data_set_list={lists['train']}", f"++valid_data_set_list={lists['validation']}",
@@ -193,7 +193,8 @@ def main(argv=None):
     frames = fbank_frames(os.path.join(args.data_dir, "train", "wav.scp"))
     train_frames = sum(v for v in frames.values() if v <= args.max_fbank_frames)
     report = {"tool": "benchmark_finetune", "environment": harness.environment(args.threads), "threads": args.threads,
-              "model_dir": args.model_dir, "data_dir": args.data_dir, "train_utts": len(frames), "train_fbank_frames": train_frames,
+              "model_dir": args.model_dir, "data_dir": args.data_dir, "train_utts": len(frames),
+              "train_fbank_frames": train_frames,
               "max_epoch": args.max_epoch, "lr": args.lr, "batch_bins": args.batch_bins, "num_avg": args.num_avg,
               "before": {}, "runs": {}}
     print("decoding the eval sets with the base model", file=sys.stderr)

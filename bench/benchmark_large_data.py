@@ -5,8 +5,8 @@ For each size in ``--sizes`` (utterances), a synthetic corpus (tone/noise audio,
 characters) is written as shards (``funasr_lite.data.shards.write_shards``); then a fresh
 process (a harness worker, 1 thread) reads one whole epoch through the trainer's loader
 (``StreamLoader``: shuffle buffer, fbank + LFR + CMVN on the fly, dynamic batches) and reports its
-peak RSS (VmHWM) and that of its loader workers. The path holds no per-utterance index, so the peak should stay flat (within ~10%) when
-the corpus grows 10x. Prints a table and writes JSON.
+peak RSS (VmHWM) and that of its loader workers. The path holds no per-utterance index, so the
+peak should stay flat (within ~10%) when the corpus grows 10x. Prints a table and writes JSON.
 
     python bench/benchmark_large_data.py --sizes 40 400 --out bench_out/large_data.json        # quick
     python bench/benchmark_large_data.py --sizes 2000 20000 --seconds 5 --num_workers 2 \

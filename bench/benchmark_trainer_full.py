@@ -21,11 +21,11 @@ What runs on each side
   workers cannot keep up with the model).
 
 How each trainer is started (the same launcher for both: trainer_pair.train_probed in a harness
-worker process, bench/harness.py): the launcher
-records a few timestamps and wraps two methods of the trainer class without changing what they
-do -- the epoch method (Trainer.train_epoch on both sides) to time it, and the per-batch forward
-(our Trainer._forward, FunASR's Trainer.forward_step) to count utterances, unpadded and padded
-model-input (LFR) frames of the training batches. One FunASR patch is needed to run at all on a
+worker process, bench/harness.py): the launcher records a few timestamps and wraps two methods
+of the trainer class without changing what they do -- the epoch method (Trainer.train_epoch on
+both sides) to time it, and the per-batch forward (our Trainer._forward, FunASR's
+Trainer.forward_step) to count utterances, unpadded and padded model-input (LFR) frames of the
+training batches. One FunASR patch is needed to run at all on a
 CPU-only machine: train_ds sets ``trainer.device = int(LOCAL_RANK)`` after building the Trainer,
 and a bare integer device means cuda:0 to torch, so the launcher maps an integer device to "cpu"
 when CUDA is unavailable (a property on trainer_ds.Trainer). Audio needs no patch: FunASR's
@@ -74,7 +74,7 @@ Config mapping (our demo.yaml -> FunASR's schema; written to <work>/funasr.yaml)
 Threads: OMP_NUM_THREADS / MKL_NUM_THREADS = --threads and torch.set_num_threads(--threads) in
 both processes (DataLoader workers run one thread each, as torch sets them).
 
-Memory: peak_rss_mb is the trainer process's own peak (ru_maxrss); worker_peak_rss_mb is the
+Memory: peak_rss_mb is the trainer process's own peak (VmHWM); worker_peak_rss_mb is the
 largest peak among its child processes (DataLoader workers: VmHWM of live children at the end of
 the epoch -- FunASR's workers are persistent -- and ru_maxrss of reaped ones). A forked worker's
 RSS includes pages it shares with the parent, so it overlaps peak_rss_mb.
