@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Data-preparation speed: synthetic corpus generation and fbank extraction, x real time.
 
-Runs each measurement ``--repeats`` times (fresh output dirs), prints a table of medians and
+Runs each measurement ``--repeats`` times (fresh output dirs; each a command run by
+harness.run_command: wall time and peak RSS of its process tree), prints a table of medians and
 writes JSON. Real time factors are audio seconds / wall seconds (higher is faster).
 
     python bench/benchmark_data.py --corpus_size tiny --repeats 3 --out bench_out/data.json
@@ -10,62 +11,47 @@ writes JSON. Real time factors are audio seconds / wall seconds (higher is faste
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 import soundfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import harness
+
+REPO = harness.REPO
 
 
 def audio_seconds(wav_paths):
     return sum(soundfile.info(p).duration for p in wav_paths)
 
 
-def run(cmd, **kwargs):
-    env = dict(os.environ, FUNASR_LITE_NO_PROGRESS="1", PYTHONPATH=REPO,
-               PATH=os.path.join(REPO, "utils") + os.pathsep + os.path.dirname(sys.executable)
-               + os.pathsep + os.environ.get("PATH", ""))
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, **kwargs)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return elapsed
-
-
 def bench_corpus(size, nj, repeats, work):
-    times, audio = [], None
+    runs, audio = [], None
     for r in range(repeats):
         out = os.path.join(work, f"corpus_{size}_nj{nj}_{r}")
-        times.append(run([sys.executable, "-m", "funasr_lite.bin.make_synthetic_corpus", "--out", out,
-                          "--size", size, "--nj", str(nj), "--seed", "1"]))
+        runs.append(harness.run_command([sys.executable, "-m", "funasr_lite.bin.make_synthetic_corpus", "--out", out,
+                                         "--size", size, "--nj", str(nj), "--seed", "1"], out + ".log"))
         if audio is None:
             wavs = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(out, "data_aishell", "wav"))
                     for f in fs if f.endswith(".wav")]
             audio = audio_seconds(wavs)
         if r < repeats - 1:
             shutil.rmtree(out)
-    return audio, times, out
+    return audio, runs, out
 
 
 def prepare_data_dir(corpus_dir, work):
     data = os.path.join(work, "data")
-    run(["bash", os.path.join(REPO, "egs", "aishell1", "local", "aishell_data_prep.sh"),
-         os.path.join(corpus_dir, "data_aishell", "wav"), os.path.join(corpus_dir, "data_aishell", "transcript"),
-         data])
+    harness.run_command(["bash", os.path.join(REPO, "egs", "aishell1", "local", "aishell_data_prep.sh"),
+                         os.path.join(corpus_dir, "data_aishell", "wav"),
+                         os.path.join(corpus_dir, "data_aishell", "transcript"), data], data + ".log")
     return os.path.join(data, "train")
 
 
 def bench_fbank(data_dir, nj, repeats, work):
-    times = []
+    runs = []
     with open(os.path.join(data_dir, "wav.scp"), encoding="utf-8") as f:
         wavs = [line.split(maxsplit=1)[1].strip() for line in f if line.strip()]
     audio = audio_seconds(wavs)
@@ -75,10 +61,19 @@ def bench_fbank(data_dir, nj, repeats, work):
         os.makedirs(d)
         for name in ("wav.scp", "text", "utt2spk", "spk2utt"):
             shutil.copy(os.path.join(data_dir, name), d)
-        times.append(run(["bash", os.path.join(REPO, "utils", "make_fbank.sh"), "--nj", str(nj),
-                          "--cmd", "run_local.py", d, os.path.join(d, "log"), os.path.join(d, "ark")]))
+        runs.append(harness.run_command(["bash", os.path.join(REPO, "utils", "make_fbank.sh"), "--nj", str(nj),
+                                         "--cmd", "run_local.py", d, os.path.join(d, "log"), os.path.join(d, "ark")],
+                                        d + ".log"))
         shutil.rmtree(d)
-    return audio, times
+    return audio, runs
+
+
+def row(task, nj, audio, runs):
+    """One table row: the median wall time of the repeats (with min/max) and x real time."""
+    spread = harness.stats(run["wall_s"] for run in runs)
+    return {"task": task, "nj": nj, "audio_s": audio, "wall_s": [run["wall_s"] for run in runs],
+            "median_wall_s": spread["median"], "min_wall_s": spread["min"], "max_wall_s": spread["max"],
+            "x_real_time": audio / spread["median"], "peak_rss_mb": max(run["peak_rss_mb"] for run in runs)}
 
 
 def main():
@@ -94,27 +89,23 @@ def main():
     try:
         corpus_dir = None
         for nj in (1, 2):
-            audio, times, corpus_dir = bench_corpus(args.corpus_size, nj, args.repeats, work)
-            rows.append({"task": "corpus generation", "nj": nj, "audio_s": audio, "wall_s": times,
-                         "median_wall_s": statistics.median(times), "x_real_time": audio / statistics.median(times)})
+            audio, runs, corpus_dir = bench_corpus(args.corpus_size, nj, args.repeats, work)
+            rows.append(row("corpus generation", nj, audio, runs))
         train_dir = prepare_data_dir(corpus_dir, work)
         for nj in (1, 2):
-            audio, times = bench_fbank(train_dir, nj, args.repeats, work)
-            rows.append({"task": "fbank extraction (train)", "nj": nj, "audio_s": audio, "wall_s": times,
-                         "median_wall_s": statistics.median(times), "x_real_time": audio / statistics.median(times)})
+            audio, runs = bench_fbank(train_dir, nj, args.repeats, work)
+            rows.append(row("fbank extraction (train)", nj, audio, runs))
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"corpus size {args.corpus_size}, {args.repeats} runs each, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
-    print(f"{'task':<28}{'nj':>4}{'audio s':>10}{'median wall s':>15}{'x real time':>13}")
-    for r in rows:
-        print(f"{r['task']:<28}{r['nj']:>4}{r['audio_s']:>10.1f}{r['median_wall_s']:>15.2f}{r['x_real_time']:>13.1f}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"corpus_size": args.corpus_size, "repeats": args.repeats, "cpus": os.cpu_count(), "rows": rows}, f,
-                  indent=2)
-    print(f"wrote {args.out}")
+    print(f"\ncorpus size {args.corpus_size}, median of {args.repeats} run(s) each")
+    print(harness.markdown_table(
+        [("task", "task"), ("nj", "nj"), ("audio s", "audio_s", ".1f"), ("median wall s", "median_wall_s", ".2f"),
+         ("min wall s", "min_wall_s", ".2f"), ("max wall s", "max_wall_s", ".2f"),
+         ("x real time", "x_real_time", ".1f"), ("peak RSS MB", "peak_rss_mb", ".0f")], rows))
+    harness.write_report(args.out, {"benchmark": "data", "environment": harness.environment(None),
+                                    "corpus_size": args.corpus_size, "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Sources (each timed for both implementations):
              data dir's lengths (utt2num_frames), else 3-6 s random lengths.
 For each source x --threads x batch mode (batch 1; batched: sorted longest first and cut at
 --batch_bins padded frames, by default --batch_utts x the median length) the two implementations
-run in their own subprocess (so peak RSS is per configuration): ours = Paraformer.decode_greedy,
+run in their own harness worker process (so peak RSS is per configuration): ours = Paraformer.decode_greedy,
 FunASR = Paraformer.inference(data_type="fbank") (encode + CIF predictor + NAR decoder + argmax),
 on the identical (B, T', D) padded model input. Not timed: reading features, LFR, CMVN, text.
 
@@ -19,7 +19,7 @@ input); median over --repeats passes after one warm-up batch. "match" = fraction
 argmax token ids are identical in both. Batched rows may match less than batch-1 rows: FunASR's CIF
 predictor reads padded encoder frames unmasked (ours zeroes them), so its batched output depends on
 the padding; "match_own_batch1" compares each implementation's batched tokens with its own batch-1
-tokens. peak_rss_mb: whole process incl. loading (getrusage); decode_hwm_mb: the peak during the
+tokens. peak_rss_mb: whole process incl. loading (VmHWM); decode_hwm_mb: the peak during the
 decoding passes alone (model + libraries + activations; the peak is reset via clear_refs first).
 
     python bench/benchmark_decode.py --model_dir egs/aishell1/exp/demo --data_dir egs/aishell1/data/test \
@@ -40,18 +40,14 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_train import (  # noqa: E402  (shared helpers: config, FunASR model, RSS, subprocess)
-    LARGE_VOCAB, REPO, build_funasr_paraformer, environment, lfr_frame_s, model_config, peak_rss_mb,
-    reset_peak_rss, run_worker, write_report,
-)
+import harness
+from paraformer_pair import LARGE_VOCAB, build_funasr_paraformer, lfr_frame_s, model_config
 
-from funasr_lite.data.batch_sampler import split_into_batches  # noqa: E402
+from funasr_lite.data.batch_sampler import split_into_batches  # noqa: E402  (after harness: the repo on sys.path)
 from funasr_lite.models import build_model  # noqa: E402
 
 IMPLEMENTATIONS = ("ours", "funasr")
@@ -129,41 +125,34 @@ def decode_batch(impl, model, feats, lengths):
     return [list(r["token_int"]) for r in results[0]]
 
 
-def worker(args) -> dict:
-    torch.set_num_threads(args.threads)
-    with open(os.path.join(args.case, "config.json")) as handle:
+def decode_case(impl: str, case: str, mode: str, batch_bins: int, repeats: int) -> dict:
+    """(harness worker) ``impl``'s model of the case dir decodes its features ``repeats`` times
+    after one warm-up batch: batch 1, or batched (longest first, cut at ``batch_bins``)."""
+    with open(os.path.join(case, "config.json")) as handle:
         config = json.load(handle)
-    model = build_model(config) if args.worker == "ours" else build_funasr_paraformer(config, with_specaug=False)
-    model.load_state_dict(torch.load(os.path.join(args.case, "init.pt"), weights_only=True, mmap=True), strict=True)
+    model = build_model(config) if impl == "ours" else build_funasr_paraformer(config, with_specaug=False)
+    model.load_state_dict(torch.load(os.path.join(case, "init.pt"), weights_only=True, mmap=True), strict=True)
     model.eval()
     gc.collect()
-    data = torch.load(os.path.join(args.case, "feats.pt"), weights_only=True)
+    data = torch.load(os.path.join(case, "feats.pt"), weights_only=True)
     feats, audio_s = data["feats"], sum(data["audio_s"])
     lengths = np.array([f.shape[0] for f in feats])
-    if args.mode == "batch1":
+    if mode == "batch1":
         batches = [[i] for i in range(len(feats))]
     else:
-        batches = split_into_batches(sorted(range(len(feats)), key=lambda i: -lengths[i]), lengths, args.batch_bins)
+        batches = split_into_batches(sorted(range(len(feats)), key=lambda i: -lengths[i]), lengths, batch_bins)
     inputs = [(torch.nn.utils.rnn.pad_sequence([feats[i] for i in b], batch_first=True),
                torch.tensor(lengths[b], dtype=torch.long)) for b in batches]
-    setup_peak_mb = peak_rss_mb()
-    hwm_reset = reset_peak_rss()
     tokens = [None] * len(feats)
-    with torch.no_grad():
-        decode_batch(args.worker, model, *inputs[0])  # warm-up
-        seconds = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            outputs = [decode_batch(args.worker, model, x, n) for x, n in inputs]
-            seconds.append(time.perf_counter() - start)
+    with torch.no_grad(), harness.PeakRss() as decode_peak:
+        decode_batch(impl, model, *inputs[0])  # warm-up
+        seconds, outputs = harness.time_repeats(lambda: [decode_batch(impl, model, x, n) for x, n in inputs], repeats)
     for batch, output in zip(batches, outputs):
         for i, ids in zip(batch, output):
             tokens[i] = [int(t) for t in ids]
-    decode_peak_mb = peak_rss_mb()
-    return {"impl": args.worker, "rtf": statistics.median(seconds) / audio_s, "seconds": seconds,
+    return {"impl": impl, "rtf": statistics.median(seconds) / audio_s, "seconds": seconds,
             "audio_s": audio_s, "utterances": len(feats), "batches": len(batches),
-            "mean_tokens": sum(map(len, tokens)) / len(tokens), "tokens": tokens,
-            "peak_rss_mb": max(setup_peak_mb, decode_peak_mb), "decode_hwm_mb": decode_peak_mb if hwm_reset else None}
+            "mean_tokens": sum(map(len, tokens)) / len(tokens), "tokens": tokens, "decode_hwm_mb": decode_peak.mb}
 
 
 # ---------------------------------------------------------------- driver
@@ -171,9 +160,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_dir", help="model dir or exp dir to time (source model_dir)")
     parser.add_argument("--checkpoint", help="exp dir: which model.*.pt (default: as load_model_dir)")
-    parser.add_argument("--data_dir", default=os.path.join(REPO, "egs/aishell1/data/test"))
+    parser.add_argument("--data_dir", default=os.path.join(harness.REPO, "egs/aishell1/data/test"))
     parser.add_argument("--max_utts", type=int, default=32)
-    parser.add_argument("--large_config", default=os.path.join(REPO, "egs/aishell1/conf/paraformer_sanm.yaml"))
+    parser.add_argument("--large_config", default=os.path.join(harness.REPO, "egs/aishell1/conf/paraformer_sanm.yaml"))
     parser.add_argument("--no_large", action="store_true", help="skip the paraformer-large source")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--batch_utts", type=int, default=16, help="batched mode: ~utterances per batch")
@@ -181,14 +170,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", help="JSON file to write")
-    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        args.threads = int(args.threads)
-        print(json.dumps(worker(args)))
-        return
     threads = [int(t) for t in args.threads.split(",")]
     if not args.model_dir and args.no_large:
         raise SystemExit("nothing to time: give --model_dir and/or drop --no_large")
@@ -207,10 +189,9 @@ def main(argv=None):
             batch_bins = args.batch_bins or args.batch_utts * int(statistics.median(lengths))
             for n_threads in threads:
                 for mode in MODES:
-                    order = IMPLEMENTATIONS if len(rows) % 2 == 0 else IMPLEMENTATIONS[::-1]
-                    results = {impl: run_worker(__file__, [
-                        "--worker", impl, "--case", case, "--mode", mode, "--threads", n_threads,
-                        "--batch_bins", batch_bins, "--repeats", args.repeats], n_threads) for impl in order}
+                    results = {impl: harness.run_in_worker(decode_case, n_threads, impl=impl, case=case, mode=mode,
+                                                           batch_bins=batch_bins, repeats=args.repeats)
+                               for impl in harness.rotated(IMPLEMENTATIONS, len(rows))}  # who goes first alternates
                     ours_tokens, funasr_tokens = results["ours"].pop("tokens"), results["funasr"].pop("tokens")
                     matched = sum(a == b for a, b in zip(ours_tokens, funasr_tokens))
                     # Padding invariance: batched tokens vs the same implementation's batch-1 tokens.
@@ -229,25 +210,23 @@ def main(argv=None):
                           f"funasr {results['funasr']['rtf']:.4f}", file=sys.stderr)
 
     print(f"\ngreedy decoding, median of {args.repeats} pass(es), torch {torch.__version__}")
-    header = f"{'source':10} {'batch':8} {'thr':>3} {'impl':7} {'RTF':>8} {'peak RSS MB':>12} {'decode HWM MB':>14}"
-    print(header + f" {'speed-up':>9} {'match':>6}")
+    table = []
     for row in rows:
         for impl in IMPLEMENTATIONS:
-            r = row[impl]
-            hwm = f"{r['decode_hwm_mb']:.0f}" if r["decode_hwm_mb"] else "-"
-            extra = (f" {row['throughput_ratio_ours_over_funasr']:9.2f} {row['token_match']:6.2f}"
-                     if impl == "ours" else "")
-            print(f"{row['source']:10} {row['mode']:8} {row['threads']:3d} {impl:7} {r['rtf']:8.4f} "
-                  f"{r['peak_rss_mb']:12.0f} {hwm:>14}{extra}")
+            table.append(dict(row[impl], source=row["source"], mode=row["mode"], threads=row["threads"], impl=impl,
+                              **({"speed_up": row["throughput_ratio_ours_over_funasr"], "match": row["token_match"]}
+                                 if impl == "ours" else {})))
+    print(harness.markdown_table(
+        [("source", "source"), ("batch", "mode"), ("thr", "threads"), ("impl", "impl"), ("RTF", "rtf", ".4f"),
+         ("peak RSS MB", "peak_rss_mb", ".0f"), ("decode HWM MB", "decode_hwm_mb", ".0f"),
+         ("speed-up", "speed_up", ".2f"), ("match", "match", ".2f")], table))
     print("speed-up = funasr RTF / ours RTF (> 1: ours faster); match = identical argmax tokens")
     for source, (_, description) in cases.items():
         print(f"  {source}: {description}")
     if args.out:
-        from importlib.metadata import version
-
-        report = {"benchmark": "decode_greedy", "environment": dict(environment(threads), funasr=version("funasr")),
+        report = {"benchmark": "decode_greedy", "environment": harness.environment(threads),
                   "max_utts": args.max_utts, "repeats": args.repeats, "seed": args.seed, "rows": rows}
-        write_report(args.out, report)
+        harness.write_report(args.out, report)
 
 
 if __name__ == "__main__":

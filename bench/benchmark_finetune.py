@@ -20,7 +20,7 @@ What each side runs (the commands are also written into the JSON):
   ++optim_conf.lr=LR ++train_conf.avg_nbest_model=K`` -- FunASR's fine-tuning
   recipe (``examples/industrial_data_pretraining/paraformer/finetune.sh``) with CPU settings,
   run by this file's ``--train_ds`` mode: FunASR's main with its Trainer's ``device`` patched to
-  "cpu" (train_ds sets it to the CUDA ordinal LOCAL_RANK; bench/benchmark_trainer_full.py).
+  "cpu" (train_ds sets it to the CUDA ordinal LOCAL_RANK; bench/trainer_pair.py).
   ``++model`` is a copy of the base dir (files linked) whose config.yaml says ``scheduler: steplr``
   with ``step_size`` 1e9 and ``gamma`` 1: a constant learning rate, as ours (a released config's
   warm-up would keep a short run near lr 0). The scheduler cannot be changed by overrides:
@@ -29,9 +29,9 @@ What each side runs (the commands are also written into the JSON):
   ``batch_type: token`` with ``scp2jsonl``'s ``source_len`` (10 ms fbank frames) batches at most B
   fbank frames of padded input, which is what ``--batch_bins B`` means on our small path.
 
-Both trainers run one after the other in fresh processes with OMP/MKL threads = ``--threads``;
-peak RSS is the largest sum of VmRSS over the process tree (trainer + loader workers), sampled
-every 0.2 s. frames/s = training frames x epochs / wall seconds of the training command (both
+Both trainers run one after the other in fresh processes with OMP/MKL threads = ``--threads``
+(harness.run_command); peak RSS is the largest sum of VmRSS over the process tree (trainer + loader
+workers), sampled every 0.2 s. frames/s = training frames x epochs / wall seconds of the training command (both
 include start-up, feature or list preparation that is part of the command, and per-epoch
 validation). Both results are decoded by the same decoder (``funasr_lite.bin.infer``, greedy, 1
 thread; FunASR's averaged ``model.pt.avgK`` is put in a model dir next to the base model's
@@ -41,75 +41,11 @@ config, am.mvn and tokens) and scored by ``funasr_lite.scoring.cer``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-
-class TreeRss:
-    """Peak of the summed VmRSS (MB) of a process and all its descendants, sampled in a thread."""
-
-    def __init__(self, pid: int, interval: float = 0.2):
-        self.pid, self.interval, self.peak_mb = pid, interval, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _status(pid: str) -> dict:
-        try:
-            with open(f"/proc/{pid}/status") as handle:
-                return dict(line.split(":", 1) for line in handle if ":" in line)
-        except OSError:
-            return {}
-
-    def sample(self) -> float:
-        parents = {}
-        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-            fields = self._status(pid)
-            if fields:
-                parents[pid] = (fields.get("PPid", "").strip(), fields.get("VmRSS", "0 kB").split()[0])
-        tree, frontier = set(), {str(self.pid)}
-        while frontier:
-            tree |= frontier
-            frontier = {pid for pid, (ppid, _) in parents.items() if ppid in frontier and pid not in tree}
-        return sum(int(parents[pid][1]) for pid in tree if pid in parents) / 1024.0
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self.sample())
-            self._stop.wait(self.interval)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak_mb
-
-
-def run_measured(argv: list, log_path: str, threads: int, cwd: str = None) -> dict:
-    """Run ``argv`` (its output to ``log_path``); wall seconds and peak tree RSS; exits on failure."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               FUNASR_LITE_NO_PROGRESS="1", PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, "w") as log:
-        start = time.time()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-        rss = TreeRss(proc.pid)
-        code = proc.wait()
-        wall, peak = time.time() - start, rss.stop()
-    if code != 0:
-        with open(log_path, errors="replace") as handle:
-            tail = handle.read()[-4000:]
-        raise SystemExit(f"failed ({code}): {' '.join(argv)}\nlog {log_path}:\n{tail}")
-    print(f"  {wall:.1f} s, peak RSS {peak:.0f} MB: {' '.join(argv)[:160]}", file=sys.stderr)
-    return {"command": " ".join(argv), "wall_s": round(wall, 2), "peak_rss_mb": round(peak, 1), "log": log_path}
+import harness
 
 
 def fbank_frames(wav_scp: str) -> dict:
@@ -131,7 +67,7 @@ def decode_and_score(model_dir: str, data_dir: str, out_dir: str) -> dict:
     argv = [sys.executable, "-m", "funasr_lite.bin.infer", "--model_dir", model_dir, "--data_dir", data_dir,
             "--output_dir", out_dir, "--num_threads", "1"]
     if not os.path.isfile(os.path.join(out_dir, "1best_recog", "text")):
-        run_measured(argv, os.path.join(out_dir, "decode.log"), 1)
+        harness.run_command(argv, os.path.join(out_dir, "decode.log"), 1)
     score = score_decode_dir(os.path.join(data_dir, "text"), os.path.join(out_dir, "1best_recog", "text"), out_dir)
     return {"cer": round(float(score.cer_percent), 2), "num_utts": len(score.utts), "command": " ".join(argv[1:])}
 
@@ -158,7 +94,7 @@ def run_ours(args, work: str) -> dict:
     argv = [sys.executable, "-m", "funasr_lite.bin.finetune", "--model_dir", args.model_dir, "--data_dir", args.data_dir,
             "--output_dir", out, "--dataset_type", "small", "--batch_bins", str(args.batch_bins),
             "--max_epoch", str(args.max_epoch), "--lr", str(args.lr), "--num_avg", str(args.num_avg), "--device", "cpu"]
-    result = run_measured(argv, os.path.join(work, "logs", "ours_finetune.log"), args.threads)
+    result = harness.run_command(argv, os.path.join(work, "logs", "ours_finetune.log"), args.threads)
     from funasr_lite.train.train_log import EPOCHS_FILE, read_epoch_records
 
     records = read_epoch_records(os.path.join(out, EPOCHS_FILE))
@@ -197,8 +133,8 @@ def run_funasr(args, work: str) -> dict:
         argv = [sys.executable, "-m", "funasr.datasets.audio_datasets.scp2jsonl",
                 f"++scp_file_list=['{os.path.join(src, 'wav.scp')}', '{os.path.join(src, 'text')}']",
                 "++data_type_list=['source', 'target']", f"++jsonl_file_out={lists[split]}"]
-        result["scp2jsonl"].append(run_measured(argv, os.path.join(work, "logs", f"funasr_scp2jsonl_{split}.log"),
-                                                args.threads, cwd=out))
+        log = os.path.join(work, "logs", f"funasr_scp2jsonl_{split}.log")
+        result["scp2jsonl"].append(harness.run_command(argv, log, args.threads, cwd=out))
     # train_ds through this file's --train_ds mode: FunASR's own main, its Trainer patched for CPU
     argv = [sys.executable, os.path.abspath(__file__), "--train_ds", f"++model={base}",
             f"++train_data_set_list={lists['train']}", f"++valid_data_set_list={lists['validation']}",
@@ -210,7 +146,7 @@ def run_funasr(args, work: str) -> dict:
             "++train_conf.log_interval=10", f"++optim_conf.lr={args.lr}",
             f"++output_dir={os.path.join(out, 'exp')}", "++device=cpu", f"++ncpu={args.threads}",
             f"hydra.run.dir={os.path.join(out, 'hydra')}", "hydra.output_subdir=null"]
-    result.update(run_measured(argv, os.path.join(work, "logs", "funasr_train_ds.log"), args.threads, cwd=out))
+    result.update(harness.run_command(argv, os.path.join(work, "logs", "funasr_train_ds.log"), args.threads, cwd=out))
     checkpoint = os.path.join(out, "exp", f"model.pt.avg{args.num_avg}")
     if not os.path.isfile(checkpoint):
         raise SystemExit(f"FunASR wrote no {checkpoint}")
@@ -219,8 +155,8 @@ def run_funasr(args, work: str) -> dict:
 
 
 def train_ds_on_cpu(argv: list) -> int:
-    """``python -m funasr.bin.train_ds ARGV`` on a machine without CUDA (benchmark_trainer_full's patch)."""
-    from benchmark_trainer_full import funasr_trainer_on_cpu
+    """``python -m funasr.bin.train_ds ARGV`` on a machine without CUDA (trainer_pair's patch)."""
+    from trainer_pair import funasr_trainer_on_cpu
 
     funasr_trainer_on_cpu()
     from funasr.bin.train_ds import main_hydra
@@ -256,8 +192,9 @@ def main(argv=None):
 
     frames = fbank_frames(os.path.join(args.data_dir, "train", "wav.scp"))
     train_frames = sum(v for v in frames.values() if v <= args.max_fbank_frames)
-    report = {"tool": "benchmark_finetune", "threads": args.threads, "model_dir": args.model_dir,
-              "data_dir": args.data_dir, "train_utts": len(frames), "train_fbank_frames": train_frames,
+    report = {"tool": "benchmark_finetune", "environment": harness.environment(args.threads), "threads": args.threads,
+              "model_dir": args.model_dir, "data_dir": args.data_dir, "train_utts": len(frames),
+              "train_fbank_frames": train_frames,
               "max_epoch": args.max_epoch, "lr": args.lr, "batch_bins": args.batch_bins, "num_avg": args.num_avg,
               "before": {}, "runs": {}}
     print("decoding the eval sets with the base model", file=sys.stderr)
@@ -272,20 +209,16 @@ def main(argv=None):
         run["after"] = {name: decode_and_score(run["model_dir"], path, os.path.join(work, "decode", f"{impl}_{name}"))
                         for name, path in eval_sets.items()}
         report["runs"][impl] = run
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as handle:
-        json.dump(report, handle, indent=2, ensure_ascii=False)
-    os.replace(args.out + ".tmp", args.out)
+    harness.write_report(args.out, report)
 
     print(f"\n{report['train_utts']} training utterances, {train_frames} fbank frames; {args.max_epoch} epochs, "
-          f"lr {args.lr}, batch {args.batch_bins} frames, {args.threads} thread(s)")
+          f"lr {args.lr}, batch {args.batch_bins} frames, {args.threads} thread(s); one run each")
     names = list(eval_sets)
-    print("| trainer | wall s | frames/s | peak RSS MB | " + " | ".join(f"CER {n} before -> after" for n in names) + " |")
-    print("|---" * (4 + len(names)) + "|")
-    for impl, run in report["runs"].items():
-        cers = [f"{report['before'][n]['cer']:.2f} -> {run['after'][n]['cer']:.2f}" for n in names]
-        print(f"| {impl} | {run['wall_s']:.1f} | {run['train_frames_per_s']:.0f} | {run['peak_rss_mb']:.0f} | "
-              + " | ".join(cers) + " |")
+    table = [dict(run, trainer=impl, **{f"cer_{n}": f"{report['before'][n]['cer']:.2f} -> {run['after'][n]['cer']:.2f}"
+                                        for n in names}) for impl, run in report["runs"].items()]
+    print(harness.markdown_table(
+        [("trainer", "trainer"), ("wall s", "wall_s", ".1f"), ("frames/s", "train_frames_per_s", ".0f"),
+         ("peak RSS MB", "peak_rss_mb", ".0f")] + [(f"CER {n} before -> after", f"cer_{n}") for n in names], table))
     return 0
 
 

@@ -3,10 +3,10 @@
 
 For each size in ``--sizes`` (utterances), a synthetic corpus (tone/noise audio, random
 characters) is written as shards (``funasr_lite.data.shards.write_shards``); then a fresh
-process reads one whole epoch through the trainer's loader (``StreamLoader``: shuffle buffer,
-fbank + LFR + CMVN on the fly, dynamic batches) and reports its peak RSS and that of its loader
-workers. The path holds no per-utterance index, so the peak should stay flat (within ~10%) when
-the corpus grows 10x. Prints a table and writes JSON.
+process (a harness worker, 1 thread) reads one whole epoch through the trainer's loader
+(``StreamLoader``: shuffle buffer, fbank + LFR + CMVN on the fly, dynamic batches) and reports its
+peak RSS (VmHWM) and that of its loader workers. The path holds no per-utterance index, so the
+peak should stay flat (within ~10%) when the corpus grows 10x. Prints a table and writes JSON.
 
     python bench/benchmark_large_data.py --sizes 40 400 --out bench_out/large_data.json        # quick
     python bench/benchmark_large_data.py --sizes 2000 20000 --seconds 5 --num_workers 2 \
@@ -16,19 +16,14 @@ the corpus grows 10x. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+import harness
 
 CHARS = "的一是了我不人在他有这个上们来到时大地为子中你说"
 TOKENS = ["<blank>", "<s>", "</s>", *CHARS, "<unk>"]
@@ -67,14 +62,11 @@ def make_corpus(root: str, size: int, seconds: float, shard_size: int, nj: int) 
 
 
 def read_epoch(root: str, batch_ms: int, buffer_size: int, num_workers: int) -> dict:
-    """(child process) one epoch through StreamLoader; peak RSS of this process and its workers."""
-    import torch
-
+    """(harness worker) one epoch through StreamLoader; the peak RSS of its loader workers."""
     from funasr_lite.data.shards import ShardStream, StreamLoader
     from funasr_lite.data.tokenizer import CharTokenizer
     from funasr_lite.frontend.wav_frontend import WavFrontend
 
-    torch.set_num_threads(1)
     frontend = WavFrontend({"fs": 16000, "n_mels": 80, "lfr_m": 7, "lfr_n": 6}, os.path.join(root, "am.mvn"))
     tokens = open(os.path.join(root, "tokens.txt"), encoding="utf-8").read().split()
     stream = ShardStream(os.path.join(root, "shards.list"), CharTokenizer(tokens), frontend, batch_ms,
@@ -88,10 +80,8 @@ def read_epoch(root: str, batch_ms: int, buffer_size: int, num_workers: int) -> 
         utterances += len(batch["utt_ids"])
         frames += int(batch["speech_lengths"].sum())
     seconds = time.perf_counter() - start
-    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"batches": batches, "utterances": utterances, "frames": frames, "read_seconds": round(seconds, 2),
-            "peak_rss_mb": round(self_kb / 1024, 1), "peak_rss_workers_mb": round(children_kb / 1024, 1)}
+            "peak_rss_workers_mb": round(harness.children_peak_rss_mb(), 1)}
 
 
 def main() -> int:
@@ -104,35 +94,25 @@ def main() -> int:
     parser.add_argument("--num_workers", type=int, default=1)
     parser.add_argument("--nj", type=int, default=1, help="shard-writing processes")
     parser.add_argument("--out", default=None, help="JSON output file")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(read_epoch(args.child, args.batch_ms, args.buffer_size, args.num_workers)))
-        return 0
     rows = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench_large_") as root:
             info = make_corpus(root, size, args.seconds, args.shard_size, args.nj)
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "FUNASR_LITE_NO_PROGRESS": "1"}
-            out = subprocess.run([sys.executable, __file__, "--child", root, "--batch_ms", str(args.batch_ms),
-                                  "--buffer_size", str(args.buffer_size), "--num_workers", str(args.num_workers)],
-                                 env=env, check=True, capture_output=True, text=True)
-            measured = json.loads(out.stdout.strip().splitlines()[-1])
+            measured = harness.run_in_worker(read_epoch, 1, root=root, batch_ms=args.batch_ms,
+                                             buffer_size=args.buffer_size, num_workers=args.num_workers)
+            measured["peak_rss_mb"] = round(measured["peak_rss_mb"], 1)
             rows.append({"utterances": size, "hours": round(size * args.seconds / 3600, 3), **info, **measured})
             rows[-1].pop("list")
-    header = ("utterances", "hours", "shards", "batches", "read_seconds", "peak_rss_mb", "peak_rss_workers_mb")
-    print(" | ".join(header))
-    for row in rows:
-        print(" | ".join(str(row[key]) for key in header))
+    print(harness.markdown_table([(key, key) for key in ("utterances", "hours", "shards", "batches", "read_seconds",
+                                                         "peak_rss_mb", "peak_rss_workers_mb")], rows))
     ratio = {key: round(rows[-1][key] / rows[0][key], 3) for key in ("peak_rss_mb", "peak_rss_workers_mb")
              if rows[0][key]}
     print(f"peak RSS, largest / smallest corpus ({rows[-1]['utterances']} / {rows[0]['utterances']} utterances): {ratio}")
-    result = {"machine": platform.platform(), "cpus": os.cpu_count(), "settings": vars(args), "rows": rows,
-              "peak_rss_ratio_largest_to_smallest": ratio}
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        harness.write_report(args.out, {"benchmark": "large_data", "environment": harness.environment(1),
+                                        "settings": vars(args), "rows": rows,
+                                        "peak_rss_ratio_largest_to_smallest": ratio})
     return 0
 
 

@@ -3,7 +3,7 @@
 
 For each duration in ``--minutes`` a recording is built from ``--data_dir`` (the test split) by
 egs/aishell1/local/make_longform_set.py (utterances joined with 0.3-3 s pauses over background noise; cached in
-``--work_dir``). Each implementation decodes it in its own subprocess (so peak RSS is per run):
+``--work_dir``). Each implementation decodes it in its own harness worker process (so peak RSS is per run):
 
   ours    ``SpeechRecognizer.from_model_dir(ASR, vad_model=VAD, batch_size_s=...)`` on the WAV path
   funasr  ``funasr.AutoModel(model=ASR, vad_model=VAD).generate(input=path, batch_size_s=...)``
@@ -11,7 +11,7 @@ egs/aishell1/local/make_longform_set.py (utterances joined with 0.3-3 s pauses o
 ASR is a FunASR-format model dir (recipe stage 8 / funasr_lite.bin.export_model_dir; ``--exp_dir``
 + ``--checkpoint`` exports one into the work dir first), VAD the released FSMN-VAD. Both run on
 ``--threads`` torch threads. Reported per run: wall seconds of the call (model loading excluded),
-RTF = wall / audio, peak RSS of the process (getrusage, loading included), CER against the joined
+RTF = wall / audio, peak RSS of the process (VmHWM, loading included), CER against the joined
 reference (punctuation removed; egs/aishell1/local/score_longform.py's one-alignment CER). The table is printed
 and everything written to ``--out`` (JSON).
 
@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "egs", "aishell1", "local"))  # make_longform_set, score_longform
+import harness
+
+sys.path.insert(0, os.path.join(harness.REPO, "egs", "aishell1", "local"))  # make_longform_set, score_longform
 
 
 def funasr_loadable(model_dir: str) -> str:
@@ -64,33 +62,32 @@ def funasr_loadable(model_dir: str) -> str:
     return copy
 
 
-def worker(args) -> int:
+def decode_recording(impl: str, wav: str, model_dir: str, vad_model_dir: str, num_threads: int,
+                     batch_size_s: float) -> dict:
+    """(harness worker) One implementation transcribes the recording; wall seconds of the call
+    (model loading excluded) and the text."""
     import torch
 
-    torch.set_num_threads(args.threads)
-    if args.worker == "ours":
+    if impl == "ours":
         from funasr_lite import SpeechRecognizer
 
-        asr = SpeechRecognizer.from_model_dir(args.model_dir, vad_model=args.vad_model_dir, batch_size_s=args.batch_size_s)
+        asr = SpeechRecognizer.from_model_dir(model_dir, vad_model=vad_model_dir, batch_size_s=batch_size_s)
         start = time.perf_counter()
-        (result,) = asr(args.wav)
+        (result,) = asr(wav)
         wall = time.perf_counter() - start
     else:
         import logging
 
         from funasr import AutoModel
 
-        model = AutoModel(model=funasr_loadable(args.model_dir), vad_model=args.vad_model_dir, device="cpu", disable_update=True,
-                          disable_pbar=True, disable_log=True, ncpu=args.threads)
-        torch.set_num_threads(args.threads)
+        model = AutoModel(model=funasr_loadable(model_dir), vad_model=vad_model_dir, device="cpu", disable_update=True,
+                          disable_pbar=True, disable_log=True, ncpu=num_threads)
+        torch.set_num_threads(num_threads)
         logging.getLogger().setLevel(logging.WARNING)
         start = time.perf_counter()
-        (result,) = model.generate(input=args.wav, batch_size_s=args.batch_size_s)
+        (result,) = model.generate(input=wav, batch_size_s=batch_size_s)
         wall = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    with open(args.result, "w", encoding="utf-8") as f:
-        json.dump({"wall_s": wall, "peak_rss_mb": peak_mb, "text": result.get("text", "")}, f, ensure_ascii=False)
-    return 0
+    return {"wall_s": wall, "text": result.get("text", "")}
 
 
 def ensure_model_dir(args) -> str:
@@ -118,16 +115,11 @@ def main(argv=None) -> int:
     parser.add_argument("--work_dir", default="bench_out/longform_work")
     parser.add_argument("--out", default="bench_out/longform.json")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--worker", choices=("ours", "funasr"), help=argparse.SUPPRESS)
-    parser.add_argument("--wav", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.vad_model_dir is None:
         from funasr_lite.models.vad.model import released_vad_model_dir
 
         args.vad_model_dir = released_vad_model_dir()
-    if args.worker:
-        return worker(args)
     if not (args.model_dir or args.exp_dir) or not args.data_dir:
         parser.error("give --model_dir (or --exp_dir + --checkpoint) and --data_dir")
 
@@ -147,36 +139,28 @@ def main(argv=None) -> int:
         wav = read_kv(os.path.join(rec_dir, "wav.scp"))[name]
         reference = read_kv(os.path.join(rec_dir, "text"))[name]
         for impl in args.impls.split(","):
-            result_path = os.path.join(args.work_dir, f"{name}.{impl}.json")
-            command = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--wav", wav, "--result",
-                       result_path, "--model_dir", model_dir, "--vad_model_dir", args.vad_model_dir,
-                       "--threads", str(args.threads), "--batch_size_s", str(args.batch_size_s)]
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-                       FUNASR_LITE_NO_PROGRESS="1")
-            done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if done.returncode != 0:
-                print(done.stdout[-3000:], file=sys.stderr)
-                rows.append({"minutes": minutes, "impl": impl, "error": f"exit {done.returncode}"})
+            try:
+                run = harness.run_in_worker(decode_recording, args.threads,
+                                            log=os.path.join(args.work_dir, f"{name}.{impl}.log"), impl=impl, wav=wav,
+                                            model_dir=model_dir, vad_model_dir=args.vad_model_dir,
+                                            num_threads=args.threads, batch_size_s=args.batch_size_s)
+            except harness.WorkerError as e:
+                print(e, file=sys.stderr)
+                rows.append({"minutes": minutes, "impl": impl, "error": str(e).split(":", 1)[0]})
                 continue
-            with open(result_path, encoding="utf-8") as f:
-                run = json.load(f)
             errors, ref_chars = cer_counts(reference, run["text"])
             rows.append({"minutes": minutes, "impl": impl, "rtf": run["wall_s"] / (minutes * 60),
                          "wall_s": run["wall_s"], "peak_rss_mb": run["peak_rss_mb"],
                          "cer_percent": 100.0 * errors / max(1, ref_chars), "ref_chars": ref_chars})
             print(json.dumps(rows[-1]), flush=True)
 
-    print(f"\n{'minutes':>8} {'impl':>7} {'RTF':>8} {'wall s':>8} {'peak RSS MB':>12} {'CER %':>7}")
-    for row in rows:
-        if "error" in row:
-            print(f"{row['minutes']:>8g} {row['impl']:>7} {row['error']}")
-        else:
-            print(f"{row['minutes']:>8g} {row['impl']:>7} {row['rtf']:>8.4f} {row['wall_s']:>8.1f} "
-                  f"{row['peak_rss_mb']:>12.0f} {row['cer_percent']:>7.2f}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"model_dir": model_dir, "vad_model_dir": args.vad_model_dir, "threads": args.threads,
-                   "batch_size_s": args.batch_size_s, "rows": rows}, f, indent=1)
+    print(f"\none run each, {args.threads} thread(s)")
+    print(harness.markdown_table(
+        [("minutes", "minutes", "g"), ("impl", "impl"), ("RTF", "rtf", ".4f"), ("wall s", "wall_s", ".1f"),
+         ("peak RSS MB", "peak_rss_mb", ".0f"), ("CER %", "cer_percent", ".2f"), ("error", "error")], rows))
+    harness.write_report(args.out, {"benchmark": "longform", "environment": harness.environment(args.threads),
+                                    "model_dir": model_dir, "vad_model_dir": args.vad_model_dir,
+                                    "threads": args.threads, "batch_size_s": args.batch_size_s, "rows": rows})
     return 0
 
 

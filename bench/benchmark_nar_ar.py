@@ -29,20 +29,14 @@ Full run (docs/aed.md):
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import math
 import os
-import platform
-import statistics
 import sys
-import time
 from typing import Dict, List
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+import harness
 
 from funasr_lite.decode.aed_search import aed_beam_search, ctc_greedy  # noqa: E402
 from funasr_lite.decode.beam_search import beam_search_batch  # noqa: E402
@@ -50,7 +44,7 @@ from funasr_lite.models import build_model  # noqa: E402
 from funasr_lite.models.lm import build_lm  # noqa: E402
 from funasr_lite.utils.config import load_yaml, validate_config  # noqa: E402
 
-CONF = os.path.join(REPO, "egs", "aishell1", "conf")
+CONF = os.path.join(harness.REPO, "egs", "aishell1", "conf")
 FRAME_S = 0.06  # LFR 7/6 model-input frame
 INPUT_DIM = 560  # 80 mel bins x LFR 7: every configuration here reads these frames
 # A Conformer AED of paraformer-large's size on the same LFR input (see docs/aed.md).
@@ -143,19 +137,25 @@ def decode(model, family: str, mode: str, feats: List[torch.Tensor], lm, chars_p
 
 
 def measure(model, family, mode, feats, lm, args, threads, batched) -> Dict:
+    """--repeats timed passes over all utterances after a one-utterance warm-up; medians."""
     torch.set_num_threads(threads)
     groups = batches(feats, batched, args.batch_bins)
     decode(model, family, mode, groups[0][:1], lm, args.chars_per_s)  # warm-up
     synchronize = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     synchronize()
-    tokens, start = 0, time.perf_counter()
-    for group in groups:
-        tokens += decode(model, family, mode, group, lm, args.chars_per_s)
-    synchronize()
-    seconds = time.perf_counter() - start
+
+    def one_pass():
+        tokens = sum(decode(model, family, mode, group, lm, args.chars_per_s) for group in groups)
+        synchronize()
+        return tokens
+
+    all_seconds, tokens = harness.time_repeats(one_pass, args.repeats)
+    spread = harness.stats(all_seconds)
+    seconds = spread["median"]
     audio_s = sum(f.size(0) for f in feats) * FRAME_S
-    return {"seconds": seconds, "audio_s": audio_s, "rtf": seconds / audio_s, "utt_per_s": len(feats) / seconds,
-            "tokens_per_audio_s": tokens / audio_s, "batches": len(groups)}
+    return {"seconds": seconds, "seconds_min": spread["min"], "seconds_max": spread["max"], "audio_s": audio_s,
+            "rtf": seconds / audio_s, "utt_per_s": len(feats) / seconds, "tokens_per_audio_s": tokens / audio_s,
+            "batches": len(groups)}
 
 
 def main(argv=None) -> int:
@@ -168,6 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--batch_bins", type=int, default=20000, help="padded frames per batch (decode default)")
     parser.add_argument("--modes", nargs="+", default=None, help="e.g. greedy beam+LM (default: all)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes per row (the median is reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (threads then set CPU-side threads)")
     parser.add_argument("--out", default="nar_ar_benchmark.json")
@@ -218,14 +219,14 @@ def main(argv=None) -> int:
                                        "aed": ar_mode, "ratio": ratio})
                         print(f"  {size:6s} threads={threads} batch={batch:7s} paraformer {nar_mode:8s} vs aed "
                               f"{ar_mode:14s}: {ratio:6.2f}x")
-    report = {"rows": rows, "ratios": ratios, "args": vars(args), "torch": torch.__version__,
+    print()
+    print(harness.markdown_table(
+        [("size", "size"), ("model", "model"), ("mode", "mode"), ("thr", "threads"), ("batch", "batch"),
+         ("RTF", "rtf", ".4f"), ("utt/s", "utt_per_s", ".2f"), ("tokens/s", "tokens_per_audio_s", ".2f")], rows))
+    report = {"environment": harness.environment(args.threads), "rows": rows, "ratios": ratios, "args": vars(args),
               "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
-              "machine": platform.platform(), "cpu_count": os.cpu_count(),
-              "median_ratio": statistics.median([r["ratio"] for r in ratios]) if ratios else None}
-    with open(args.out + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-    os.replace(args.out + ".tmp", args.out)
-    print(f"wrote {args.out}")
+              "median_ratio": harness.stats(r["ratio"] for r in ratios)["median"] if ratios else None}
+    harness.write_report(args.out, report)
     return 0
 
 

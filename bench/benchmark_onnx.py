@@ -17,7 +17,7 @@ Timestamps are off in ours (the clients compute none). Sources:
 Each source dir is exported with funasr_lite.bin.export --quantize (file sizes reported). Audio:
 the first --max_utts of --data_dir's wav.scp, else synthetic speech-like audio of 3-6 s. For
 each source x --threads x mode (batch1; batched: longest first, --batch_size utterances) every
-decoder runs in its own process (peak RSS per row). RTF = decode seconds / audio seconds, median
+decoder runs in its own harness worker process (peak RSS per row). RTF = decode seconds / audio seconds, median
 of --repeats passes after one warm-up batch; "match" = fraction of utterances whose text equals
 ours_torch's (spaces and <unk> ignored); "frontend" = RTF of the decoder's feature pipeline alone
 (fbank, LFR, CMVN; ours and funasr-onnx), i.e. how much of the RTF is not the model.
@@ -31,7 +31,6 @@ ours_torch's (spaces and <unk> ignored); "frontend" = RTF of the decoder's featu
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -43,10 +42,8 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_train import LARGE_VOCAB, REPO, environment, reset_peak_rss, run_worker, write_report  # noqa: E402
-
-from funasr_lite.utils.progress import peak_rss_mb  # noqa: E402
+import harness
+from paraformer_pair import LARGE_VOCAB
 
 DECODERS = ("ours_torch", "ours_onnx", "ours_onnx_int8", "funasr_torch", "funasr_onnx", "funasr_onnx_int8",
             "sherpa_onnx")
@@ -188,51 +185,35 @@ def make_decoder(name, model_dir, threads):
     raise ValueError(name)
 
 
-def worker(args) -> dict:
-    torch.set_num_threads(args.threads)
-    data = np.load(args.audio)
+def decode_audio(decoder: str, audio: str, model_dir: str, mode: str, num_threads: int, batch_size: int,
+                 repeats: int) -> dict:
+    """(harness worker) ``decoder`` decodes the waves of ``audio`` (.npz) ``repeats`` times after one
+    warm-up batch: batch 1, or batched (longest first, ``batch_size`` utterances)."""
+    data = np.load(audio)
     waves = [data[key] for key in sorted(data.files, key=lambda k: int(k[1:]))]
     audio_s = sum(len(w) for w in waves) / SAMPLE_RATE
     load_start = time.perf_counter()
-    decode = make_decoder(args.worker, args.model_dir, args.threads)
+    decode = make_decoder(decoder, model_dir, num_threads)
     load_s = time.perf_counter() - load_start
     order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
-    size = 1 if args.mode == "batch1" else args.batch_size
+    size = 1 if mode == "batch1" else batch_size
     batches = [order[i:i + size] for i in range(0, len(order), size)]
-    load_peak_mb = resident_peak_mb()
-    hwm_reset = reset_peak_rss()
-    decode([waves[i] for i in batches[0]])  # warm-up
+    with harness.PeakRss() as decode_peak:
+        decode([waves[i] for i in batches[0]])  # warm-up
+        seconds, outputs = harness.time_repeats(lambda: [decode([waves[i] for i in batch]) for batch in batches],
+                                                repeats)
     texts = [None] * len(waves)
-    seconds = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        outputs = [decode([waves[i] for i in batch]) for batch in batches]
-        seconds.append(time.perf_counter() - start)
     for batch, output in zip(batches, outputs):
         for i, text in zip(batch, output):
             texts[i] = text
-    decode_peak_mb = resident_peak_mb()
     frontend_rtf = None
     if hasattr(decode, "frontend"):  # where the time goes: the feature pipeline alone (fbank, LFR, CMVN)
         start = time.perf_counter()
         for batch in batches:
             decode.frontend([waves[i] for i in batch])
         frontend_rtf = (time.perf_counter() - start) / audio_s
-    return {"rtf": statistics.median(seconds) / audio_s, "frontend_rtf": frontend_rtf, "seconds": seconds, "audio_s": audio_s, "load_s": load_s,
-            "texts": texts, "peak_rss_mb": max(load_peak_mb, decode_peak_mb),
-            "decode_hwm_mb": decode_peak_mb if hwm_reset else None}
-
-
-def resident_peak_mb():
-    """VmHWM (reset by reset_peak_rss, unlike getrusage's ru_maxrss, which keeps the import-time peak)."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return peak_rss_mb()
+    return {"rtf": statistics.median(seconds) / audio_s, "frontend_rtf": frontend_rtf, "seconds": seconds,
+            "audio_s": audio_s, "load_s": load_s, "texts": texts, "decode_hwm_mb": decode_peak.mb}
 
 
 def normalized(text):
@@ -245,9 +226,9 @@ def main(argv=None):
     parser.add_argument("--model_dir", help="demo source: a model dir (copied, then exported); default: random demo")
     parser.add_argument("--data_dir", help="audio: its wav.scp (default: synthetic audio)")
     parser.add_argument("--max_utts", type=int, default=8)
-    parser.add_argument("--demo_config", default=os.path.join(REPO, "egs/aishell1/conf/demo.yaml"))
+    parser.add_argument("--demo_config", default=os.path.join(harness.REPO, "egs/aishell1/conf/demo.yaml"))
     parser.add_argument("--demo_vocab", type=int, default=3000, help="random demo model: vocabulary size")
-    parser.add_argument("--large_config", default=os.path.join(REPO, "egs/aishell1/conf/paraformer_sanm.yaml"))
+    parser.add_argument("--large_config", default=os.path.join(harness.REPO, "egs/aishell1/conf/paraformer_sanm.yaml"))
     parser.add_argument("--sources", default="demo,large", help="comma-separated: demo, large")
     parser.add_argument("--decoders", default=",".join(DECODERS), help="comma-separated subset of " + ", ".join(DECODERS))
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
@@ -257,14 +238,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work_dir", help="keep the exported dirs here (default: a temp dir, removed)")
     parser.add_argument("--out", help="JSON file to write")
-    parser.add_argument("--worker", choices=DECODERS, help=argparse.SUPPRESS)
-    parser.add_argument("--audio", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        args.threads = int(args.threads)
-        print(json.dumps(worker(args)))
-        return
     threads = [int(t) for t in args.threads.split(",")]
     decoders = args.decoders.split(",")
     modes = args.modes.split(",")
@@ -294,9 +268,9 @@ def main(argv=None):
                 for mode in modes:
                     reference = None
                     for decoder in decoders:
-                        result = run_worker(__file__, ["--worker", decoder, "--audio", audio, "--model_dir", model_dir,
-                                                       "--mode", mode, "--threads", n_threads, "--batch_size",
-                                                       args.batch_size, "--repeats", args.repeats], n_threads)
+                        result = harness.run_in_worker(
+                            decode_audio, n_threads, decoder=decoder, audio=audio, model_dir=model_dir, mode=mode,
+                            num_threads=n_threads, batch_size=args.batch_size, repeats=args.repeats)
                         texts = [normalized(t) for t in result.pop("texts")]
                         if decoder == "ours_torch":
                             reference = texts
@@ -311,27 +285,22 @@ def main(argv=None):
 
     print(f"\ngreedy decoding from samples, median of {args.repeats} pass(es); audio: {audio_desc}, "
           f"{len(waves)} utterances, {sum(map(len, waves)) / SAMPLE_RATE:.1f} s")
-    print(f"{'source':7} {'mode':8} {'thr':>3} {'decoder':17} {'RTF':>8} {'frontend':>8} {'x funasr_torch':>14} "
-          f"{'peak RSS MB':>11} {'load s':>7} {'match':>6}")
     for row in rows:
         base = next((r["rtf"] for r in rows if (r["source"], r["threads"], r["mode"], r["decoder"]) ==
                      (row["source"], row["threads"], row["mode"], "funasr_torch")), None)
-        speed = f"{base / row['rtf']:14.2f}" if base else f"{'-':>14}"
-        match = f"{row['match']:6.2f}" if row["match"] is not None else f"{'-':>6}"
-        frontend = f"{row['frontend_rtf']:8.4f}" if row.get("frontend_rtf") is not None else f"{'-':>8}"
-        print(f"{row['source']:7} {row['mode']:8} {row['threads']:3d} {row['decoder']:17} {row['rtf']:8.4f} {frontend} {speed} "
-              f"{row['peak_rss_mb']:11.0f} {row['load_s']:7.1f} {match}")
+        row["x_funasr_torch"] = base / row["rtf"] if base else None
+    print(harness.markdown_table(
+        [("source", "source"), ("mode", "mode"), ("thr", "threads"), ("decoder", "decoder"), ("RTF", "rtf", ".4f"),
+         ("frontend", "frontend_rtf", ".4f"), ("x funasr_torch", "x_funasr_torch", ".2f"),
+         ("peak RSS MB", "peak_rss_mb", ".0f"), ("load s", "load_s", ".1f"), ("match", "match", ".2f")], rows))
     print("x funasr_torch = FunASR PyTorch RTF / this RTF (> 1: faster); match = same text as ours_torch")
     for source, info in exports.items():
         sizes = ", ".join(f"{name} {mib:.1f} MiB" for name, mib in info["size_mib"].items())
         print(f"  {source}: {info['description']}; {sizes}; export {info['export_s']:.0f} s")
     if args.out:
-        from importlib.metadata import version
-
-        env = dict(environment(threads), **{p: version(p) for p in ("onnxruntime", "funasr", "funasr-onnx", "sherpa-onnx")})
-        write_report(args.out, {"benchmark": "onnx_decode", "environment": env, "audio": audio_desc,
-                                "max_utts": args.max_utts, "repeats": args.repeats, "batch_size": args.batch_size,
-                                "exports": exports, "rows": rows})
+        harness.write_report(args.out, {"benchmark": "onnx_decode", "environment": harness.environment(threads),
+                                        "audio": audio_desc, "max_utts": args.max_utts, "repeats": args.repeats,
+                                        "batch_size": args.batch_size, "exports": exports, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -9,35 +9,28 @@ Utterances are synthetic speech-like audio of 1-4 s (a fixed cycle of 50 distinc
 seeds, so every shape recurs), given as float arrays, wav paths and wav bytes in turn. Without
 --model_dir a tiny random-weight model dir is built. RSS (VmRSS) and the peak so far (VmHWM) are
 sampled every --every utterances; "growth after warm-up" compares the peak at the end with the
-peak after the first 10% of the utterances. Prints a table and writes JSON.
+peak after the first 10% of the utterances. Prints a table and writes JSON (--json, or --out).
+One process on purpose (the leak a server would see); bench/harness.py reads its RSS and peak.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "drills"))
-sys.path.insert(0, os.path.dirname(HERE))
+import harness
 
+sys.path.insert(0, os.path.join(harness.REPO, "tests", "drills"))
 import drill_kit as kit  # noqa: E402
 
 
 def memory_mib():
     """(VmRSS, VmHWM) of this process in MiB."""
-    values = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                name, amount, _ = line.split()
-                values[name[:-1]] = int(amount) / 1024.0
-    return values["VmRSS"], values["VmHWM"]
+    return harness.rss_mb(), harness.peak_rss_mb()
 
 
 def main(argv=None) -> int:
@@ -46,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--every", type=int, default=0, help="sample RSS every N utterances (default: num_utts/20)")
     parser.add_argument("--model_dir", help="a model dir (default: a tiny random one)")
     parser.add_argument("--num_threads", type=int, default=1)
-    parser.add_argument("--json", default="benchmark_rss.json")
+    parser.add_argument("--json", "--out", dest="json", default="benchmark_rss.json", help="JSON file to write")
     args = parser.parse_args(argv)
     import torch
 
@@ -80,17 +73,17 @@ def main(argv=None) -> int:
     warm = next((r for r in rows if r["utts"] >= args.num_utts // 10), rows[0])
     growth = rows[-1]["peak_mib"] - warm["peak_mib"]
     rss_growth = rows[-1]["rss_mib"] - warm["rss_mib"]
-    print("\n| utterances | seconds | RSS MiB | peak MiB |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['utts']} | {r['seconds']} | {r['rss_mib']} | {r['peak_mib']} |")
+    print()
+    print(harness.markdown_table([("utterances", "utts"), ("seconds", "seconds"), ("RSS MiB", "rss_mib"),
+                                  ("peak MiB", "peak_mib")], rows))
     print(f"\nRSS before the first utterance {rss0:.1f} MiB; after warm-up ({warm['utts']} utts) RSS "
           f"{warm['rss_mib']} / peak {warm['peak_mib']} MiB; at the end RSS {rows[-1]['rss_mib']} / peak "
           f"{rows[-1]['peak_mib']} MiB: growth after warm-up {rss_growth:+.1f} MiB RSS, {growth:+.1f} MiB peak")
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"num_utts": args.num_utts, "model_dir": args.model_dir or "tiny random", "rows": rows,
-                   "rss_before_mib": round(rss0, 1), "warm_up_utts": warm["utts"],
-                   "peak_growth_after_warm_up_mib": round(growth, 1),
-                   "rss_growth_after_warm_up_mib": round(rss_growth, 1)}, f, indent=1)
+    harness.write_report(args.json, {"benchmark": "rss", "environment": harness.environment(args.num_threads),
+                                     "num_utts": args.num_utts, "model_dir": args.model_dir or "tiny random",
+                                     "rows": rows, "rss_before_mib": round(rss0, 1), "warm_up_utts": warm["utts"],
+                                     "peak_growth_after_warm_up_mib": round(growth, 1),
+                                     "rss_growth_after_warm_up_mib": round(rss_growth, 1)})
     return 0
 
 

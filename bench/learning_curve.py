@@ -11,8 +11,9 @@
         --ours egs/aishell1/exp/demo egs/aishell1/exp/demo_seed2 --work_dir bench_out/learning_curve \\
         --epochs 4 --threads 2 --out bench_out/learning_curve.json --png egs/aishell1/learning_curve.png
 
-FunASR side (bench/benchmark_trainer_full.py's helpers: config mapping, jsonl lists with
-source_len = LFR frames, the --worker launcher with the CPU device fix and the epoch probe):
+FunASR side (bench/trainer_pair.py, shared with benchmark_trainer_full.py: config mapping, jsonl
+lists with source_len = LFR frames, the harness-worker launcher with the CPU device fix and the
+epoch probe):
 ``funasr.bin.train_ds`` trains --epochs epochs on the WHOLE train data dir (the utterances our
 dataset keeps) and validates after every epoch on the dev data dir (same filter); it saves
 ``model.pt.ep{N}`` after each epoch and keeps them all (keep_nbest_models huge; validation and
@@ -53,16 +54,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TOOLS)
-sys.path.insert(0, REPO)
-
-import benchmark_trainer_full as trainer_full  # noqa: E402
+import harness
+import trainer_pair
 
 FUNASR_RUN = "funasr_train_ds"
 KEEP_ALL = 10 ** 9  # FunASR's keep_nbest_models: never prune an epoch checkpoint
@@ -161,14 +157,14 @@ def train_funasr(args, config: dict, data: dict, work: str) -> None:
         yaml.safe_dump(setup, handle, allow_unicode=True, sort_keys=False)
     runs = len(glob.glob(os.path.join(work, "run*")))
     run_dir = os.path.join(work, f"run{runs + 1}")
-    argv = trainer_full.commands(args, {"dir": data["train_dir"], "train_jsonl": data["train_jsonl"],
+    argv = trainer_pair.commands(args, {"dir": data["train_dir"], "train_jsonl": data["train_jsonl"],
                                         "valid_jsonl": data["dev_jsonl"]}, work, run_dir)["funasr"]
     # One output dir for every run (the benchmark gives each run its own): train_ds resumes from it.
     argv = [f"++output_dir={exp}" if arg.startswith("++output_dir=") else arg for arg in argv]
     resumed = "resuming" if os.path.isfile(os.path.join(exp, "model.pt")) else "starting"
     print(f"FunASR train_ds: {resumed}, {args.epochs} epochs, log {run_dir}/log.txt", file=sys.stderr)
-    trainer_full.launch_worker("funasr", argv, args.threads, run_dir, args.timeout,
-                               epoch_log=os.path.join(work, "epochs.jsonl"))
+    trainer_pair.launch_trainer("funasr", argv, args.threads, run_dir, args.timeout,
+                                epoch_log=os.path.join(work, "epochs.jsonl"))
 
 
 def checkpoint_model_dir(setup: dict, args, checkpoint: str, name, model_dir: str, out_dir: str) -> dict:
@@ -194,7 +190,7 @@ def checkpoint_model_dir(setup: dict, args, checkpoint: str, name, model_dir: st
 
 
 def funasr_setup(args, config: dict) -> dict:
-    return trainer_full.funasr_config(config, args, max_epoch=args.epochs, keep_nbest_models=KEEP_ALL)
+    return trainer_pair.funasr_config(config, args, max_epoch=args.epochs, keep_nbest_models=KEEP_ALL)
 
 
 def collect_funasr(args, config: dict, data: dict, work: str) -> dict:
@@ -313,25 +309,25 @@ def _fmt(value, digits) -> str:
 
 def markdown_table(runs: list, epochs: int) -> str:
     """epoch x run: 'dev CER / dev loss / train loss', then mean epoch seconds and frames/s."""
-    head = "| epoch | " + " | ".join(r["name"] for r in runs) + " |"
-    lines = ["dev CER % (greedy) / dev loss / train loss per epoch", "", head,
-             "|---|" + "---|" * len(runs)]
+    table = []
     for epoch in range(1, epochs + 1):
-        cells = []
+        line = {"epoch": epoch}
         for run in runs:
             row = next((r for r in run["epochs"] if r["epoch"] == epoch), {})
             cer = _fmt(row.get("dev_cer"), 1) + ("*" if row.get("cer_source", "infer") != "infer" else "")
-            cells.append(f"{cer} / {_fmt(row.get('dev_loss'), 3)} / {_fmt(row.get('train_loss'), 3)}")
-        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+            line[run["name"]] = f"{cer} / {_fmt(row.get('dev_loss'), 3)} / {_fmt(row.get('train_loss'), 3)}"
+        table.append(line)
     for title, key, digits in (("epoch s (mean)", "epoch_s", 1), ("frames/s (mean)", "frames_per_s", 0)):
-        cells = []
+        line = {"epoch": title}
         for run in runs:
             values = [r[key] for r in run["epochs"] if r.get(key)]
-            cells.append(_fmt(sum(values) / len(values), digits) if values else "-")
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+            line[run["name"]] = _fmt(sum(values) / len(values), digits) if values else "-"
+        table.append(line)
     if any("test" in run for run in runs):
-        lines.append("| test CER, averaged model | " + " | ".join(
-            _fmt(run["test"]["cer"], 1) if "test" in run else "-" for run in runs) + " |")
+        table.append({"epoch": "test CER, averaged model",
+                      **{run["name"]: _fmt(run["test"]["cer"], 1) if "test" in run else "-" for run in runs}})
+    lines = ["dev CER % (greedy) / dev loss / train loss per epoch", "",
+             harness.markdown_table([("epoch", "epoch")] + [(run["name"], run["name"]) for run in runs], table)]
     if any(r.get("cer_source", "infer") != "infer" for run in runs for r in run["epochs"]):
         lines.append("\n\\* our trainer's own validation CER (the epoch checkpoint was pruned)")
     return "\n".join(lines)
@@ -374,16 +370,16 @@ def prepare_lists(args, config: dict, work: str) -> dict:
     data = {"train_dir": args.train_dir, "dev_dir": args.dev_dir}
     os.makedirs(os.path.join(work, "data"), exist_ok=True)
     for part, data_dir in (("train", args.train_dir), ("dev", args.dev_dir)):
-        files, keys = trainer_full.read_data_files(data_dir)
-        kept = set(trainer_full.kept_utterances(data_dir, config, args.token_list, args.cmvn_file))
+        files, keys = trainer_pair.read_data_files(data_dir)
+        kept = set(trainer_pair.kept_utterances(data_dir, config, args.token_list, args.cmvn_file))
         keys = [key for key in keys if key in kept]
         path = os.path.join(work, "data", f"{part}.jsonl")
         if not os.path.isfile(path):
-            trainer_full.write_jsonl(path + ".tmp", files, keys, lfr_n)
+            trainer_pair.write_jsonl(path + ".tmp", files, keys, lfr_n)
             os.replace(path + ".tmp", path)
         data[f"{part}_jsonl"] = path
         data[f"{part}_utterances"] = len(keys)
-        data[f"{part}_lfr_frames"] = sum(trainer_full.lfr_frames(files, key, lfr_n) for key in keys)
+        data[f"{part}_lfr_frames"] = sum(trainer_pair.lfr_frames(files, key, lfr_n) for key in keys)
         data[f"{part}_audio_hours"] = sum(int(files["utt2num_frames"][key]) for key in keys) * 0.01 / 3600
     return data
 
@@ -402,8 +398,8 @@ def differences(config: dict) -> list:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python bench/learning_curve.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=os.path.join(REPO, "egs/aishell1/conf/demo.yaml"))
-    parser.add_argument("--data_root", default=os.path.join(REPO, "egs/aishell1/data"),
+    parser.add_argument("--config", default=os.path.join(harness.REPO, "egs/aishell1/conf/demo.yaml"))
+    parser.add_argument("--data_root", default=os.path.join(harness.REPO, "egs/aishell1/data"),
                         help="holds the train/dev(/test) data dirs (wav.scp, feats.scp, text, utt2num_frames)")
     parser.add_argument("--train_set", default="train")
     parser.add_argument("--dev_set", default="dev")
@@ -428,7 +424,6 @@ def main(argv=None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from benchmark_train import environment, write_report
     from funasr_lite.train.config import resolve_training_config
 
     if args.epochs < 1:
@@ -452,7 +447,7 @@ def main(argv=None) -> int:
         if not os.path.isdir(exp_dir):
             raise SystemExit(f"--ours {exp_dir}: no such exp dir")
     config = resolve_training_config(args.config, token_list=args.token_list, cmvn_file=args.cmvn_file)
-    args.seed_value = int(config.get("seed", 0))  # trainer_full.commands' names
+    args.seed_value = int(config.get("seed", 0))  # trainer_pair.commands' names
     work = os.path.join(args.work_dir, "funasr")
     data = prepare_lists(args, config, work)
     print(f"train {data['train_utterances']} utterances ({data['train_audio_hours']:.2f} h), dev "
@@ -462,23 +457,16 @@ def main(argv=None) -> int:
     if not args.skip_funasr_train:
         try:
             train_funasr(args, config, data, work)
-        except (SystemExit, subprocess.TimeoutExpired) as e:  # still collect the epochs it finished
+        except SystemExit as e:  # harness.WorkerError too (failed, timed out): still collect the finished epochs
             training_error = str(e)
             print(f"FunASR training did not finish: {training_error}", file=sys.stderr)
     runs = [collect_ours(args, exp_dir, data) for exp_dir in args.ours]
     runs.append(collect_funasr(args, config, data, work))
 
-    funasr_version = None
-    try:
-        from importlib.metadata import version
-
-        funasr_version = version("funasr")
-    except Exception:  # noqa: BLE001 (the report says unknown)
-        pass
     table = markdown_table(runs, args.epochs)
     print(table)
     report = {
-        "tool": "learning_curve", "environment": dict(environment(args.threads), funasr=funasr_version),
+        "tool": "learning_curve", "environment": harness.environment(args.threads),
         "config": args.config, "epochs": args.epochs,
         "data": {key: value for key, value in data.items() if not key.endswith("_jsonl")},
         "test_dir": args.test_dir,
@@ -496,7 +484,7 @@ def main(argv=None) -> int:
         "runs": runs,
     }
     if args.out:
-        write_report(os.path.abspath(args.out), report)
+        harness.write_report(os.path.abspath(args.out), report)
     if args.png:
         plot(runs, os.path.abspath(args.png),
              f"{os.path.basename(args.config)}: our trainer vs FunASR train_ds ({data['train_audio_hours']:.2f} h train)")

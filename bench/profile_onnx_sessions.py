@@ -14,7 +14,8 @@ Input: the model input our frontend makes (fbank, LFR, CMVN; from the model dir'
 config) for ``--audio`` (an .npz of 16 kHz float arrays, e.g. bench/benchmark_onnx.py's
 ``audio.npz``) or the first ``--max_utts`` of ``--wav_scp``. Modes: batch1 (one call per
 utterance) and batched (one padded call). Each repeat runs every session once per mode, in a
-rotating order; the median of ``--repeats`` is reported, with the per-operator totals from
+rotating order (one process on purpose: the sessions share the input and the machine state);
+the median of ``--repeats`` (with min and max) is reported, with the per-operator totals from
 onnxruntime's profiler (one extra profiled pass per session).
 
     python bench/profile_onnx_sessions.py --model_dir bench_out/onnx_work_large/large \\
@@ -27,15 +28,13 @@ import argparse
 import collections
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+import harness
 
 
 def session_options(kind: str, threads: int, profile_prefix: str = None):
@@ -146,17 +145,18 @@ def main(argv=None):
             run_once(sessions[kind], inputs[mode])
     times = {(kind, mode): [] for kind in kinds for mode in modes}
     for repeat in range(args.repeats):
-        order = kinds[repeat % len(kinds):] + kinds[:repeat % len(kinds)]
         for mode in modes:
-            for kind in order:
+            for kind in harness.rotated(kinds, repeat):
                 times[(kind, mode)].append(run_once(sessions[kind], inputs[mode]))
     rows = []
     for mode in modes:
-        base = statistics.median(times[("funasr_onnx", mode)]) if "funasr_onnx" in kinds else None
+        base = harness.stats(times[("funasr_onnx", mode)])["median"] if "funasr_onnx" in kinds else None
         for kind in kinds:
-            median = statistics.median(times[(kind, mode)])
+            spread = harness.stats(times[(kind, mode)])
+            median = spread["median"]
             rows.append({"session": kind, "mode": mode, "median_s": round(median, 4), "rtf": round(median / seconds, 4),
                          "vs_funasr_onnx": round(median / base, 3) if base else None,
+                         "min_s": round(spread["min"], 4), "max_s": round(spread["max"], 4),
                          "all_s": [round(t, 4) for t in times[(kind, mode)]]})
     profiles = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,18 +166,18 @@ def main(argv=None):
                 run_once(session, inputs[mode])
             profiles[kind] = operator_totals(session.end_profiling())
     print(f"{len(waves)} utterances, {seconds:.1f} s of audio, {args.threads} thread(s), median of {args.repeats}")
-    print(f"{'mode':8} {'session':14} {'seconds':>8} {'RTF':>7} {'/ funasr_onnx':>13}")
-    for row in rows:
-        print(f"{row['mode']:8} {row['session']:14} {row['median_s']:8.4f} {row['rtf']:7.4f} {row['vs_funasr_onnx'] or '-':>13}")
+    print(harness.markdown_table(
+        [("mode", "mode"), ("session", "session"), ("seconds", "median_s", ".4f"), ("min s", "min_s", ".4f"),
+         ("max s", "max_s", ".4f"), ("RTF", "rtf", ".4f"), ("/ funasr_onnx", "vs_funasr_onnx", ".3f")], rows))
     print("\nper-operator kernel time (ms, one profiled batch1 + batched pass), top 8:")
     for kind, totals in profiles.items():
         top = list(totals.items())[:8]
         print(f"  {kind}: total {sum(totals.values()):.0f}; " + ", ".join(f"{op} {ms:.0f}" for op, ms in top))
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as handle:
-            json.dump({"model_dir": args.model_dir, "utterances": len(waves), "audio_s": seconds,
-                       "threads": args.threads, "repeats": args.repeats, "rows": rows, "profiles": profiles}, handle, indent=2)
+        harness.write_report(args.out, {"benchmark": "onnx_sessions", "environment": harness.environment(args.threads),
+                                        "model_dir": args.model_dir, "utterances": len(waves), "audio_s": seconds,
+                                        "threads": args.threads, "repeats": args.repeats, "rows": rows,
+                                        "profiles": profiles})
     return 0
 
 

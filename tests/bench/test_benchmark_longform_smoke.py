@@ -11,7 +11,7 @@ import sys
 import soundfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "tests", "decode"))
+sys.path.insert(0, os.path.join(REPO, "tests", "inference"))
 sys.path.insert(0, os.path.join(REPO, "tests", "models"))
 
 from test_infer import synth_wave, write_model_dir  # noqa: E402
