@@ -118,7 +118,8 @@ class LoadedModel:
 # ---------------------------------------------------------------- finding the files
 
 
-def _read_config(path: str) -> Dict[str, Any]:
+def read_model_config(path: str) -> Dict[str, Any]:
+    """A model dir's config.yaml as a mapping; ModelDirError names the file otherwise."""
     try:
         config = load_yaml(path)
     except YamlConfigError as e:
@@ -216,7 +217,7 @@ def resolve_model_files(model_dir, checkpoint: Optional[str] = None) -> Tuple[Mo
     config_path = os.path.join(model_dir, CONFIG_NAME)
     if not os.path.isfile(config_path):
         raise ModelDirError(f"{model_dir}: no {CONFIG_NAME}")
-    config = _read_config(config_path)
+    config = read_model_config(config_path)
     weights = _checkpoint_path(model_dir, checkpoint) if checkpoint else _default_weights(model_dir)
     frontend_conf = config.get("frontend_conf") or {}
     tokenizer_conf = config.get("tokenizer_conf") or {}

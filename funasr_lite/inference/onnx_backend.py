@@ -41,11 +41,10 @@ from funasr_lite.inference.model_dir import (
     LoadedModel,
     ModelDirError,
     ModelFiles,
+    read_model_config,
     resolve_frontend_conf,
 )
 from funasr_lite.models.paraformer.onnx_graph import CLIENT_OUTPUT_NAMES, INPUT_NAMES, TIMESTAMP_OUTPUT_NAMES
-from funasr_lite.utils.config import ConfigError as YamlConfigError
-from funasr_lite.utils.config import load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -219,12 +218,7 @@ def load_onnx_model_dir(model_dir, quantized: bool = False, threads: int = 1, ti
     if not os.path.isdir(model_dir):
         raise ModelDirError(f"{model_dir}: no such model dir")
     config_path = _file(model_dir, CONFIG_NAME, "the model config")
-    try:
-        config = load_yaml(config_path)
-    except YamlConfigError as e:
-        raise ModelDirError(str(e)) from None
-    if not isinstance(config, dict):
-        raise ModelDirError(f"{config_path}: not a YAML mapping")
+    config = read_model_config(config_path)
     onnx_path = _file(model_dir, QUANT_ONNX_NAME if quantized else ONNX_NAME,
                       "int8 model: export with --quantize" if quantized else "the ONNX model")
     tokens_path = _file(model_dir, TOKENS_JSON_NAME, "the token list")
