@@ -19,6 +19,7 @@ from funasr_lite.decode.ctc_prefix_score import CTCPrefixScorer, score_sequence_
 from funasr_lite.models import build_model
 from funasr_lite.models.lm import build_lm
 from test_infer import TOKENS, write_cmvn_from_waves, write_corpus
+from funasr_configs import funasr_common_sections  # tests/funasr_configs.py
 
 VOCAB = 13
 CONFIG = {
@@ -216,18 +217,11 @@ FUNASR_CONFORMER_CONFIG = {
                          self_attention_dropout_rate=0.0, src_attention_dropout_rate=0.0),
     "model": "Conformer",
     "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False},
-    "frontend": "WavFrontend",
-    "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
-                      "lfr_m": 1, "lfr_n": 1, "dither": 0.0},
     "specaug": "SpecAug",
     "specaug_conf": {"apply_time_warp": True, "time_warp_window": 5, "time_warp_mode": "bicubic",
                      "apply_freq_mask": True, "freq_mask_width_range": [0, 30], "num_freq_mask": 2,
                      "apply_time_mask": True, "time_mask_width_range": [0, 40], "num_time_mask": 2},
-    "train_conf": {"accum_grad": 1, "grad_clip": 5, "max_epoch": 150, "keep_nbest_models": 10},
-    "optim": "adam", "optim_conf": {"lr": 0.002},
-    "tokenizer": "CharTokenizer", "tokenizer_conf": {"unk_symbol": "<unk>"},
-    "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
-    "normalize": None,
+    **funasr_common_sections(lfr_m=1, lfr_n=1, lr=0.002),
 }
 
 

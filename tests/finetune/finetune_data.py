@@ -17,6 +17,7 @@ import yaml
 from funasr_lite.frontend.cmvn import write_am_mvn
 from funasr_lite.frontend.fbank import compute_fbank
 from funasr_lite.frontend.lfr import lfr_stack
+from funasr_configs import funasr_paraformer_config  # tests/funasr_configs.py
 
 SAMPLE_RATE = 16000
 CHARS = "的一是了我不人在他有这个上们来到时大地为子中你说"
@@ -96,29 +97,8 @@ DECODER_CONF = {
 
 def funasr_config():
     """A released model dir's config.yaml, tiny: FunASR's class names, files in the dir."""
-    return {
-        "encoder": "SANMEncoder", "encoder_conf": dict(ENCODER_CONF),
-        "decoder": "ParaformerSANMDecoder", "decoder_conf": dict(DECODER_CONF),
-        "predictor": "CifPredictorV2",
-        "predictor_conf": {"idim": 32, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
-        "model": "Paraformer",
-        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
-                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
-        "frontend": "WavFrontend",
-        "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
-                          "lfr_m": 7, "lfr_n": 6, "dither": 1.0},
-        "specaug": "SpecAugLFR",
-        "specaug_conf": {"apply_time_warp": False, "time_warp_window": 5, "time_warp_mode": "bicubic",
-                         "apply_freq_mask": True, "freq_mask_width_range": [0, 30], "lfr_rate": 6,
-                         "num_freq_mask": 1, "apply_time_mask": True, "time_mask_width_range": [0, 12],
-                         "num_time_mask": 1},
-        "train_conf": {"accum_grad": 1, "grad_clip": 5, "max_epoch": 150, "keep_nbest_models": 10},
-        "optim": "adam", "optim_conf": {"lr": 0.0005},
-        "scheduler": "warmuplr", "scheduler_conf": {"warmup_steps": 30000},
-        "tokenizer": "CharTokenizer", "tokenizer_conf": {"unk_symbol": "<unk>"},
-        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
-        "normalize": None,
-    }
+    return dict(funasr_paraformer_config(ENCODER_CONF, DECODER_CONF, dither=1.0),
+                scheduler="warmuplr", scheduler_conf={"warmup_steps": 30000})
 
 
 def write_funasr_model_dir(path, cmvn_waves, seed=0):

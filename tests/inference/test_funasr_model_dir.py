@@ -32,6 +32,7 @@ from test_infer import (
     write_cmvn_from_waves,
     write_corpus,
 )
+from funasr_configs import funasr_paraformer_config  # tests/funasr_configs.py
 
 logging.getLogger("funasr").setLevel(logging.WARNING)
 
@@ -53,28 +54,7 @@ UTTERANCES = {"utt_a": 2.6, "utt_b": 1.2, "utt_c": 3.4}
 def funasr_style_config():
     """config.yaml as a FunASR/ModelScope dir has it: no token_list or cmvn_file (the files sit in
     the dir), SpecAugLFR and training sections present."""
-    return {
-        "encoder": "SANMEncoder", "encoder_conf": dict(FUNASR_ENCODER_CONF),
-        "decoder": "ParaformerSANMDecoder", "decoder_conf": dict(FUNASR_DECODER_CONF),
-        "predictor": "CifPredictorV2",
-        "predictor_conf": {"idim": 64, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
-        "model": "Paraformer",
-        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
-                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
-        "frontend": "WavFrontend",
-        "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
-                          "lfr_m": 7, "lfr_n": 6, "dither": 0.0},
-        "specaug": "SpecAugLFR",
-        "specaug_conf": {"apply_time_warp": False, "time_warp_window": 5, "time_warp_mode": "bicubic",
-                         "apply_freq_mask": True, "freq_mask_width_range": [0, 30], "lfr_rate": 6,
-                         "num_freq_mask": 1, "apply_time_mask": True, "time_mask_width_range": [0, 12],
-                         "num_time_mask": 1},
-        "train_conf": {"accum_grad": 1, "grad_clip": 5, "max_epoch": 150, "keep_nbest_models": 10},
-        "optim": "adam", "optim_conf": {"lr": 0.0005},
-        "tokenizer": "CharTokenizer", "tokenizer_conf": {"unk_symbol": "<unk>"},
-        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
-        "normalize": None,
-    }
+    return funasr_paraformer_config(FUNASR_ENCODER_CONF, FUNASR_DECODER_CONF)
 
 
 def build_funasr_model(config, vocab_size, seed=0, alpha_bias=-0.9):

@@ -1,0 +1,37 @@
+"""config.yaml sections as FunASR's released model dirs carry them, for the tests that build such dirs
+(with funasr's own classes as the oracle): one copy of FunASR's section names and defaults."""
+
+
+def funasr_common_sections(lfr_m: int = 7, lfr_n: int = 6, dither: float = 0.0, lr: float = 0.0005) -> dict:
+    """The sections every FunASR ASR config.yaml has: frontend, training, tokenizer, CTC."""
+    return {
+        "frontend": "WavFrontend",
+        "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
+                          "lfr_m": lfr_m, "lfr_n": lfr_n, "dither": dither},
+        "train_conf": {"accum_grad": 1, "grad_clip": 5, "max_epoch": 150, "keep_nbest_models": 10},
+        "optim": "adam", "optim_conf": {"lr": lr},
+        "tokenizer": "CharTokenizer", "tokenizer_conf": {"unk_symbol": "<unk>"},
+        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
+        "normalize": None,
+    }
+
+
+def funasr_paraformer_config(encoder_conf: dict, decoder_conf: dict, dither: float = 0.0) -> dict:
+    """A SAN-M Paraformer (paraformer-large's layout) config.yaml with FunASR's class names; the token
+    list and am.mvn are files in the dir, not named here (as in a ModelScope dir)."""
+    return {
+        "encoder": "SANMEncoder", "encoder_conf": dict(encoder_conf),
+        "decoder": "ParaformerSANMDecoder", "decoder_conf": dict(decoder_conf),
+        "predictor": "CifPredictorV2",
+        "predictor_conf": {"idim": encoder_conf["output_size"], "threshold": 1.0, "l_order": 1, "r_order": 1,
+                           "tail_threshold": 0.45},
+        "model": "Paraformer",
+        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
+                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
+        "specaug": "SpecAugLFR",
+        "specaug_conf": {"apply_time_warp": False, "time_warp_window": 5, "time_warp_mode": "bicubic",
+                         "apply_freq_mask": True, "freq_mask_width_range": [0, 30], "lfr_rate": 6,
+                         "num_freq_mask": 1, "apply_time_mask": True, "time_mask_width_range": [0, 12],
+                         "num_time_mask": 1},
+        **funasr_common_sections(dither=dither),
+    }
