@@ -35,3 +35,20 @@ def funasr_paraformer_config(encoder_conf: dict, decoder_conf: dict, dither: flo
                          "num_time_mask": 1},
         **funasr_common_sections(dither=dither),
     }
+
+
+def funasr_sanm_confs(output_size: int, linear_units: int, kernel_size: int) -> tuple:
+    """(encoder_conf, decoder_conf) of a small SAN-M Paraformer with the keys FunASR's model dirs list
+    (our classes accept them for compatibility); 2 blocks each, 4 heads."""
+    encoder_conf = {
+        "output_size": output_size, "attention_heads": 4, "linear_units": linear_units, "num_blocks": 2,
+        "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1, "input_layer": "pe",
+        "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True, "kernel_size": kernel_size,
+        "sanm_shfit": 0, "selfattention_layer_type": "sanm",
+    }
+    decoder_conf = {
+        "attention_heads": 4, "linear_units": linear_units, "num_blocks": 2, "dropout_rate": 0.1,
+        "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1, "src_attention_dropout_rate": 0.1,
+        "att_layer_num": 2, "kernel_size": kernel_size, "sanm_shfit": 0,
+    }
+    return encoder_conf, decoder_conf

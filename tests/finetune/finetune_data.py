@@ -17,7 +17,7 @@ import yaml
 from funasr_lite.frontend.cmvn import write_am_mvn
 from funasr_lite.frontend.fbank import compute_fbank
 from funasr_lite.frontend.lfr import lfr_stack
-from funasr_configs import funasr_paraformer_config  # tests/funasr_configs.py
+from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
 
 SAMPLE_RATE = 16000
 CHARS = "的一是了我不人在他有这个上们来到时大地为子中你说"
@@ -82,17 +82,7 @@ def write_cmvn_from_waves(path, waves, lfr_m=7, lfr_n=6):
     write_am_mvn(path, -frames.mean(0), 1.0 / np.maximum(frames.std(0), 1e-3))
 
 
-ENCODER_CONF = {
-    "output_size": 32, "attention_heads": 4, "linear_units": 64, "num_blocks": 2, "dropout_rate": 0.1,
-    "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1, "input_layer": "pe",
-    "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True, "kernel_size": 5,
-    "sanm_shfit": 0, "selfattention_layer_type": "sanm",
-}
-DECODER_CONF = {
-    "attention_heads": 4, "linear_units": 64, "num_blocks": 2, "dropout_rate": 0.1,
-    "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1, "src_attention_dropout_rate": 0.1,
-    "att_layer_num": 2, "kernel_size": 5, "sanm_shfit": 0,
-}
+ENCODER_CONF, DECODER_CONF = funasr_sanm_confs(output_size=32, linear_units=64, kernel_size=5)
 
 
 def funasr_config():

@@ -4,7 +4,6 @@ import functools
 import http.server
 import io
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from funasr_lite.api import AudioInputError, fetch_url
 from funasr_lite.bin import infer as infer_cli
 from funasr_lite.inference.writers import read_1best_recog
 from test_infer import SAMPLE_RATE, assert_same_results, synth_wave, write_model_dir, write_wav
+from local_http import local_http_server  # tests/local_http.py
 
 RESULT_KEYS = ["key", "text", "token", "score", "timestamp"]
 
@@ -56,12 +56,8 @@ def http_root(audio_dir):
     """A local HTTP server (in a thread) serving audio_dir; yields its base URL."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(audio_dir))
     handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with local_http_server(handler) as url:
+        yield url
 
 
 def same_as(result, expected, key=None):

@@ -32,22 +32,12 @@ from test_infer import (
     write_cmvn_from_waves,
     write_corpus,
 )
-from funasr_configs import funasr_paraformer_config  # tests/funasr_configs.py
+from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
 
 logging.getLogger("funasr").setLevel(logging.WARNING)
 
 # FunASR's model dirs list (encoder|decoder)_conf keys our classes accept for compatibility.
-FUNASR_ENCODER_CONF = {
-    "output_size": 64, "attention_heads": 4, "linear_units": 128, "num_blocks": 2, "dropout_rate": 0.1,
-    "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1, "input_layer": "pe",
-    "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True, "kernel_size": 11,
-    "sanm_shfit": 0, "selfattention_layer_type": "sanm",
-}
-FUNASR_DECODER_CONF = {
-    "attention_heads": 4, "linear_units": 128, "num_blocks": 2, "dropout_rate": 0.1,
-    "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1, "src_attention_dropout_rate": 0.1,
-    "att_layer_num": 2, "kernel_size": 11, "sanm_shfit": 0,
-}
+FUNASR_ENCODER_CONF, FUNASR_DECODER_CONF = funasr_sanm_confs(output_size=64, linear_units=128, kernel_size=11)
 UTTERANCES = {"utt_a": 2.6, "utt_b": 1.2, "utt_c": 3.4}
 
 

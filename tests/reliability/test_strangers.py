@@ -10,12 +10,10 @@
 """
 
 import ast
-import functools
 import http.server
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -30,6 +28,7 @@ from funasr_lite.utils.http_fetch import FetchError, fetch
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "drills"))
 import drill_kit as kit  # noqa: E402
+from local_http import local_http_server  # tests/local_http.py
 
 SOURCE_DIRS = ("funasr_lite", "tools", "bench", "utils", "egs")
 
@@ -275,12 +274,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(_Handler) as url:
+        yield url
 
 
 def test_url_ok_and_http_redirect_is_followed(server):
