@@ -3,7 +3,8 @@
 compare the checkpoints tensor by tensor (``torch.equal``): the engine against the trainers it
 replaced (commit b7efa15, before the one engine).
 
-    python tests/train/engine_parity.py --old_root /path/to/old/checkout --work /tmp/parity [--json out.json]
+    python tests/train/engine_parity.py --old_root /path/to/old/checkout --work /tmp/parity [--json out.json] \
+        [--only asr|lm|punc ...] [--aligned_only]
 
 ``--old_root`` is a directory holding the old ``funasr_lite/`` (a worktree, or ``git archive
 b7efa15 funasr_lite | tar -x -C DIR``). Every run is a fresh process (``python -m
@@ -136,7 +137,7 @@ def _compare_text_task(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Li
     }
 
 
-def lm_parity(old_root: str, work: str) -> Dict[str, Any]:
+def lm_parity(old_root: str, work: str, aligned_only: bool = False) -> Dict[str, Any]:
     root = os.path.join(work, "lm")
     os.makedirs(root, exist_ok=True)
     tokens = ["<blank>", "<s>", "</s>", "丁", "丙", "乙", "甲", "<unk>"]
@@ -155,17 +156,19 @@ def lm_parity(old_root: str, work: str) -> Dict[str, Any]:
             "--valid_text", os.path.join(root, "valid"), "--config", os.path.join(root, "lm.yaml"), "--device", "cpu"]
     runs = {"old": (old_root, ""), "old_aligned": (old_root, "funasr_lite.train.lm_trainer:build_lm"),
             "new": (REPO_ROOT, "")}
+    if aligned_only:
+        del runs["old"]
     for name, (code, aligned) in runs.items():
         _run(code, "train_lm", [*args, "--output_dir", os.path.join(root, name)], os.path.join(work, f"lm_{name}.log"),
              aligned)
-    return _text_report(root, 2)
+    return _text_report(root, 2, list(runs)[:-1])
 
 
-def _text_report(root: str, epochs: int) -> Dict[str, Any]:
+def _text_report(root: str, epochs: int, old_runs: List[str]) -> Dict[str, Any]:
     report = {}
     for epoch in range(1, epochs + 1):
         new = _load(os.path.join(root, "new", f"epoch_{epoch}.pt"))
-        for name in ("old", "old_aligned"):
+        for name in old_runs:
             old = _load(os.path.join(root, name, f"epoch_{epoch}.pt"))
             report[f"{name} epoch_{epoch}.pt"] = _compare_text_task(old, new)
     return report
@@ -180,7 +183,7 @@ def _tagged_paragraph(rng: random.Random) -> str:
     return "  ".join(tokens)
 
 
-def punc_parity(old_root: str, work: str) -> Dict[str, Any]:
+def punc_parity(old_root: str, work: str, aligned_only: bool = False) -> Dict[str, Any]:
     root = os.path.join(work, "punc")
     os.makedirs(root, exist_ok=True)
     rng = random.Random(0)
@@ -190,11 +193,25 @@ def punc_parity(old_root: str, work: str) -> Dict[str, Any]:
     config = os.path.join(REPO_ROOT, "egs", "aishell1", "conf", "punc.yaml")
     runs = {"old": (old_root, ""), "old_aligned": (old_root, "funasr_lite.train.punc_trainer:build_ct_transformer"),
             "new": (REPO_ROOT, "")}
+    if aligned_only:
+        del runs["old"]
     for name, (code, aligned) in runs.items():
         _run(code, "train_punc", ["--text", text, "--config", config, "--device", "cpu", *PUNC_SMALL,
                                   "--output_dir", os.path.join(root, name)], os.path.join(work, f"punc_{name}.log"),
              aligned)
-    return _text_report(root, 2)
+    return _text_report(root, 2, list(runs)[:-1])
+
+
+def run_checks(old_root: str, work: str, only=None, aligned_only: bool = False) -> Dict[str, Any]:
+    old_root, work = os.path.abspath(old_root), os.path.abspath(work)
+    report = {}
+    if not only or "asr" in only:
+        report["asr"] = asr_parity(old_root, work)
+    if not only or "lm" in only:
+        report["lm"] = lm_parity(old_root, work, aligned_only)
+    if not only or "punc" in only:
+        report["punc"] = punc_parity(old_root, work, aligned_only)
+    return report
 
 
 def main(argv=None) -> int:
@@ -203,10 +220,9 @@ def main(argv=None) -> int:
     parser.add_argument("--work", required=True)
     parser.add_argument("--json", default=None)
     parser.add_argument("--only", choices=("asr", "lm", "punc"), action="append")
+    parser.add_argument("--aligned_only", action="store_true", help="LM/punc: skip the old code run as it is")
     args = parser.parse_args(argv)
-    checks = {"asr": asr_parity, "lm": lm_parity, "punc": punc_parity}
-    report = {name: check(os.path.abspath(args.old_root), os.path.abspath(args.work))
-              for name, check in checks.items() if not args.only or name in args.only}
+    report = run_checks(args.old_root, args.work, args.only, args.aligned_only)
     text = json.dumps(report, indent=1, ensure_ascii=False)
     print(text)
     if args.json:
