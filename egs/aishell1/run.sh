@@ -28,7 +28,7 @@ train_config=conf/demo.yaml          # model + training config (FunASR config.ya
 lfr_m=                     # LFR stacking for am.mvn (80 * lfr_m dims); default: the config's frontend_conf.lfr_m
 lm_config=conf/lm.yaml     # stage 3: Transformer LM for shallow fusion
 lm_extra_text=auto         # stage 3: more LM text (one sentence a line) beside data/train/text; auto: the synthetic corpus's lm_extra_text.txt when present; none: train text only
-lm_dir=exp/lm              # stage 3 output; the LM of the beam_lm decode mode
+lm_dir=exp/lm              # stage 3 output (config.yaml + model.avg1.pt, the engine's final model); the LM of the beam_lm decode mode
 lm_args=                   # extra LM trainer arguments, e.g. "++train_conf.max_epoch=10"
 exp_tag=                   # experiment name (default: the config's file name)
 train_args=                # extra trainer arguments, e.g. "++train_conf.max_epoch=20 ++optim_conf.lr=1e-3"
@@ -44,7 +44,7 @@ beam_size=10               # beam width of the beam and beam_lm modes
 ctc_weight=0.3             # CTC prefix-score weight in beam search (the model must have a CTC branch)
 lm_weight=1.0              # LM shallow-fusion weight of the beam_lm mode (tuned on the demo's dev set: RESULTS.md)
 punc_config=conf/punc.yaml # stage 9 (opt-in: --stop_stage 9): CT-Transformer punctuation model on People's Daily text, data/{dev,test} transcripts held out
-punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir)
+punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir; its model.pt is the engine's model.avg1.pt)
 punc_args=                 # extra punctuation trainer arguments, e.g. "++train_conf.max_epoch=3"
 onnx_export=true           # stage 8: also export the model dir to ONNX (model.onnx, int8 model_quant.onnx, tokens.json, sherpa tokens.txt; Paraformer only; docs/deploy.md)
 longform_durations="600 3600"  # stage 10 (opt-in: --stop_stage 10): long recordings (s) built from data/test, decoded with VAD (+ stage 9's punctuation when present), scored (docs/longform.md)

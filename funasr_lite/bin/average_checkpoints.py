@@ -1,4 +1,5 @@
-"""Average model weights into ``model.avg{N}.pt`` (a plain state dict).
+"""Average model weights into ``model.avg{N}.pt`` (a plain state dict): the final-model rule of the
+training engine (docs/training_engine.md), e.g. to redo it with another N after training.
 
     python -m funasr_lite.bin.average_checkpoints --exp_dir exp/paraformer --num 10
     python -m funasr_lite.bin.average_checkpoints --out avg.pt exp/x/epoch_8.pt exp/x/epoch_9.pt

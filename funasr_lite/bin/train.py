@@ -8,7 +8,8 @@ r"""Train a Paraformer (one process, or each process of ``torchrun``).
 
     torchrun --nnodes 1 --nproc_per_node 4 -m funasr_lite.bin.train ...   (same arguments)
 
-Config overrides are ``++dotted.key=value`` (value read as YAML). See docs/training.md.
+Config overrides are ``++dotted.key=value`` (value read as YAML). See docs/training.md; the outputs
+(``model.avg{N}.pt`` the final model) are the engine's, docs/training_engine.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import List, Optional
 from funasr_lite.train.config import resolve_training_config
 from funasr_lite.utils.config import OVERRIDE_PREFIX, ConfigError
 from funasr_lite.utils.cli import make_parser, parse_args_with_overrides, str2bool
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args, extra = parse_args_with_overrides(parser, argv)
+    setup_logging()
     try:
         config = resolve_training_config(
             args.config,
@@ -60,7 +63,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not config.get("train_data"):
         parser.error("--train_data is required (or train_data in the config)")
     from funasr_lite.train.checkpoint import CheckpointError
-    from funasr_lite.train.trainer import run_training
+    from funasr_lite.train.tasks.asr import run_training
 
     try:
         run_training(config, resume=args.resume, device=args.device)

@@ -5,9 +5,10 @@
 
     torchrun --nproc_per_node 2 -m funasr_lite.bin.train_lm ...   (same arguments; DDP)
 
-Writes ``<output_dir>/config.yaml``, ``model.pt``, ``train.log``, ``tensorboard/``,
-``epochs.jsonl`` and ``epoch_N.pt`` checkpoints; a rerun with the same config resumes. The
-training itself is :func:`funasr_lite.train.lm_trainer.train_lm` (outputs described there).
+The training engine's outputs (docs/training_engine.md): ``<output_dir>/config.yaml`` and the final
+``model.avg{N}.pt`` (what ``--lm_dir`` decoding reads), ``train.log``, ``tensorboard/``,
+``epochs.jsonl``, ``epoch_N.pt``, ``checkpoint_latest.pt``; a rerun resumes. The task is
+:mod:`funasr_lite.train.tasks.lm`. One line per epoch (train/valid perplexity) is printed at the end.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from funasr_lite.train.lm_trainer import train_lm
+from funasr_lite.models.load import CheckpointError
+from funasr_lite.train.tasks.lm import epoch_summary, train_lm
 from funasr_lite.utils.cli import make_parser, parse_args_with_overrides
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args, extra = parse_args_with_overrides(parser, argv, example="++train_conf.max_epoch=3")
-    train_lm(args.text, args.token_list, args.output_dir, config_path=args.config, valid_text=args.valid_text,
-             overrides=extra, device=args.device)
+    setup_logging()
+    try:
+        result = train_lm(args.text, args.token_list, args.output_dir, config_path=args.config,
+                          valid_text=args.valid_text, overrides=extra, device=args.device)
+    except (ValueError, CheckpointError) as e:  # bad text, config or resume: the message names the file
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    if result["is_main"]:
+        for record in result["epochs"]:
+            print(epoch_summary(record), flush=True)
     return 0
 
 

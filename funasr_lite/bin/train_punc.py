@@ -7,8 +7,9 @@
    Daily text (``--text``; tools/setup.sh fetches it), leaving out every paragraph that contains a
    transcript of an ``--exclude_text`` file (see funasr_lite.data.punc_text for the mark mapping);
    ``test.txt`` is the held-out punctuation test set (egs/aishell1/local/score_punc.py scores on it).
-2. Training (funasr_lite.train.punc_trainer): ``<output_dir>`` becomes a FunASR punctuation model
-   dir (config.yaml, tokens.json, model.pt) that ``funasr_lite.Punctuator.from_model_dir`` reads.
+2. Training (the engine with the task funasr_lite.train.tasks.punc): ``<output_dir>`` becomes a
+   FunASR punctuation model dir (config.yaml, tokens.json, model.pt = the engine's final
+   model.avg{N}.pt) that ``funasr_lite.Punctuator.from_model_dir`` reads.
 A rerun resumes; the text step is redone only when ``data/stats.json`` is missing.
 """
 
@@ -22,8 +23,9 @@ from typing import Optional, Sequence
 from funasr_lite.data.punc_text import prepare_punc_text
 from funasr_lite.data.synthetic.text import default_text_path
 from funasr_lite.models.load import CheckpointError
-from funasr_lite.train.punc_trainer import train_punc
+from funasr_lite.train.tasks.punc import train_punc
 from funasr_lite.utils.cli import make_parser, parse_args_with_overrides
+from funasr_lite.utils.log import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args, extra = parse_args_with_overrides(parser, argv, example="++train_conf.max_epoch=1")
+    setup_logging()
     text = args.text or default_text_path()
     if not os.path.isfile(text):
         parser.error(f"--text {text}: no such file (run tools/setup.sh, or pass --text)")

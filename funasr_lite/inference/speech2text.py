@@ -97,7 +97,7 @@ class DecodeOptions:
     ctc_weight: float = 0.0  # beam only: CTC prefix score weight (the model needs a CTC head)
     lm_weight: float = 0.0  # beam only: LM shallow-fusion weight (needs lm_dir)
     length_bonus: float = 0.0  # beam only: added per output token
-    lm_dir: Optional[str] = None  # an LM exp dir holding config.yaml and model.pt
+    lm_dir: Optional[str] = None  # an LM exp dir holding config.yaml and model.avg<N>.pt (or model.pt)
     timestamps: bool = True
 
     def check(self) -> None:
@@ -221,13 +221,23 @@ def items_from_wav_files(paths: Sequence[str]) -> List[InputItem]:
 # ---------------------------------------------------------------- LM
 
 
+def lm_weights_path(lm_dir, lm_config: Dict) -> str:
+    """The weights of an LM dir: ``model.avg{N}.pt`` when its config.yaml comes from
+    ``funasr_lite.bin.train_lm`` (N = its ``train_conf.avg_nbest_model``: the training engine's
+    final-model rule), else ``model.pt`` (a FunASR or hand-made LM dir)."""
+    num_avg = (lm_config.get("train_conf") or {}).get("avg_nbest_model")
+    name = f"model.avg{int(num_avg)}.pt" if num_avg else "model.pt"
+    return os.path.join(os.fspath(lm_dir), name)
+
+
 def load_lm_dir(lm_dir, token_list: Sequence[str], device) -> torch.nn.Module:
-    """The LM of ``<lm_dir>/config.yaml`` + ``model.pt``; its vocabulary must be the ASR token list."""
+    """The LM of ``<lm_dir>/config.yaml`` + its weights (:func:`lm_weights_path`); its vocabulary
+    must be the ASR token list."""
     from funasr_lite.models.lm import load_lm
 
     config_path = os.path.join(os.fspath(lm_dir), "config.yaml")
     if not os.path.isfile(config_path):
-        raise DecodeError(f"{lm_dir}: no config.yaml (an LM exp dir holds config.yaml and model.pt)")
+        raise DecodeError(f"{lm_dir}: no config.yaml (an LM exp dir holds config.yaml and model.avg<N>.pt)")
     from funasr_lite.utils.config import load_yaml
 
     lm_config = load_yaml(config_path)
@@ -241,7 +251,10 @@ def load_lm_dir(lm_dir, token_list: Sequence[str], device) -> torch.nn.Module:
             f"{config_path}: the LM's token list ({len(lm_tokens)} tokens) differs from the ASR model's "
             f"({len(token_list)} tokens); train the LM on the model's tokens.txt"
         )
-    lm = load_lm(config_path, device=str(device))
+    weights = lm_weights_path(lm_dir, lm_config)
+    if not os.path.isfile(weights):
+        raise DecodeError(f"{lm_dir}: no {os.path.basename(weights)} (the LM's weights; did its training finish?)")
+    lm = load_lm(config_path, model_path=weights, device=str(device))
     if getattr(lm, "vocab_size", len(token_list)) != len(token_list):
         raise DecodeError(f"{config_path}: LM vocab_size {lm.vocab_size} but the ASR model has {len(token_list)} tokens")
     return lm

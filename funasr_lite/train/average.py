@@ -1,5 +1,8 @@
 """Checkpoint averaging: the N best epochs (from ``best.json``) or listed files ->
-``model.avg{N}.pt``, a plain model state dict (FunASR-style), written atomically."""
+``model.avg{N}.pt``, a plain model state dict (FunASR-style), written atomically.
+
+``model.avg{N}.pt`` is every task's final model (the engine's rule, funasr_lite.train.engine):
+:func:`final_model_name` is the one place that spells the name."""
 
 from __future__ import annotations
 
@@ -17,6 +20,11 @@ from funasr_lite.utils.fileio import atomic_open
 logger = logging.getLogger(__name__)
 
 BEST_FILE = "best.json"
+
+
+def final_model_name(num_avg: int) -> str:
+    """``model.avg{N}.pt``: the average of the N best epochs, an experiment's final model."""
+    return f"model.avg{int(num_avg)}.pt"
 
 
 @torch.no_grad()
@@ -99,7 +107,7 @@ def average_best_checkpoints(exp_dir, num: int, out_path: Optional[str] = None) 
         raise CheckpointError(f"{os.path.join(os.fspath(exp_dir), BEST_FILE)}: lists no existing checkpoints")
     if len(paths) < num:
         logger.warning("%s: only %d checkpoint(s) available for averaging %d", exp_dir, len(paths), num)
-    out_path = out_path or os.path.join(os.fspath(exp_dir), f"model.avg{num}.pt")
+    out_path = out_path or os.path.join(os.fspath(exp_dir), final_model_name(num))
     return average_checkpoint_files(paths, out_path)
 
 
@@ -117,6 +125,7 @@ __all__ = [
     "average_checkpoint_files",
     "average_state_dicts",
     "best_checkpoint_paths",
+    "final_model_name",
     "read_best",
     "write_best",
 ]

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, RNG state, initialising a model from weights.
+"""Checkpoints: atomic writes, RNG state, initialising a model from matching weights.
 
 A training checkpoint is a dict of tensors and plain Python values only (RNG states are
 converted to tensors/lists), so ``torch.load(..., weights_only=True)`` reads it. Reading is
@@ -13,21 +13,16 @@ import glob
 import logging
 import os
 import random
-import re
 import shutil
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping
 
 import numpy as np
 import torch
 
 from funasr_lite.models.load import CheckpointError, extract_model_state, load_checkpoint
-from funasr_lite.utils.config import config_differences
 from funasr_lite.utils.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
-
-EPOCH_CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
-
 
 def remove_stale_checkpoint_temps(exp_dir: str) -> List[str]:
     """Delete the temp files (``.<name>.pt.<random>.tmp``, see utils.fileio.atomic_open) that a
@@ -39,26 +34,6 @@ def remove_stale_checkpoint_temps(exp_dir: str) -> List[str]:
             os.unlink(path)
             removed.append(path)
     return sorted(removed)
-
-
-def resume_from_latest_epoch(output_dir: str, config: Mapping[str, Any], must_match: Sequence[str],
-                             model: torch.nn.Module, optimizer, scheduler) -> Optional[Tuple[Dict[str, Any], str]]:
-    """Resume point of the small trainers (LM, punctuation): the newest ``epoch_N.pt`` of
-    ``output_dir``, checked against ``config`` on the keys ``must_match`` and loaded into the model,
-    optimizer and scheduler; returns ``(checkpoint, path)`` (the caller restores its RNG and
-    counters from it), or None when there is none."""
-    checkpoints = list_epoch_checkpoints(output_dir)
-    if not checkpoints:
-        return None
-    _, path = checkpoints[-1]
-    saved = load_checkpoint(path)
-    changed = config_differences(saved["config"], dict(config), must_match)
-    if changed:
-        raise ValueError(f"{path} was trained with a different {', '.join(changed)}; use a new output dir")
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    return saved, path
 
 
 def save_checkpoint(state: Mapping[str, Any], path) -> None:
@@ -79,26 +54,9 @@ def save_checkpoint(state: Mapping[str, Any], path) -> None:
                               "the checkpoints written before are unchanged") from None
 
 
-def save_model_state(state_dict: Mapping[str, torch.Tensor], path) -> None:
-    """Write a plain weights file (e.g. ``model.pt``) atomically. The state dict is saved as it
-    is: unlike :func:`save_checkpoint`, a module's ``OrderedDict`` keeps its ``_metadata``."""
-    with atomic_open(path, "wb") as f:
-        torch.save(state_dict, f)
-
-
 def epoch_checkpoint_name(epoch: int) -> str:
     """``epoch_N.pt``: the full state saved at the end of epoch N."""
     return f"epoch_{epoch}.pt"
-
-
-def list_epoch_checkpoints(directory) -> List[Tuple[int, str]]:
-    """``[(epoch, path), ...]`` of the ``epoch_N.pt`` files in ``directory``, by epoch."""
-    found = []
-    for path in glob.glob(os.path.join(os.fspath(directory), "epoch_*.pt")):
-        match = EPOCH_CHECKPOINT_RE.search(path)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
 
 
 def link_or_copy(src, dst) -> None:
@@ -117,10 +75,11 @@ def link_or_copy(src, dst) -> None:
 # ---------------------------------------------------------------- model weights
 
 
-def load_model_weights(model: torch.nn.Module, path, strict: bool = False) -> Dict[str, list]:
-    """Initialise ``model`` from the weights in ``path`` (fine-tuning, ``--init_param``).
+def load_matching_weights(model: torch.nn.Module, path, strict: bool = False) -> Dict[str, list]:
+    """Initialise ``model`` from the weights in ``path`` that match it (fine-tuning, ``init_param``).
 
-    Parameters present in both with equal shapes are loaded. With ``strict=False`` missing,
+    Parameters present in both with equal shapes are loaded (unlike
+    :func:`funasr_lite.models.load.load_model_weights`, which loads a whole model file or fails). With ``strict=False`` missing,
     unexpected and shape-mismatched names are logged (a few examples each); loading nothing at
     all is an error. Returns ``{"loaded", "missing", "unexpected", "mismatched"}`` name lists.
     """
@@ -202,16 +161,13 @@ def seed_everything(seed: int) -> None:
 __all__ = [
     "CheckpointError",
     "remove_stale_checkpoint_temps",
-    "resume_from_latest_epoch",
     "capture_rng_state",
     "epoch_checkpoint_name",
     "extract_model_state",
     "link_or_copy",
-    "list_epoch_checkpoints",
     "load_checkpoint",
-    "load_model_weights",
+    "load_matching_weights",
     "restore_rng_state",
     "save_checkpoint",
-    "save_model_state",
     "seed_everything",
 ]

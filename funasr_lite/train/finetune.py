@@ -208,7 +208,8 @@ def run_finetune(model_dir, data_dir, output_dir, *, dataset_type: str = "small"
 
     Returns the written model dir (rank 0) or None (other ranks, or ``prepare_only``: steps 1-3).
     """
-    from funasr_lite.train.trainer import run_training
+    from funasr_lite.train.engine import final_model_name
+    from funasr_lite.train.tasks.asr import run_training
 
     rank = int(os.environ.get("RANK", "0"))
     config = resolve_finetune_config(model_dir, output_dir, dataset_type=dataset_type, batch_bins=batch_bins,
@@ -227,7 +228,7 @@ def run_finetune(model_dir, data_dir, output_dir, *, dataset_type: str = "small"
     run_training(config, resume=True, device=device)
     if rank != 0:
         return None
-    averaged = f"model.avg{num_avg}.pt"
+    averaged = final_model_name(num_avg)
     checkpoint = averaged if num_avg > 0 and os.path.isfile(os.path.join(config["output_dir"], averaged)) else None
     out = export_model_dir(config["output_dir"], os.path.join(config["output_dir"], MODEL_DIR_NAME), checkpoint)
     logger.info("fine-tuned model dir: %s", out)

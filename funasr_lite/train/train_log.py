@@ -1,4 +1,4 @@
-"""What an experiment records, shared by the ASR and the LM trainers.
+"""What an experiment records (the training engine's logs, funasr_lite.train.engine).
 
 - ``<exp>/train.log``: the text log (:func:`experiment_logging`; rank 0 logs INFO, other ranks
   warnings only, each record tagged with its rank).
@@ -27,11 +27,13 @@ import os
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from funasr_lite.utils.log import LOG_FORMAT as TOOL_LOG_FORMAT
 from funasr_lite.utils.progress import eta_seconds, format_duration, progress_message
 
 EPOCHS_FILE = "epochs.jsonl"
-# Tagged with the rank of the process; the rank is set by experiment_logging's filter.
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) [rank %(rank)s] %(levelname)s: %(message)s"
+# The entry points' format (utils.log) tagged with the rank of the process; the rank is set by
+# experiment_logging's filter.
+LOG_FORMAT = TOOL_LOG_FORMAT.replace(" %(levelname)s:", " [rank %(rank)s] %(levelname)s:")
 
 
 @contextlib.contextmanager

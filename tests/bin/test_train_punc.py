@@ -71,7 +71,7 @@ def test_model_learns_the_rule(trained):
     _, out, _ = trained
     records = [json.loads(line) for line in (out / "epochs.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
-    assert records[-1]["valid_f1"]["？"] > 0.9 and records[-1]["valid_f1"]["。"] > 0.9
+    assert records[-1]["valid"]["f1_？"] > 0.9 and records[-1]["valid"]["f1_。"] > 0.9
     punctuator = Punctuator.from_model_dir(out)
     assert punctuator("我们今天工作吗人民发展了国家社会") == "我们今天工作吗？人民发展了。国家社会。"
     assert punctuator.punctuate_tokens(list("人民发展吗经济建设了")) == ["", "", "", "", "？", "", "", "", "", "。"]
@@ -95,7 +95,7 @@ def test_rerun_resumes_and_score_tool(trained, capsys):
     with pytest.raises(SystemExit) as exit_info:  # another model config cannot resume it: named, no traceback
         train_punc.main(argv + ["++train_conf.max_epoch=4", "++encoder_conf.linear_units=48"])
     assert exit_info.value.code == 1
-    assert "epoch_3.pt was trained with a different encoder_conf" in capsys.readouterr().err
+    assert "checkpoint_latest.pt was trained with a different encoder_conf" in capsys.readouterr().err
     result = subprocess.run([sys.executable, os.path.join(REPO, "egs", "aishell1", "local", "score_punc.py"), "--model_dir", str(out),
                              "--text", str(out / "data" / "test.txt"), "--out", str(out / "score.json")],
                             capture_output=True, text=True, timeout=300, cwd=REPO)

@@ -33,7 +33,7 @@ from funasr_lite.inference.model_dir import load_model_dir
 from funasr_lite.inference.writers import read_1best_recog
 from funasr_lite.frontend.wav_frontend import WavFrontend, read_fbank_options
 from funasr_lite.train.config import resolve_training_config
-from funasr_lite.train.trainer import run_training
+from funasr_lite.train.tasks.asr import run_training
 from funasr_lite.utils.config import dump_config
 from test_infer import REPO_ROOT, TOKENS, assert_same_results, synth_wave, tiny_config, write_wav
 

@@ -118,7 +118,7 @@ def test_trainer_trains_an_aed_and_its_exp_dir_decodes_and_exports(tmp_path):
     from funasr_lite.export.model_dir import export_model_dir
     from funasr_lite.inference.model_dir import load_model_dir
     from funasr_lite.train.config import resolve_training_config
-    from funasr_lite.train.trainer import run_training
+    from funasr_lite.train.tasks.asr import run_training
 
     paths = make_experiment(tmp_path)
     with open(paths["config"], "w", encoding="utf-8") as f:

@@ -117,11 +117,11 @@ def test_forward_nll_is_the_sentence_log_probability_with_eos():
 
 
 def test_recipe_lm_config_builds(repo_root):
-    from funasr_lite.train.lm_trainer import DEFAULT_TRAIN_CONF
+    from funasr_lite.train.tasks.lm import LM_TRAIN_CONF_KEYS
     from funasr_lite.utils.config import load_yaml
 
     config = load_yaml(os.path.join(repo_root, "egs", "aishell1", "conf", "lm.yaml"))
     model = build_lm({**config, "vocab_size": 4234})
     assert len(model.encoder.encoders) == 2 and model.decoder.in_features == 256
     assert model.encoder.encoders[0].self_attn.h == 4
-    assert set(config["train_conf"]) <= set(DEFAULT_TRAIN_CONF)
+    assert set(config["train_conf"]) <= set(LM_TRAIN_CONF_KEYS)

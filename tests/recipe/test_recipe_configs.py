@@ -79,7 +79,7 @@ def test_demo_config_trains_one_step():
 @pytest.mark.parametrize("path", PUNC_CONFIGS, ids=os.path.basename)
 def test_punctuation_config_builds(path):
     from funasr_lite.models.punc import build_ct_transformer
-    from funasr_lite.train.punc_trainer import resolve_config
+    from funasr_lite.train.tasks.punc import resolve_punc_config as resolve_config
 
     config = resolve_config(path, [], train_text="train.txt", valid_text=None)
     model = build_ct_transformer(config, vocab_size=4000, source=path)

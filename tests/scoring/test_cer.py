@@ -55,9 +55,9 @@ def test_char_errors_by_hand():
 
 
 def test_trainer_validation_cer_is_the_scoring_function():
-    from funasr_lite.train import trainer
+    from funasr_lite.train.tasks import asr
 
-    assert trainer.char_errors is char_errors
+    assert asr.char_errors is char_errors
 
 
 def _read_reports(out_dir):

@@ -14,7 +14,7 @@ from funasr_lite.train.checkpoint import (
     capture_rng_state,
     extract_model_state,
     load_checkpoint,
-    load_model_weights,
+    load_matching_weights,
     remove_stale_checkpoint_temps,
     restore_rng_state,
     save_checkpoint,
@@ -81,13 +81,13 @@ def test_init_param_loads_matching_weights(tmp_path, caplog):
     source = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 5))
     save_checkpoint({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "model.pt")
     target = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 6))  # last layer differs
-    report = load_model_weights(target, tmp_path / "model.pt")
+    report = load_matching_weights(target, tmp_path / "model.pt")
     assert sorted(report["loaded"]) == ["0.bias", "0.weight"]
     assert len(report["mismatched"]) == 2
     assert torch.equal(target[0].weight, source[0].weight)
     assert "mismatched" in caplog.text
     with pytest.raises(CheckpointError, match="do not match the model"):
-        load_model_weights(target, tmp_path / "model.pt", strict=True)
+        load_matching_weights(target, tmp_path / "model.pt", strict=True)
 
 
 def _write_models(tmp_path, count):

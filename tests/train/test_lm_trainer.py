@@ -1,5 +1,5 @@
-"""LM training (funasr_lite.train.lm_trainer and its entry point bin/train_lm.py): batching,
-perplexity going down, exact resume, non-finite batches skipped."""
+"""LM training (the engine's LM task funasr_lite.train.tasks.lm and its entry point
+bin/train_lm.py): batching, perplexity going down, exact resume, non-finite batches skipped."""
 
 import math
 import os
@@ -10,7 +10,8 @@ import torch
 from funasr_lite.bin import train_lm as train_lm_cli
 from funasr_lite.models.lm import load_lm
 from funasr_lite.models.lm.transformer_lm import TransformerLM
-from funasr_lite.train.lm_trainer import collate, make_batches, train_lm
+from funasr_lite.train.train_log import read_epoch_records
+from funasr_lite.train.tasks.lm import collate_sentences, make_lm_batches as make_batches, train_lm
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,8 @@ def test_make_batches_groups_by_length_within_the_token_budget():
 
 
 def test_collate_pads_with_zero_and_returns_lengths():
-    ys, lengths = collate([[5, 6, 7], [4], [3, 3]], [1, 0])
+    batch = collate_sentences([[5, 6, 7], [4], [3, 3]], [1, 0])
+    ys, lengths = batch["ys"], batch["lengths"]
     assert ys.tolist() == [[4, 0, 0], [5, 6, 7]]
     assert lengths.tolist() == [1, 3]
     assert ys.dtype == torch.long and lengths.dtype == torch.long
@@ -75,11 +77,21 @@ def test_training_on_a_repeated_corpus_lowers_perplexity(tmp_path, capsys):
     last_ppl = valid_ppl[-1]
     assert unigram_ppl > 4.0 and last_ppl < 0.5 * unigram_ppl and last_ppl < valid_ppl[0]
     exp = tmp_path / "exp"
-    assert {"config.yaml", "model.pt", "train.log", "epoch_7.pt", "epoch_8.pt"} <= set(os.listdir(exp))
-    assert "epoch_1.pt" not in os.listdir(exp)  # keep_checkpoints: 2
+    assert {"config.yaml", "model.avg1.pt", "train.log", "epoch_8.pt", "best.json", "train.done"} <= set(os.listdir(exp))
+    # Retention (keep_nbest_models 2): the two best epochs by valid ppl and the newest.
+    records = read_epoch_records(str(exp / "epochs.jsonl"))
+    best_two = sorted((r["valid"]["ppl"], -r["epoch"]) for r in records)[:2]
+    best_two = [-epoch - 1 for _, epoch in best_two]  # 0-based
+    kept = {int(name[6:-3]) for name in os.listdir(exp) if name.startswith("epoch_")}
+    assert kept == {e + 1 for e in best_two} | {8}
     assert "valid ppl" in (exp / "train.log").read_text(encoding="utf-8")
+    # The final model (model.avg1.pt) is the best epoch's weights.
+    best_epoch = best_two[0] + 1
+    final = torch.load(exp / "model.avg1.pt", weights_only=True)
+    best_state = torch.load(exp / f"epoch_{best_epoch}.pt", weights_only=True)["model"]
+    assert final.keys() == best_state.keys() and all(torch.equal(final[k], best_state[k]) for k in final)
     # The trained model predicts the corpus: after "甲乙丙" comes "丁".
-    model = load_lm(exp / "config.yaml")
+    model = load_lm(exp / "config.yaml", exp / "model.avg1.pt")
     prefix = torch.tensor([[1, 6, 5, 4]])
     assert model.score(prefix, torch.tensor([4]))[0].argmax().item() == 3
     # A sentence's perplexity under the model, recomputed here from its next-token scores.
@@ -93,13 +105,13 @@ def test_resume_continues_to_the_same_model(tmp_path):
     first = _train(tmp_path, "resumed", "++train_conf.max_epoch=2")
     resumed = _train(tmp_path, "resumed", "++train_conf.max_epoch=3")
     assert [e["epoch"] for e in first["epochs"]] == [1, 2]
-    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2, 3]
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2, 3]  # train.done of max_epoch 2 did not stop it
     assert "resumed from" in (tmp_path / "resumed" / "train.log").read_text(encoding="utf-8")
     straight_state = torch.load(tmp_path / "straight" / "epoch_3.pt", weights_only=True)
     resumed_state = torch.load(tmp_path / "resumed" / "epoch_3.pt", weights_only=True)
     for key, value in straight_state["model"].items():
         torch.testing.assert_close(resumed_state["model"][key], value, rtol=0, atol=0)
-    assert resumed["epochs"][-1]["valid_ppl"] == pytest.approx(straight["epochs"][-1]["valid_ppl"], rel=1e-9)
+    assert resumed["epochs"][-1]["valid"]["ppl"] == straight["epochs"][-1]["valid"]["ppl"]
     # A changed model config is refused instead of silently mixing runs.
     with pytest.raises(ValueError, match="lm_conf"):
         _train(tmp_path, "resumed", "++train_conf.max_epoch=4", "++lm_conf.layer=3")
@@ -119,10 +131,10 @@ def test_non_finite_loss_is_skipped_and_counted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(TransformerLM, "forward", forward_with_one_nan)
     result = _train(tmp_path, "exp", "++train_conf.max_epoch=1")
-    assert result["skipped_batches"] == 1
-    assert result["epochs"][0]["skipped_batches"] == 1
-    assert math.isfinite(result["epochs"][0]["train_ppl"]) and math.isfinite(result["epochs"][0]["valid_ppl"])
-    model = load_lm(tmp_path / "exp" / "config.yaml")
+    assert result["nonfinite_updates"] == 1
+    assert result["epochs"][0]["skipped_updates"] == 1
+    assert math.isfinite(result["epochs"][0]["train"]["ppl"]) and math.isfinite(result["epochs"][0]["valid"]["ppl"])
+    model = load_lm(tmp_path / "exp" / "config.yaml", tmp_path / "exp" / "model.avg1.pt")
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -137,7 +149,7 @@ def test_cli_refuses_arguments_that_are_not_overrides(tmp_path, capsys):
 
 
 def test_rank_share_pads_so_every_rank_takes_the_same_number_of_batches():
-    from funasr_lite.train.lm_trainer import rank_share
+    from funasr_lite.train.text_batches import rank_share
 
     batches = [[0], [1], [2], [3], [4]]
     assert rank_share(batches, 0, 1) == batches
@@ -151,7 +163,7 @@ def test_two_process_gloo_ddp_lm_training(tmp_path):
     import subprocess
     import sys
 
-    from funasr_lite.train.lm_trainer import make_batches
+    from funasr_lite.train.tasks.lm import make_lm_batches as make_batches
 
     _write_corpus(tmp_path)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -172,8 +184,8 @@ def test_two_process_gloo_ddp_lm_training(tmp_path):
     per_epoch = len(make_batches(lengths, 60, 256))
     assert per_epoch >= 3
     state = torch.load(tmp_path / "exp" / "epoch_3.pt", weights_only=True)
-    assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
-    assert state["counters"]["step"] == 3 * -(-per_epoch // 2)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert state["step"] == 3 * -(-per_epoch // 2)
     assert not any(key.startswith("module.") for key in state["model"])
     log = (tmp_path / "exp" / "train.log").read_text(encoding="utf-8")
     assert f"2 processes: {-(-per_epoch // 2)} of the {per_epoch} batches per epoch" in log
@@ -181,5 +193,5 @@ def test_two_process_gloo_ddp_lm_training(tmp_path):
     records = [line for line in (tmp_path / "exp" / "epochs.jsonl").read_text().splitlines() if line]
     assert len(records) == 3
     assert os.listdir(tmp_path / "exp" / "tensorboard")
-    model = load_lm(tmp_path / "exp" / "config.yaml")  # model.pt loads into a fresh LM
+    model = load_lm(tmp_path / "exp" / "config.yaml", tmp_path / "exp" / "model.avg1.pt")  # loads into a fresh LM
     assert model.score(torch.tensor([[1, 6, 5, 4]]), torch.tensor([4]))[0].argmax().item() == 3

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from funasr_lite.train.trainer import NonFiniteLossError, char_errors, run_training
+from funasr_lite.train.engine import NonFiniteLossError
+from funasr_lite.train.tasks.asr import char_errors, run_training
 from funasr_lite.train.config import resolve_training_config
 from train_testkit import make_experiment
 

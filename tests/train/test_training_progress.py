@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from funasr_lite.train.train_log import RunProgress, append_epoch_record, read_epoch_records
-from funasr_lite.train.trainer import run_training
+from funasr_lite.train.tasks.asr import run_training
 from funasr_lite.train.config import resolve_training_config
 from funasr_lite.utils.progress import last_progress_message
 from train_testkit import make_experiment

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from funasr_lite.train.trainer import run_training  # noqa: E402
+from funasr_lite.train.tasks.asr import run_training  # noqa: E402
 from funasr_lite.train.config import resolve_training_config  # noqa: E402
 
 

@@ -1,22 +1,49 @@
-"""The training loop: one process or ``torchrun`` DDP, resumable exactly.
+"""The training engine: ONE epoch driver for every model family (ASR, LM, punctuation, ...).
+
+A *task* (:class:`funasr_lite.train.task.Task`) says what differs: the data and its batches, the
+model, the loss of a batch, the validation metric and any extra output. The engine owns the rest,
+the same for every task: one process or ``torchrun`` DDP, resume, epoch order, the non-finite
+policy, validation, best-epoch ranking, checkpoint retention, the logs and the final model.
 
 Outputs under ``<exp>`` (rank 0 writes everything):
-  config.yaml            the resolved config (decoding reads only this)
-  train.log              text log (also on stderr), with ``[progress]`` lines (epoch, batch, step,
-                         elapsed, ETA, last validation CER) that the job runner shows on a terminal
-  tensorboard/           scalars: train/<loss parts>, train/acc, train/lr, train/grad_norm,
-                         train/frames_per_s, valid/loss, valid/acc, valid/cer
+  config.yaml            the resolved config (what decoding / loading reads; the task may lay it out)
+  train.log              text log (appended on resume), with ``[progress]`` lines (epoch, batch,
+                         step, elapsed, ETA, last validation result) the job runner shows on a terminal
+  tensorboard/           scalars: train/<loss parts>, train/lr, train/grad_norm, train/<unit>_per_s
+                         (every ``log_interval`` updates), valid/<metric> (every epoch)
   epochs.jsonl           one JSON record per epoch: train averages over the epoch, validation
-                         metrics, lr, seconds (``egs/aishell1/local/plot_curves.py`` draws curves.png from it)
-  epoch_N.pt             full state at the end of epoch N (best ``keep_nbest_models`` + latest kept)
+                         metrics, lr, seconds, skipped updates (``egs/aishell1/local/plot_curves.py``)
+  epoch_N.pt             full state at the end of epoch N (retention below)
   checkpoint_latest.pt   full state of the newest save (epoch end, or every ``save_every_steps``)
-  best.json              validation history and the ranking by ``best_metric``
-  model.avg{N}.pt        average of the N best epochs (``avg_nbest_model``), plain state dict
-  train.done             written last; a rerun of a finished experiment does nothing
+  best.json              validation history and the ranking by ``train_conf.best_metric``
+  model.avg{N}.pt        THE FINAL MODEL (rule below)
+  train.done             written last: ``epoch E step S``
 
-A full state holds model, optimizer, scheduler, grad scaler, batch-sampler position,
-epoch/step, every rank's RNG states and the validation history, so ``resume`` continues as if
-never stopped (same batches, same dropout/SpecAug draws, same losses).
+The final-model rule (one for every task): at the end of training the engine writes
+``<exp>/model.avg{N}.pt``, N = ``train_conf.avg_nbest_model``: the element-wise mean of the model
+weights of the N best epochs by the task's validation metric (``best_metric``), a plain state dict.
+N = 1 is the best epoch's weights as they are. Without a validation set the newest N epochs count as
+the best. N = 0 writes no final model. A task that must also publish a model dir in another layout
+(punctuation: FunASR's ``model.pt``) does so in :meth:`Task.export` from this file.
+
+Retention (one policy): after each epoch ``epoch_N.pt`` files are deleted unless among the
+``train_conf.keep_nbest_models`` best epochs (by ``best_metric``) or the newest; 0 keeps all.
+
+Non-finite policy (one): an update whose loss (on any rank) or gradient norm is not finite is
+skipped (no optimizer step, no scheduler step, gradients dropped), logged with the ids of the
+batch's items and counted (``nonfinite_total`` in the checkpoint, ``skipped_updates`` per epoch in
+epochs.jsonl); more than ``train_conf.max_consecutive_nonfinite`` skipped updates in a row raise
+:class:`NonFiniteLossError`.
+
+Resume (one mechanism): a run finds ``<exp>/checkpoint_latest.pt`` and continues from it exactly:
+model, optimizer, scheduler, grad scaler, batch-sampler position (mid-epoch too), epoch/step,
+every rank's RNG states, validation history. The config keys the task lists in
+``RESUME_MUST_MATCH`` must equal those of ``<exp>/config.yaml`` (else :class:`ResumeMismatchError`);
+other differences are warnings. ``train.done`` makes a rerun a no-op while its epoch/step already
+reach ``max_epoch``/``max_steps``; a rerun with a larger ``max_epoch`` continues the experiment.
+
+Seeding (one rule): seed ``seed``; the task reads its data and builds the model (the same initial
+weights on every rank); seed ``seed + rank`` (different dropout/augmentation draws per rank).
 """
 
 from __future__ import annotations
@@ -26,22 +53,18 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.utils.data import DataLoader
 
-from funasr_lite.data.batch_sampler import FrameBatchSampler
-from funasr_lite.data.collate import collate_batch
-from funasr_lite.data.dataset import AsrDataset, build_dataset
-from funasr_lite.scoring.cer import char_errors  # validation CER: the scoring alignment
-from funasr_lite.train.average import average_best_checkpoints, write_best
+from funasr_lite.train.average import average_best_checkpoints, final_model_name, write_best
 from funasr_lite.train.checkpoint import (
     capture_rng_state,
     epoch_checkpoint_name,
     link_or_copy,
     load_checkpoint,
-    load_model_weights,
+    load_matching_weights,
     remove_stale_checkpoint_temps,
     restore_rng_state,
     save_checkpoint,
@@ -50,24 +73,30 @@ from funasr_lite.train.checkpoint import (
 from funasr_lite.train.distributed import DistributedContext, init_distributed, shutdown_distributed, wrap_ddp
 from funasr_lite.train.optim import build_optimizer
 from funasr_lite.train.scheduler import build_scheduler
+from funasr_lite.train.task import Task
 from funasr_lite.train.train_log import (
+    EPOCHS_FILE,
     LOG_FORMAT,
     RunProgress,
     append_epoch_record,
     experiment_logging,
+    read_epoch_records,
     tensorboard_writer,
 )
-from funasr_lite.utils.config import config_differences, read_config, write_config
+from funasr_lite.utils.config import TRAIN_CONF_SCHEMA, config_differences, read_config, write_config
 from funasr_lite.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
 LATEST_CHECKPOINT = "checkpoint_latest.pt"
 DONE_MARKER = "train.done"
-# Lower is better for these validation metrics; higher for the others (acc).
-LOWER_IS_BETTER = {"cer": True, "loss": True, "acc": False}
+CONFIG_FILE = "config.yaml"
 # A [progress] line at least this often (besides every log_interval steps and each epoch end).
 PROGRESS_EVERY_S = 60.0
+# The engine's train_conf keys and defaults (utils.config's schema, which the ASR config is checked
+# against, minus validate_cer: that one is the ASR task's). Tasks add their own batching keys.
+ENGINE_TRAIN_CONF: Dict[str, Any] = {key: default for key, (default, _) in TRAIN_CONF_SCHEMA.items()
+                                     if key != "validate_cer"}
 
 StepCallback = Callable[[Dict[str, Any]], None]
 
@@ -76,7 +105,12 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive updates had a non-finite loss or gradient."""
 
 
-def _stat_value(value: Any) -> Optional[float]:
+class ResumeMismatchError(ValueError):
+    """The experiment to resume was trained with a different value of a key that must match."""
+
+
+def stat_value(value: Any) -> Optional[float]:
+    """A stat or weight as a float (a tensor's mean); None for None or an empty tensor."""
     if value is None:
         return None
     if torch.is_tensor(value):
@@ -85,7 +119,7 @@ def _stat_value(value: Any) -> Optional[float]:
 
 
 class StatsAccumulator:
-    """Weighted sums of the stats dicts a model returns, for averages over many batches."""
+    """Weighted sums of the stats dicts a task's loss returns, for averages over many batches."""
 
     def __init__(self):
         self.sums: Dict[str, float] = {}
@@ -93,7 +127,7 @@ class StatsAccumulator:
 
     def add(self, stats: Dict[str, Any], weight: float) -> None:
         for key, value in stats.items():
-            number = _stat_value(value)
+            number = stat_value(value)
             if number is None or not math.isfinite(number):
                 continue
             self.sums[key] = self.sums.get(key, 0.0) + number * weight
@@ -108,44 +142,41 @@ class StatsAccumulator:
         return {key: self.sums[key] / self.weights[key] for key in self.sums if self.weights[key] > 0}
 
 
-class Trainer:
-    """Owns the model, optimizer, scheduler, data loaders and the bookkeeping of one experiment.
+class Engine:
+    """Trains ``task``'s model: optimizer, scheduler, batches, checkpoints and bookkeeping.
 
     Args:
-        config: the resolved config (``funasr_lite.train.config.resolve_training_config``).
-        model: the bare model (moved to the device and wrapped in DDP here).
-        tokenizer: for validation CER (``ids2tokens``/``tokens2text``).
-        train_set, valid_set: datasets (``lengths`` attribute, items as in ``AsrDataset``).
+        task: what is trained (set up: its data read, see :func:`run_task`).
+        model: the task's bare model (moved to the device here, wrapped in DDP by :meth:`fit`).
+        config: the resolved config: ``seed``, ``optim``/``optim_conf``, ``scheduler``/
+            ``scheduler_conf``, ``train_conf`` (:data:`ENGINE_TRAIN_CONF` keys + the task's).
         context: distributed context (rank, world size, device).
+        exp_dir: where the outputs go (module docstring).
         step_callback: called on every rank after each optimizer update with a dict
-            (step, epoch, loss, lr, grad_norm); for tests and external monitoring.
+            (step, epoch, loss, lr, grad_norm, utt_ids); for tests and external monitoring.
     """
 
     def __init__(
         self,
-        config: Dict[str, Any],
+        task: Task,
         model: torch.nn.Module,
-        tokenizer,
-        train_set: AsrDataset,
-        valid_set: Optional[AsrDataset],
+        config: Dict[str, Any],
         context: DistributedContext,
+        exp_dir: str,
         step_callback: Optional[StepCallback] = None,
     ):
+        self.task = task
         self.config = config
         self.context = context
         self.device = context.device
-        self.tokenizer = tokenizer
-        self.train_set = train_set
-        self.valid_set = valid_set
         self.step_callback = step_callback
-        self.exp_dir = config["output_dir"]
+        self.exp_dir = exp_dir
         self.train_conf = config["train_conf"]
-        dataset_conf = config["dataset_conf"]
-        frontend_conf = config["frontend_conf"]
-        # Seconds of audio per model-input frame (for the real-time factor of training).
-        self.seconds_per_frame = float(frontend_conf.get("frame_shift", 10)) / 1000.0 * int(frontend_conf.get("lfr_n", 1))
-        if self.train_conf["best_metric"] == "cer" and not self.train_conf["validate_cer"]:
-            raise ValueError("train_conf.best_metric is 'cer' but validate_cer is false; choose loss or acc")
+        best_metric = self.train_conf["best_metric"]
+        if best_metric not in task.METRICS:
+            raise ValueError(f"train_conf.best_metric {best_metric!r}: {task.name} validation gives {sorted(task.METRICS)}")
+        self.lower_is_better = bool(task.METRICS[best_metric])
+        task.check_train_conf(self.train_conf)
 
         self.raw_model = model.to(self.device)
         # Wrapped in DDP by fit(), after the memory check has shown which parameters get gradients.
@@ -163,66 +194,19 @@ class Trainer:
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
-        num_workers = dataset_conf["num_workers"]
-        if getattr(train_set, "is_stream", False):  # tar shards (data/shards.py): a stream with its own position
-            from funasr_lite.data.shards import StreamLoader
-
-            self.train_sampler = StreamLoader(train_set, num_workers=num_workers, context=context,
-                                              pin_memory=self.device.type == "cuda")
-            self.train_loader = self.train_sampler
-        else:
-            self._init_map_style_loader(train_set, dataset_conf, config, context)
-        self.valid_loader = None
-        if valid_set is not None:
-            self.valid_sampler = FrameBatchSampler(
-                valid_set.lengths,
-                dataset_conf["valid_batch_bins"] or dataset_conf["batch_bins"],
-                shuffle=False,
-                world_size=context.world_size,
-                rank=context.rank,
-                equal_batches=False,
-            )
-            self.valid_loader = DataLoader(
-                valid_set,
-                batch_sampler=self.valid_sampler,
-                collate_fn=collate_batch,
-                num_workers=num_workers,
-                generator=torch.Generator(),
-            )
-            self.valid_texts = None  # filled lazily: utt id -> reference transcript
+        # The sampler: epoch, position, set_epoch, advance, len, state_dict/load_state_dict (see Task).
+        self.train_sampler, self.train_loader = task.train_batches(context)
+        task.prepare_validation(context)
 
         self.global_step = 0
         self.consecutive_nonfinite = 0
         self.nonfinite_total = 0
+        self.nonfinite_at_epoch_start = 0
         self.history: List[Dict[str, Any]] = []
         self.writer = tensorboard_writer(self.exp_dir, context.is_main)
         self.run_progress = RunProgress()
         self.epoch_stats = StatsAccumulator()  # train averages of the current epoch (epochs.jsonl)
         self.epoch_seconds = 0.0
-
-    def _init_map_style_loader(self, train_set, dataset_conf, config, context) -> None:
-        self.train_sampler = FrameBatchSampler(
-            train_set.lengths,
-            dataset_conf["batch_bins"],
-            shuffle=dataset_conf["shuffle"],
-            bucket_size=dataset_conf["bucket_size"],
-            sortagrad=dataset_conf["sortagrad"],
-            seed=int(config["seed"]),
-            world_size=context.world_size,
-            rank=context.rank,
-            equal_batches=True,
-        )
-        num_workers = dataset_conf["num_workers"]
-        # A private generator: creating a loader iterator must not consume the global torch RNG,
-        # or a resumed run would draw different dropout/SpecAug numbers.
-        self.train_loader = DataLoader(
-            train_set,
-            batch_sampler=self.train_sampler,
-            collate_fn=collate_batch,
-            num_workers=num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator(),
-        )
 
     # ------------------------------------------------------------------ state
 
@@ -282,27 +266,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ one batch
 
-    def _autocast(self):
+    def autocast(self):
+        """The mixed-precision context of the forward passes (a no-op in fp32)."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def _to_device(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, ...]:
-        non_blocking = self.device.type == "cuda"
-        return tuple(
-            batch[key].to(self.device, non_blocking=non_blocking)
-            for key in ("speech", "speech_lengths", "text", "text_lengths")
-        )
+    def _forward(self, batch: Any, model: torch.nn.Module):
+        """-> (loss, stats, weight) of the task's loss under autocast."""
+        with self.autocast():
+            return self.task.compute_loss(model, batch)
 
-    def _forward(self, batch: Dict[str, Any], model: torch.nn.Module):
-        speech, speech_lengths, text, text_lengths = self._to_device(batch)
-        with self._autocast():
-            loss, stats, weight = model(speech, speech_lengths, text, text_lengths)
-        return loss, stats, weight
-
-    def _agree_finite(self, loss: torch.Tensor, frames: int) -> Tuple[bool, float]:
-        """(all ranks' losses finite, frames over all ranks): one small all-reduce."""
-        flags = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0, float(frames)], dtype=torch.float64)
+    def _agree_finite(self, loss: torch.Tensor, units: float) -> Tuple[bool, float]:
+        """(all ranks' losses finite, batch units over all ranks): one small all-reduce."""
+        flags = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0, float(units)], dtype=torch.float64)
         flags = self.context.all_reduce_sum(flags)
         return bool(flags[0] == 0), float(flags[1])
 
@@ -339,48 +316,46 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return stepped, grad_norm
 
-    def _record_nonfinite(self, utt_ids: Sequence[str], what: str) -> None:
+    def _record_nonfinite(self, item_ids: Sequence[str], what: str) -> None:
+        """The non-finite policy (module docstring): count, log, abort after too many in a row."""
         self.consecutive_nonfinite += 1
         self.nonfinite_total += 1
+        items = self.task.ITEM_NAME
         logger.warning(
-            "non-finite %s at step %d (epoch %d): update skipped (%d in a row, %d in all); utterances: %s",
+            "non-finite %s at step %d (epoch %d): update skipped (%d in a row, %d in all); %s: %s",
             what,
             self.global_step + 1,
             self.train_sampler.epoch,
             self.consecutive_nonfinite,
             self.nonfinite_total,
-            " ".join(utt_ids[:20]) + (" ..." if len(utt_ids) > 20 else ""),
+            items,
+            " ".join(item_ids[:20]) + (" ..." if len(item_ids) > 20 else ""),
         )
         limit = self.train_conf["max_consecutive_nonfinite"]
         if self.consecutive_nonfinite > limit:
             raise NonFiniteLossError(
                 f"{self.consecutive_nonfinite} consecutive updates had a non-finite {what} "
-                f"(train_conf.max_consecutive_nonfinite={limit}); last utterances: {' '.join(utt_ids[:20])}"
+                f"(train_conf.max_consecutive_nonfinite={limit}); last {items}: {' '.join(item_ids[:20])}"
             )
 
     # ------------------------------------------------------------------ OOM probe
 
-    def probe_largest_batches(self, count: int = 2) -> None:
-        """Forward+backward the costliest batches once so an out-of-memory shows at once.
+    def probe_largest_batches(self) -> None:
+        """Forward+backward the task's costliest batches once so an out-of-memory shows at once.
 
         Runs on the bare model (before DDP wrapping) and records in ``unused_parameters`` the
         trainable parameters that got no gradient. Not a training step: gradients are dropped,
         and model buffers (e.g. BatchNorm statistics) and RNG states are restored, so the
         training that follows is unchanged.
         """
-        batches = self.train_sampler.largest_batches(1)
-        longest = max(self.train_sampler.rank_batches(), key=lambda b: int(self.train_set.lengths[b].max()))
-        batches = (batches + [longest])[:count]
         rng_state = capture_rng_state()
         buffers = {name: buffer.detach().clone() for name, buffer in self.raw_model.named_buffers()}
         self.model.train()
-        batch: Dict[str, Any] = {"speech": torch.zeros(0, 0)}
+        batch: Any = None
         try:
-            for indices in batches:
-                batch = collate_batch([self.train_set[i] for i in indices])
-                frames = int(batch["speech"].shape[0] * batch["speech"].shape[1])
+            for batch in self.task.probe_batches(self.train_sampler):
                 loss, _, _ = self._forward(batch, self.model)
-                finite, _ = self._agree_finite(loss, frames)
+                finite, _ = self._agree_finite(loss, self.task.batch_units(batch))
                 if finite:
                     self._backward(loss, sync=True)
                 if finite:
@@ -388,17 +363,14 @@ class Trainer:
                         name for name, p in self.raw_model.named_parameters() if p.requires_grad and p.grad is None
                     ]
                 logger.info(
-                    "memory check: batch of %d utterances x %d frames (%d padded frames) ran forward+backward%s",
-                    batch["speech"].shape[0],
-                    batch["speech"].shape[1],
-                    frames,
+                    "memory check: %s ran forward+backward%s",
+                    self.task.describe_batch(batch),
                     "" if finite else " (loss not finite: backward skipped)",
                 )
         except torch.OutOfMemoryError as e:
             raise RuntimeError(
-                f"out of memory on one of the largest batches ({batch['speech'].shape[0]} utterances x "
-                f"{batch['speech'].shape[1]} frames): lower dataset_conf.batch_bins "
-                f"(now {self.config['dataset_conf']['batch_bins']}) or max_frames. {e}"
+                f"out of memory on one of the largest batches ({self.task.describe_batch(batch)}): "
+                f"{self.task.batch_size_advice()}. {e}"
             ) from None
         finally:
             self.optimizer.zero_grad(set_to_none=True)
@@ -431,14 +403,13 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def _log_train(
-        self, epoch: int, stats: StatsAccumulator, lr: float, grad_norm: float, frames: float, seconds: float
+        self, epoch: int, stats: StatsAccumulator, lr: float, grad_norm: float, units: float, seconds: float
     ) -> None:
-        averages = stats.averages()
-        frames_per_s = frames / seconds if seconds > 0 else 0.0
-        realtime = frames_per_s * self.seconds_per_frame
+        averages = self.task.derived_metrics(stats.averages())
+        units_per_s = units / seconds if seconds > 0 else 0.0
         parts = " ".join(f"{key} {value:.4g}" for key, value in averages.items())
         logger.info(
-            "epoch %d step %d [%d/%d] %s lr %.3e grad_norm %.3g frames/s %.0f (%.1fx real time)",
+            "epoch %d step %d [%d/%d] %s lr %.3e grad_norm %.3g %s",
             epoch,
             self.global_step,
             self.train_sampler.position,
@@ -446,15 +417,14 @@ class Trainer:
             parts,
             lr,
             grad_norm,
-            frames_per_s,
-            realtime,
+            self.task.describe_throughput(units_per_s),
         )
         if self.writer is not None:
             for key, value in averages.items():
                 self.writer.add_scalar(f"train/{key}", value, self.global_step)
             self.writer.add_scalar("train/lr", lr, self.global_step)
             self.writer.add_scalar("train/grad_norm", grad_norm, self.global_step)
-            self.writer.add_scalar("train/frames_per_s", frames_per_s, self.global_step)
+            self.writer.add_scalar(f"train/{self.task.UNIT}_per_s", units_per_s, self.global_step)
 
     def _batches_left(self, epoch: int) -> int:
         """Batches still to train in the run (this epoch's rest and the later epochs; max_steps)."""
@@ -469,7 +439,7 @@ class Trainer:
         """Log the ``[progress]`` line: epoch/batch/step, elapsed, ETA, the last validation result."""
         if not self.context.is_main:
             return
-        metric = "cer" if self.train_conf["validate_cer"] else self.train_conf["best_metric"]
+        metric = self.task.progress_metric(self.train_conf)
         validated = [entry for entry in self.history if entry.get(metric) is not None]
         logger.info(
             "%s",
@@ -494,10 +464,10 @@ class Trainer:
         total = len(self.train_sampler)
         self.model.train()
         interval_stats = StatsAccumulator()
-        interval_frames = 0.0
+        interval_units = 0.0
         interval_start = time.perf_counter()
         window_losses: List[float] = []
-        window_utts: List[str] = []
+        window_ids: List[str] = []
         window_skip = False
         bar = progress(total=total, initial=self.train_sampler.position, desc=f"epoch {epoch}", unit="batch")
         try:
@@ -505,22 +475,22 @@ class Trainer:
                 self.train_sampler.advance()
                 position = self.train_sampler.position
                 boundary = position % accum_grad == 0 or position == total
-                window_utts.extend(batch["utt_ids"])
-                frames = int(batch["speech_lengths"].sum())
+                window_ids.extend(self.task.batch_ids(batch))
+                units = self.task.batch_units(batch)
                 if window_skip:
-                    _, all_frames = self._agree_finite(torch.zeros(()), frames)
+                    _, all_units = self._agree_finite(torch.zeros(()), units)
                 else:
                     loss, stats, weight = self._forward(batch, self.model)
-                    finite, all_frames = self._agree_finite(loss, frames)
+                    finite, all_units = self._agree_finite(loss, units)
                     if finite:
                         self._backward(loss, sync=boundary)
                         window_losses.append(float(loss.detach()))
-                        interval_stats.add(stats, float(_stat_value(weight) or 1.0))
-                        self.epoch_stats.add(stats, float(_stat_value(weight) or 1.0))
+                        interval_stats.add(stats, float(stat_value(weight) or 1.0))
+                        self.epoch_stats.add(stats, float(stat_value(weight) or 1.0))
                     else:
                         window_skip = True
                         self.optimizer.zero_grad(set_to_none=True)
-                interval_frames += all_frames
+                interval_units += all_units
                 bar.update(1)
                 self.run_progress.batch_done()
                 if not boundary:
@@ -528,12 +498,12 @@ class Trainer:
 
                 if window_skip:
                     self.optimizer.zero_grad(set_to_none=True)
-                    self._record_nonfinite(window_utts, "loss")
+                    self._record_nonfinite(window_ids, "loss")
                     stepped, grad_norm = False, float("nan")
                 else:
                     stepped, grad_norm = self._optimizer_step()
                     if not stepped:
-                        self._record_nonfinite(window_utts, "gradient")
+                        self._record_nonfinite(window_ids, "gradient")
                 if stepped:
                     self.consecutive_nonfinite = 0
                     self.global_step += 1
@@ -547,19 +517,19 @@ class Trainer:
                                 "loss": sum(window_losses) / len(window_losses),
                                 "lr": lr_used,
                                 "grad_norm": grad_norm,
-                                "utt_ids": list(window_utts),
+                                "utt_ids": list(window_ids),
                             }
                         )
                     if self.global_step % log_interval == 0:
                         now = time.perf_counter()
-                        self._log_train(epoch, interval_stats, lr_used, grad_norm, interval_frames, now - interval_start)
-                        interval_stats, interval_frames, interval_start = StatsAccumulator(), 0.0, now
+                        self._log_train(epoch, interval_stats, lr_used, grad_norm, interval_units, now - interval_start)
+                        interval_stats, interval_units, interval_start = StatsAccumulator(), 0.0, now
                         self.log_progress(epoch)
                     elif self.run_progress.due(PROGRESS_EVERY_S):
                         self.log_progress(epoch)
                     if save_every and self.global_step % save_every == 0 and position < len(self.train_sampler):
                         self.save(os.path.join(self.exp_dir, LATEST_CHECKPOINT))
-                window_losses, window_utts, window_skip = [], [], False
+                window_losses, window_ids, window_skip = [], [], False
                 if max_steps and self.global_step >= max_steps:
                     logger.info("reached train_conf.max_steps=%d", max_steps)
                     return True
@@ -569,65 +539,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
 
-    def _greedy_token_ids(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[List[int]]:
-        results = self.raw_model.decode_greedy(speech, speech_lengths)
-        token_ids = []
-        for result in results:
-            ids = result["token_ids"] if isinstance(result, dict) else result
-            token_ids.append([int(i) for i in (ids.tolist() if torch.is_tensor(ids) else ids)])
-        return token_ids
-
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
-        """Loss, acc (and greedy CER in %) over the validation set, summed over all ranks."""
-        if self.valid_loader is None:
+        """The task's validation metrics (summed over ranks by the task), in eval mode; the
+        training's random stream is left as it was."""
+        if not self.task.has_validation():
             return {}
-        if self.valid_texts is None:
-            from funasr_lite.data.datadir import read_kv
-
-            self.valid_texts = read_kv(os.path.join(self.valid_set.data_dir, "text"), allow_empty_value=True)
         rng_state = capture_rng_state()  # validation must not shift the training's random stream
         self.raw_model.eval()
-        stats = StatsAccumulator()
-        errors, ref_chars = 0, 0
-        decode = self.train_conf["validate_cer"]
         try:
-            for batch in progress(self.valid_loader, desc="valid", unit="batch"):
-                loss, batch_stats, weight = self._forward(batch, self.raw_model)
-                stats.add(batch_stats, float(_stat_value(weight) or 1.0))
-                if decode:
-                    speech, speech_lengths, _, _ = self._to_device(batch)
-                    with self._autocast():
-                        hyps = self._greedy_token_ids(speech, speech_lengths)
-                    for utt_id, ids in zip(batch["utt_ids"], hyps):
-                        hyp_text = self.tokenizer.tokens2text(self.tokenizer.ids2tokens(ids))
-                        utt_errors, utt_chars = char_errors(self.valid_texts[utt_id], hyp_text)
-                        errors += utt_errors
-                        ref_chars += utt_chars
+            return self.task.validate(self.raw_model, self.autocast)
         finally:
             self.raw_model.train()
             restore_rng_state(rng_state)
-        gathered = self.context.all_gather_object((stats.sums, stats.weights, errors, ref_chars))
-        total = StatsAccumulator()
-        errors, ref_chars = 0, 0
-        for sums, weights, rank_errors, rank_chars in gathered:
-            total.merge(sums, weights)
-            errors += rank_errors
-            ref_chars += rank_chars
-        metrics = total.averages()
-        if decode:
-            metrics["cer"] = 100.0 * errors / max(ref_chars, 1)
-        return metrics
 
     # ------------------------------------------------------------------ epoch end
 
-    def _ranking(self) -> List[Dict[str, Any]]:
+    def ranking(self) -> List[Dict[str, Any]]:
+        """Epochs best first by ``best_metric`` (ties: the newer first); without validation
+        results, newest first."""
         metric = self.train_conf["best_metric"]
         scored = [entry for entry in self.history if entry.get(metric) is not None and math.isfinite(entry[metric])]
         if not scored:  # no validation set: the newest epochs count as the best
             ordered = sorted(self.history, key=lambda e: -e["epoch"])
             return [{"epoch": e["epoch"], metric: None, "checkpoint": epoch_checkpoint_name(e["epoch"])} for e in ordered]
-        sign = 1.0 if LOWER_IS_BETTER[metric] else -1.0
+        sign = 1.0 if self.lower_is_better else -1.0
         ranked = sorted(scored, key=lambda e: (sign * e[metric], -e["epoch"]))
         return [{"epoch": e["epoch"], metric: e[metric], "checkpoint": epoch_checkpoint_name(e["epoch"])} for e in ranked]
 
@@ -637,11 +573,11 @@ class Trainer:
         for sums, weights in self.context.all_gather_object((self.epoch_stats.sums, self.epoch_stats.weights)):
             total.merge(sums, weights)
         self.epoch_stats = StatsAccumulator()
-        return total.averages()
+        return self.task.derived_metrics(total.averages())
 
     def end_epoch(self, epoch: int, metrics: Dict[str, float]) -> None:
         """Record validation, save epoch_N.pt (+ latest), update best.json and epochs.jsonl, prune
-        old epochs."""
+        old epochs (retention: module docstring)."""
         self.history = [entry for entry in self.history if entry["epoch"] != epoch]
         self.history.append({"epoch": epoch, "step": self.global_step, **metrics})
         train_averages = self._epoch_train_averages()
@@ -654,7 +590,8 @@ class Trainer:
         if self.context.is_main:
             append_epoch_record(self.exp_dir, {
                 "epoch": epoch, "step": self.global_step, "seconds": round(self.epoch_seconds, 3),
-                "lr": self._current_lr(), "train": train_averages, "valid": dict(metrics)})
+                "lr": self._current_lr(), "train": train_averages, "valid": dict(metrics),
+                "skipped_updates": self.nonfinite_total - self.nonfinite_at_epoch_start})
         self.log_progress(epoch, batches_left=(self.train_conf["max_epoch"] - epoch) * len(self.train_sampler),
                           in_epoch=False)
         if self.writer is not None:
@@ -667,13 +604,13 @@ class Trainer:
         if not self.context.is_main:
             return
         link_or_copy(epoch_path, os.path.join(self.exp_dir, LATEST_CHECKPOINT))
-        ranking = self._ranking()
+        ranking = self.ranking()
         keep = self.train_conf["keep_nbest_models"]
         write_best(
             self.exp_dir,
             {
                 "metric": self.train_conf["best_metric"],
-                "lower_is_better": LOWER_IS_BETTER[self.train_conf["best_metric"]],
+                "lower_is_better": self.lower_is_better,
                 "ranking": ranking[:keep] if keep > 0 else ranking,
                 "history": self.history,
             },
@@ -695,19 +632,12 @@ class Trainer:
         max_steps = self.train_conf["max_steps"]
         start_epoch = self.train_sampler.epoch
         finished = start_epoch > max_epoch or bool(max_steps and self.global_step >= max_steps)
-        streaming = getattr(self.train_set, "is_stream", False)
-        if not finished and self.train_conf["oom_check"] and not streaming:  # a stream has no batch list to probe
+        if not finished and self.train_conf["oom_check"]:
             self.probe_largest_batches()
         self.wrap_distributed()
-        if streaming:
-            frames_logged = int(self.train_set.total_seconds / self.seconds_per_frame)
-        else:
-            frames_logged = sum(int(n) for n in self.train_set.lengths)
         logger.info(
-            "training %d utterances (%d frames, %.1f h) on %d process(es), epochs %d..%d, %d batches per epoch per process",
-            len(self.train_set),
-            frames_logged,
-            frames_logged * self.seconds_per_frame / 3600,
+            "training %s on %d process(es), epochs %d..%d, %d batches per epoch per process",
+            self.task.describe_data(),
             self.context.world_size,
             start_epoch,
             max_epoch,
@@ -719,6 +649,7 @@ class Trainer:
         epoch = start_epoch
         while not finished and epoch <= max_epoch:
             self.train_sampler.set_epoch(epoch)
+            self.nonfinite_at_epoch_start = self.nonfinite_total
             epoch_start = time.perf_counter()
             # max_steps may stop inside the epoch: the partial epoch is then validated and saved as the last.
             stop = self.train_epoch(epoch)
@@ -730,108 +661,139 @@ class Trainer:
             epoch += 1
         if self.context.is_main:
             num_avg = self.train_conf["avg_nbest_model"]
+            final_model = None
             if num_avg > 0 and self.history:
-                average_best_checkpoints(self.exp_dir, num_avg)
+                final_model = average_best_checkpoints(self.exp_dir, num_avg)
+            self.task.export(self.exp_dir, final_model)
             if self.nonfinite_total:
                 logger.warning("%d update(s) were skipped for non-finite loss/gradients", self.nonfinite_total)
         if self.writer is not None:
             self.writer.close()
 
 
-# ---------------------------------------------------------------------- entry
+# ---------------------------------------------------------------------- the run
 
 
-def _build_tokenizer(config: Dict[str, Any]):
-    from funasr_lite.data.tokenizer import build_tokenizer
+@dataclass
+class TrainResult:
+    """What :func:`run_task` did: ``trained`` (False: train.done said there was nothing to do),
+    the epoch records of ``epochs.jsonl`` (rank 0; empty on other ranks), the best epoch by
+    ``best_metric`` and the number of skipped (non-finite) updates."""
 
-    tokenizer_conf = config.get("tokenizer_conf") or {}
-    return build_tokenizer(config["token_list"], tokenizer_conf.get("bpemodel"))
+    trained: bool
+    is_main: bool = True
+    epochs: List[Dict[str, Any]] = field(default_factory=list)
+    best_epoch: Optional[int] = None
+    nonfinite_updates: int = 0
 
 
-def _default_model_builder(config: Dict[str, Any]) -> torch.nn.Module:
-    from funasr_lite.models import build_model
+def _done_reaches(done_path: str, train_conf: Dict[str, Any]) -> bool:
+    """True when ``train.done`` records an epoch/step that already reaches max_epoch/max_steps
+    (an unreadable marker counts as finished)."""
+    try:
+        with open(done_path, encoding="utf-8") as f:
+            words = f.read().split()
+        epoch, step = int(words[1]), int(words[3])
+    except (OSError, IndexError, ValueError):
+        return True
+    return epoch >= train_conf["max_epoch"] or bool(train_conf["max_steps"] and step >= train_conf["max_steps"])
 
-    return build_model(config)
+
+def _recorded_result(exp_dir: str, trained: bool, is_main: bool, best_epoch=None, nonfinite: int = 0) -> TrainResult:
+    path = os.path.join(exp_dir, EPOCHS_FILE)
+    epochs = read_epoch_records(path) if is_main and os.path.exists(path) else []
+    return TrainResult(trained, is_main, epochs, best_epoch, nonfinite)
 
 
-def run_training(
+def _check_resume_config(task: Task, config: Dict[str, Any], config_path: str, latest: str, is_main: bool) -> None:
+    """The task's RESUME_MUST_MATCH keys must equal the experiment's config.yaml; other
+    differences are a warning (rank 0)."""
+    if not os.path.exists(config_path):
+        return
+    saved = read_config(config_path)
+    written = task.config_to_write(config)
+    changed = config_differences(saved, written, task.RESUME_MUST_MATCH)
+    if changed:
+        raise ResumeMismatchError(f"{latest} was trained with a different {', '.join(changed)} (see {config_path}); "
+                                  "use a new output dir")
+    others = config_differences(saved, written)
+    if others and is_main:
+        logger.warning("resuming with a config that differs from %s in: %s", config_path, ", ".join(others))
+
+
+def run_task(
+    task: Task,
     config: Dict[str, Any],
+    exp_dir: str,
     *,
     resume: bool = True,
     device: str = "auto",
-    model_builder: Optional[Callable[[Dict[str, Any]], torch.nn.Module]] = None,
     step_callback: Optional[StepCallback] = None,
-) -> bool:
-    """Train the experiment described by a resolved ``config`` (see module docstring).
-
-    Works alone or under torchrun (RANK/WORLD_SIZE/LOCAL_RANK). ``resume`` continues from
-    ``<exp>/checkpoint_latest.pt`` when it exists. Returns False when ``<exp>/train.done``
-    already existed (nothing done), True after training.
-    """
-    exp_dir = config["output_dir"]
+) -> TrainResult:
+    """Train ``task`` into ``exp_dir`` (module docstring): alone or under torchrun
+    (RANK/WORLD_SIZE/LOCAL_RANK). ``resume`` continues from ``<exp>/checkpoint_latest.pt`` when it
+    exists. ``config`` holds ``seed``, ``optim*``, ``scheduler*``, ``train_conf`` and, optionally,
+    ``init_param`` (weights to start from: parameters with matching names and shapes)."""
     if not exp_dir:
-        raise ValueError("config has no output_dir")
+        raise ValueError("no experiment dir (output_dir)")
     done_path = os.path.join(exp_dir, DONE_MARKER)
     if os.path.exists(done_path):
-        logger.info("%s exists: training already finished, nothing to do (remove it to train again)", done_path)
-        return False
+        if _done_reaches(done_path, config["train_conf"]):
+            logger.info("%s exists: training already finished, nothing to do (remove it to train again)", done_path)
+            return _recorded_result(exp_dir, False, int(os.environ.get("RANK", 0)) == 0)
     context = init_distributed(device)
     try:
         with experiment_logging(exp_dir, context.rank, LOG_FORMAT):
-            config_path = os.path.join(exp_dir, "config.yaml")
+            config_path = os.path.join(exp_dir, CONFIG_FILE)
             latest = os.path.join(exp_dir, LATEST_CHECKPOINT)
             resume_from = latest if resume and os.path.exists(latest) else None
+            if resume_from:  # every rank: all of them must stop on a mismatch
+                _check_resume_config(task, config, config_path, latest, context.is_main)
             if context.is_main:
+                if os.path.exists(done_path):
+                    logger.info("%s: continuing the finished experiment to max_epoch %d",
+                                done_path, config["train_conf"]["max_epoch"])
+                    os.unlink(done_path)
                 for path in remove_stale_checkpoint_temps(exp_dir):
                     logger.info("removed %s (left by a checkpoint write that was killed)", path)
-                if os.path.exists(config_path) and resume_from:
-                    changed = config_differences(read_config(config_path), config)
-                    if changed:
-                        logger.warning("resuming with a config that differs from %s in: %s", config_path, ", ".join(changed))
                 if os.path.exists(latest) and not resume:
                     logger.warning("resume is off: %s will be overwritten by a fresh run", latest)
-                write_config(config, config_path)
+                write_config(task.config_to_write(config), config_path)
             seed_everything(int(config["seed"]))
-            tokenizer = _build_tokenizer(config)
-            dataset_conf, frontend_conf = config["dataset_conf"], config["frontend_conf"]
-            if os.path.isfile(config["train_data"]):  # a shards.list: the streaming path (batch_bins in ms)
-                from funasr_lite.data.shards import build_shard_stream
-
-                train_set = build_shard_stream(config["train_data"], tokenizer, config["cmvn_file"], frontend_conf,
-                                               dataset_conf, seed=int(config["seed"]), rank=context.rank,
-                                               world_size=context.world_size)
-            else:
-                train_set = build_dataset(config["train_data"], tokenizer, config["cmvn_file"], frontend_conf, dataset_conf)
-            valid_set = None
-            if config.get("valid_data"):
-                valid_set = build_dataset(config["valid_data"], tokenizer, config["cmvn_file"], frontend_conf, dataset_conf)
-            model = (model_builder or _default_model_builder)(config)
+            task.setup(context, exp_dir)
+            model = task.build_model()
             if config.get("init_param") and resume_from is None:
-                load_model_weights(model, config["init_param"])
+                load_matching_weights(model, config["init_param"])
             num_params = sum(p.numel() for p in model.parameters())
             logger.info("model: %s, %d parameters (%.1f M)", type(model).__name__, num_params, num_params / 1e6)
-            # Same initial weights on every rank (seeded above); different augmentation per rank.
+            # Same initial weights on every rank (seeded above); different dropout/augmentation per rank.
             seed_everything(int(config["seed"]) + context.rank)
-            trainer = Trainer(config, model, tokenizer, train_set, valid_set, context, step_callback)
-            trainer.fit(resume_from)
+            engine = Engine(task, model, config, context, exp_dir, step_callback)
+            engine.fit(resume_from)
             context.barrier()
+            ranking = engine.ranking()
             if context.is_main:
                 with open(done_path + ".tmp", "w", encoding="utf-8") as f:
-                    f.write(f"epoch {trainer.train_sampler.epoch - 1} step {trainer.global_step}\n")
+                    f.write(f"epoch {engine.train_sampler.epoch - 1} step {engine.global_step}\n")
                 os.replace(done_path + ".tmp", done_path)
                 logger.info("training finished: %s", exp_dir)
+            return _recorded_result(exp_dir, True, context.is_main, ranking[0]["epoch"] if ranking else None,
+                                    engine.nonfinite_total)
     finally:
         shutdown_distributed(context)
-    return True
 
 
 __all__ = [
+    "CONFIG_FILE",
     "DONE_MARKER",
+    "ENGINE_TRAIN_CONF",
+    "Engine",
     "LATEST_CHECKPOINT",
     "NonFiniteLossError",
+    "ResumeMismatchError",
     "StatsAccumulator",
-    "Trainer",
-    "char_errors",
-    "epoch_checkpoint_name",
-    "run_training",
+    "TrainResult",
+    "final_model_name",
+    "stat_value",
+    "run_task",
 ]

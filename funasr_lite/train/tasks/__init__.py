@@ -1,0 +1,8 @@
+"""The training tasks of the engine (funasr_lite.train.engine): one module per model family.
+
+asr   Paraformer / Conformer-AED ASR on Kaldi data dirs or tar shards; validation CER (run_training)
+lm    token LM for shallow fusion on transcripts; validation perplexity (train_lm)
+punc  CT-Transformer punctuation on punctuated text; validation F1, a FunASR model dir (train_punc)
+
+How to add one: funasr_lite.train.task.
+"""
