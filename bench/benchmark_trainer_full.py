@@ -22,8 +22,8 @@ What runs on each side
 
 How each trainer is started (the same launcher for both: trainer_pair.train_probed in a harness
 worker process, bench/harness.py): the launcher records a few timestamps and wraps two methods
-of the trainer class without changing what they do -- the epoch method (Trainer.train_epoch on
-both sides) to time it, and the per-batch forward (our Trainer._forward, FunASR's
+of the trainers without changing what they do -- the epoch method (our Engine.train_epoch,
+FunASR's Trainer.train_epoch) to time it, and the per-batch loss (our AsrTask.compute_loss, FunASR's
 Trainer.forward_step) to count utterances, unpadded and padded model-input (LFR) frames of the
 training batches. One FunASR patch is needed to run at all on a
 CPU-only machine: train_ds sets ``trainer.device = int(LOCAL_RANK)`` after building the Trainer,

@@ -119,18 +119,20 @@ def _weighted_averages(tally: dict) -> dict:
 
 
 def _run_ours(argv: list, probe: _EpochProbe) -> None:
-    import funasr_lite.train.trainer as trainer_module
+    import funasr_lite.train.engine as engine_module
+    import funasr_lite.train.tasks.asr as asr_task_module
     from funasr_lite.bin.train import main as train_main
 
-    cls = trainer_module.Trainer
-    forward = cls._forward
+    task_cls = asr_task_module.AsrTask
+    compute_loss = task_cls.compute_loss
 
-    def counted_forward(trainer, batch, model):
-        out = forward(trainer, batch, model)
+    def counted_compute_loss(task, model, batch):
+        out = compute_loss(task, model, batch)  # (loss, stats, weight), training and validation alike
         probe.count(batch, *out)
         return out
 
-    cls._forward = counted_forward
+    task_cls.compute_loss = counted_compute_loss
+    cls = engine_module.Engine
     cls.train_epoch = probe.wrap_epoch(cls.train_epoch, epoch_of=lambda epoch, *a, **k: int(epoch))
     cls.validate = probe.wrap_validate(cls.validate)
     status = train_main(argv)

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decode_mode", choices=DECODE_MODES, default="greedy")
     parser.add_argument("--beam_size", type=int, default=10)
     parser.add_argument("--ctc_weight", type=float, default=0.0, help="beam: CTC prefix score weight")
-    parser.add_argument("--lm_dir", help="beam: LM exp dir (config.yaml + model.pt) for shallow fusion")
+    parser.add_argument("--lm_dir", help="beam: LM exp dir (config.yaml + model.avg<N>.pt, or model.pt) for shallow fusion")
     parser.add_argument("--lm_weight", type=float, default=0.0, help="beam: LM weight")
     parser.add_argument("--length_bonus", type=float, default=0.0, help="beam: score added per token")
     parser.add_argument("--batch_bins", type=int, default=20000,

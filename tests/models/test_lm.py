@@ -1,6 +1,6 @@
 """TransformerLM: causality, FunASR checkpoint parity, scoring paths, the recipe config.
 
-Training and resuming: tests/train/test_lm_trainer.py."""
+Training and resuming: tests/train/test_lm_trainer.py (the LM task of the engine)."""
 
 import os
 

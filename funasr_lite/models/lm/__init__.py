@@ -2,8 +2,9 @@
 
 An LM config is a FunASR-style mapping: ``lm: transformer`` + ``lm_conf: {...}`` (the
 constructor's keyword arguments) + ``vocab_size`` (derived from the token list). Training
-(``python -m funasr_lite.bin.train_lm``) writes ``<exp>/config.yaml`` and ``<exp>/model.pt``;
-:func:`load_lm` reads exactly those, and also FunASR LM checkpoints (keys prefixed ``lm.``).
+(``python -m funasr_lite.bin.train_lm``) writes ``<exp>/config.yaml`` and ``<exp>/model.avg{N}.pt`` (the
+training engine's final model; docs/training_engine.md); :func:`load_lm` reads those (the weights file
+named by its caller, ``model.pt`` by default), and also FunASR LM checkpoints (keys prefixed ``lm.``).
 """
 
 from __future__ import annotations
