@@ -16,7 +16,7 @@ from funasr_lite.models import build_model
 from funasr_lite.models.encoders.sanm import SANMEncoder
 from funasr_lite.models.losses.label_smoothing import LabelSmoothingLoss
 from funasr_lite.models.modules.mask import sequence_mask
-from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2
+from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2, cif_integrate
 from funasr_lite.models.paraformer.decoder_sanm import ParaformerSANMDecoder
 
 ENCODER_CONF = dict(
@@ -97,20 +97,87 @@ def test_cif_predictor_inference_matches_funasr(our_cls, their_cls, extra):
     torch.testing.assert_close(embeds, expected_embeds, atol=1e-4, rtol=1e-4)
 
 
+# In training the alphas are rescaled to sum to the target length, so the running sum ends EXACTLY
+# on an integer: the last token's fire sits on the threshold by construction, whatever the inputs.
+# funasr integrates in float32 and fires only if the last running value is >= 1; a few ulps short
+# (which CPU rounding decides: on an AVX-512 EPYC every time for the seeded inputs) it drops the
+# last token and pads a zero row, while ours always emits target_length tokens. Intermediate
+# crossings near an integer only move ~1e-7 of weight between neighbouring tokens, far inside atol.
+# So the comparison is threshold-aware: tokens funasr fired must match; a last token funasr did not
+# fire is accepted only if its running value fell short by under ROUNDING_MARGIN (float32 drift over
+# a few dozen frames is ~1e-6; a real miscount leaves a whole frame's alpha, ~0.1 or more) and is
+# then checked against CIF's conservation of weight: all tokens together carry sum_t alpha_t h_t.
+ROUNDING_MARGIN = 1e-4
+
+
+def assert_training_embeds_match(embeds, expected, fires, alphas, hidden, target_lengths, atol=1e-4):
+    """embeds (B, N, D) ours; expected (B, N', D), fires (B, T), alphas (B, T) funasr's (scaled)."""
+    embeds, expected, fires, alphas = (x.detach() for x in (embeds, expected, fires, alphas))
+    assert embeds.shape[0] == expected.shape[0] and embeds.shape[2] == expected.shape[2]
+    assert embeds.shape[1] == int(target_lengths.max())
+    for b, num_tokens in enumerate(target_lengths.tolist()):
+        fired = int((fires[b] >= 1.0).sum())
+        torch.testing.assert_close(embeds[b, :fired], expected[b, :fired], atol=atol, rtol=atol)
+        assert not embeds[b, num_tokens:].any(), f"utterance {b}: rows past its tokens are not zero"
+        if fired == num_tokens:
+            continue
+        assert fired == num_tokens - 1, f"utterance {b}: funasr fired {fired} of {num_tokens} tokens"
+        last_frame = int(alphas[b].nonzero().max())
+        shortfall = 1.0 - float(fires[b, last_frame])
+        assert 0.0 < shortfall < ROUNDING_MARGIN, f"utterance {b}: last token short by {shortfall}, not rounding"
+        all_weight = (alphas[b, :, None].double() * hidden[b].double()).sum(0)
+        last_token = all_weight - expected[b, :fired].double().sum(0)
+        torch.testing.assert_close(embeds[b, fired].double(), last_token, atol=atol, rtol=atol)
+
+
 @pytest.mark.parametrize("our_cls,their_cls,extra", PREDICTORS[:2])
 def test_cif_predictor_training_matches_funasr(our_cls, their_cls, extra):
+    torch.manual_seed(0)  # the inputs are fixed; the comparison above makes them safe on any CPU
     ours, theirs = predictor_pair(our_cls, their_cls, extra)
     lengths = torch.tensor([30, 22, 9])
     target_lengths = torch.tensor([12, 9, 4])
     targets = torch.randint(3, 50, (3, 12)).masked_fill(~sequence_mask(target_lengths, 12), -1)
     hidden = zero_padded_hidden(lengths)
     mask = sequence_mask(lengths, 30)
-    expected_embeds, expected_num, expected_alphas, _ = theirs(hidden, targets, mask[:, None, :], ignore_id=-1)
+    expected_embeds, expected_num, expected_alphas, expected_fires = theirs(
+        hidden, targets, mask[:, None, :], ignore_id=-1)
     embeds, token_num, alphas, _ = ours(hidden, mask, target_lengths=target_lengths)
     torch.testing.assert_close(token_num, expected_num, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alphas, expected_alphas, atol=1e-5, rtol=1e-5)
     assert embeds.shape == expected_embeds.shape == (3, 12, 64)
-    torch.testing.assert_close(embeds, expected_embeds, atol=1e-4, rtol=1e-4)
+    assert_training_embeds_match(embeds, expected_embeds, expected_fires, expected_alphas, hidden, target_lengths)
+
+
+def test_last_fire_on_the_threshold_flips_with_one_ulp_and_the_comparison_copes():
+    # alphas of 0.5 sum to exactly 4 tokens: the last fire is ON the threshold, as in training
+    torch.manual_seed(0)
+    hidden = torch.randn(1, 8, 6)
+    on_threshold = torch.full((1, 8), 0.5)
+    target_lengths = torch.tensor([4])
+    ours, _, _ = cif_integrate(hidden, on_threshold, num_tokens=target_lengths)
+    for cif in (funasr_cif.cif, funasr_cif.cif_v1):
+        expected, fires = cif(hidden, on_threshold, 1.0)
+        assert int((fires >= 1.0).sum()) == 4
+        assert_training_embeds_match(ours, expected, fires, on_threshold, hidden, target_lengths)
+        # 1e-6 less on the last frame (a rounding another CPU may make): funasr loses the last token
+        short = on_threshold.clone()
+        short[0, -1] -= 1e-6
+        expected_short, fires_short = cif(hidden, short, 1.0)
+        assert int((fires_short >= 1.0).sum()) == 3
+        assert not expected_short[0, 3].any()
+        with pytest.raises(AssertionError):  # the old comparison, all rows at atol 1e-4, fails
+            torch.testing.assert_close(ours, expected_short, atol=1e-4, rtol=1e-4)
+        assert_training_embeds_match(ours, expected_short, fires_short, short, hidden, target_lengths)
+        # a last token that is really wrong is still caught, and so is a token lost to more than rounding
+        wrong = ours.clone()
+        wrong[0, 3] += 0.01
+        with pytest.raises(AssertionError):
+            assert_training_embeds_match(wrong, expected_short, fires_short, short, hidden, target_lengths)
+        far_short = on_threshold.clone()
+        far_short[0, -1] -= 0.1
+        expected_far, fires_far = cif(hidden, far_short, 1.0)
+        with pytest.raises(AssertionError, match="not rounding"):
+            assert_training_embeds_match(ours, expected_far, fires_far, far_short, hidden, target_lengths)
 
 
 @pytest.mark.parametrize("smoothing,normalize_length", [(0.0, False), (0.1, False), (0.1, True)])
