@@ -17,7 +17,8 @@ Report lines (written by :func:`funasr_lite.scoring.decode_dir.score_decode_dir`
 
 * ``cer.txt``: one line ``%CER 4.82 [ 5050 / 104765, 124 ins, 180 del, 4746 sub ]``;
 * ``per_utt``: per utterance ``ref``, ``hyp``, ``op`` (C/S/D/I, ``***`` = nothing) and ``#csid``
-  lines, as Kaldi's ``wer_per_utt_details.pl`` writes them;
+  lines, as Kaldi's ``wer_per_utt_details.pl`` writes them: ``#csid`` is correct, substitutions,
+  insertions, deletions (in that order, insertions before deletions);
 * ``errors.txt``: the CER line, utterances without a hypothesis (scored as all deletions),
   hypotheses without a reference (ignored), then the 20 most frequent substitutions, deletions
   and insertions.
@@ -102,7 +103,8 @@ class UttAlignment:
 
     @property
     def csid(self) -> Tuple[int, int, int, int]:
-        return self.count("C"), self.count("S"), self.count("D"), self.count("I")
+        """(correct, substitutions, insertions, deletions): Kaldi's ``#csid`` order (I before D)."""
+        return self.count("C"), self.count("S"), self.count("I"), self.count("D")
 
 
 @dataclasses.dataclass
@@ -157,7 +159,7 @@ def compute_cer(refs: Mapping[str, str], hyps: Mapping[str, str]) -> CerResult:
     utts = [UttAlignment(k, r, h, align_sequences(r, h), hyp_missing=k not in hyps)
             for k, r, h in zip(keys, ref_chars, hyp_chars)]
     totals = [sum(counts) for counts in zip(*(utt.csid for utt in utts))]
-    _, substitutions, deletions, insertions = totals
+    _, substitutions, insertions, deletions = totals
     return CerResult(num_ref_chars, substitutions, deletions, insertions, utts, missing, extra)
 
 

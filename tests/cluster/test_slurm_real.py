@@ -67,9 +67,11 @@ def _pid_alive(pid):
 def slurm():
     """A running single-node Slurm; fails (never skips) with the script's output when it cannot
     start. Stopped afterwards when this session started it and no other live test session
-    (a pid file in <state dir>/users) still uses it."""
+    (a pid file in <state dir>/users) still uses it; /etc/hosts is then byte for byte as before start."""
     users = os.path.join(os.environ.get("SLURM_LOCAL_DIR", "/var/lib/slurm_local"), "users")
     was_running = subprocess.run(["bash", SLURM_LOCAL, "status"], capture_output=True).returncode == 0
+    with open("/etc/hosts", "rb") as f:
+        hosts_before = f.read()
     t0 = time.time()
     try:
         proc = subprocess.run(["bash", SLURM_LOCAL, "start"], capture_output=True, text=True, timeout=600)
@@ -89,6 +91,8 @@ def slurm():
         stop = subprocess.run(["bash", SLURM_LOCAL, "stop"], capture_output=True, text=True, timeout=300)
         assert stop.returncode == 0, stop.stderr
         assert subprocess.run(["bash", SLURM_LOCAL, "status"], capture_output=True).returncode == 1
+        with open("/etc/hosts", "rb") as f:  # start may add the host name; stop takes it out again
+            assert f.read() == hosts_before, "tools/slurm_local.sh stop left /etc/hosts changed"
 
 
 def test_slurm_local_config_comes_from_this_machine_and_start_is_idempotent(slurm):

@@ -17,7 +17,6 @@ import glob
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -36,7 +35,7 @@ sys.path.insert(0, os.path.join(kit.REPO_ROOT, "tests", "train"))
 import train_testkit  # noqa: E402
 
 HOOKED_TRAIN = os.path.join(HERE, "train_with_hooks.py")
-STEP_LINE = re.compile(r"epoch \d+ step (\d+) \[")
+HOOKED_DECODE = os.path.join(HERE, "decode_with_hooks.py")
 # Mid-epoch checkpoints every 2 updates: kills land between, and inside, frequent checkpoint writes.
 OVERRIDES = ["++train_conf.save_every_steps=2", "++train_conf.max_epoch=2", "++train_conf.validate_cer=false",
              "++dataset_conf.num_workers=0", "++dataset_conf.batch_bins=50", "++train_conf.log_interval=1"]
@@ -112,54 +111,54 @@ def _latest_step(exp: str) -> Optional[int]:
     return int(torch.load(latest, map_location="cpu", weights_only=True)["step"])
 
 
-def _steps_logged(log_path: str) -> int:
-    """The highest update number the trainer has logged ("epoch E step S [..]") in ``log_path``."""
-    if not os.path.exists(log_path):
-        return 0
-    with open(log_path, encoding="utf-8", errors="replace") as f:
-        found = STEP_LINE.findall(f.read())
-    return max((int(step) for step in found), default=0)
+def _held_at_step(flag: str) -> Optional[int]:
+    """The update the trainer held at (train_with_hooks.py writes it into the flag), None if it never held."""
+    if not os.path.exists(flag):
+        return None
+    with open(flag, encoding="utf-8") as f:
+        return int(f.read())
 
 
 def killed_training(paths: Dict[str, str], root: str, kills: int, total_steps: int, rng: random.Random,
                     kill_in_checkpoint_write: bool = True) -> Dict[str, object]:
     """Kill -9 the trainer ``kills`` times, rerun after each, finish; check every checkpoint after
-    every kill. The first kill lands inside a checkpoint write; the others at random moments: once
-    a random update still to do has been logged, plus a random 0-0.5 s (mid-step, mid-save,
-    mid-validation). Progress, not wall time, picks the moment, so a busy machine does not let the
-    run finish first."""
+    every kill. The first kill lands inside a checkpoint write; the others right after a random
+    update still to do has been logged, before that update's checkpoint save. The trainer itself
+    stops there and waits to be killed (train_with_hooks.py, DRILL_HOLD_AT_STEP): the run's progress,
+    not wall time, picks the moment, so however busy the machine the kill comes before the end. What
+    survives a kill -9 is the files on disk, and they change only at checkpoint writes, so a kill
+    anywhere between two writes leaves what this one leaves; inside a write is the first kill."""
     exp = os.path.join(root, "exp_killed")
     events, logs = [], []
     for index in range(kills + 1):
         in_write = kill_in_checkpoint_write and index == 0
-        flag = os.path.join(root, f"in_checkpoint_write.{index}")
-        env = {"DRILL_SAVE_FLAG": flag, "DRILL_SLOW_SAVE": "600"} if in_write else {}
         log = os.path.join(root, f"killed_run{index + 1}.log")
         logs.append(log)
         done = _latest_step(exp) or 0
-        proc = start(train_command(paths, exp), log, env)
         if index == kills:  # the last run goes to the end
+            proc = start(train_command(paths, exp), log)
             events.append({"run": index + 1, "killed": False, "where": "to the end", "exit": proc.wait()})
             break
         if in_write:
-            while proc.poll() is None and not os.path.exists(flag):
-                time.sleep(0.02)
+            flag = os.path.join(root, f"in_checkpoint_write.{index}")
+            env = {"DRILL_SAVE_FLAG": flag, "DRILL_SLOW_SAVE": "600"}
             where = "inside a checkpoint write (half written)"
         else:
-            # Leave work after it, and room for the kills still to come: this kill lands in its share
-            # of the updates left (at most the last 3 updates are never a target: a tiny run gets
-            # through them, its validation and its exit faster than a busy machine polls the log).
+            # this kill lands in its share of the updates left, leaving room for the kills to come
             still_to_kill = kills - index
-            last = max(done + 1, total_steps - 3)
-            target = rng.randint(done + 1, max(done + 1, done + (last - done) // still_to_kill))
-            while proc.poll() is None and _steps_logged(log) < target:
-                time.sleep(0.02)
-            extra = rng.uniform(0.0, 0.5)
-            time.sleep(extra)
-            where = f"update {target} logged + {extra:.2f} s"
+            target = rng.randint(done + 1, max(done + 1, done + (total_steps - done) // still_to_kill))
+            flag = os.path.join(root, f"held_at_step.{index}")
+            env = {"DRILL_HOLD_AT_STEP": str(target), "DRILL_HOLD_FLAG": flag}
+            where = f"update {target} logged, before its checkpoint save"
+        proc = start(train_command(paths, exp), log, env)
+        # the trainer creates the flag when it reaches the moment and then waits there
+        while proc.poll() is None and not os.path.exists(flag):
+            time.sleep(0.02)
         cut_short = kill9(proc)
         report = checkpoint_report(exp)
         events.append({"run": index + 1, "killed": cut_short, "where": where, "resumed_at_step": done,
+                       "held_at_step": _held_at_step(flag) if not in_write else None,
+                       "target_step": None if in_write else target,
                        "latest_step": _latest_step(exp), "checkpoints_loaded": report["loaded"],
                        "corrupt": report["corrupt"], "temp_files_left": len(report["temp_files"])})
         if not cut_short:
@@ -214,22 +213,27 @@ def _run_to_end(args: List[str]) -> kit.ToolRun:
     return kit.run_tool(args, timeout=900)
 
 
-def kill_and_rerun(args_of, root: str, name: str, output_of, delay_fraction: float,
-                   working=None) -> Dict[str, object]:
-    """Run once uninterrupted (timed), once killed mid-way, then rerun. Mid-way: once
-    ``working(dir)`` is true (the job has started writing), else at ``delay_fraction`` of the
-    uninterrupted run's time."""
+def kill_and_rerun(args_of, root: str, name: str, output_of, working=None,
+                   hooked_script: Optional[str] = None) -> Dict[str, object]:
+    """Run once uninterrupted, once killed mid-way, then rerun. Mid-way is set by the job's own
+    progress, never by the clock: with ``hooked_script`` (a wrapper of the entry point that holds
+    once it has done part of the work, creating a flag file), the kill comes while it holds;
+    else once ``working(dir)`` is true (the job has started writing), killing at once."""
     reference = _run_to_end(args_of(os.path.join(root, f"{name}_reference")))
     killed_dir = os.path.join(root, f"{name}_killed")
-    command = [sys.executable, "-m", f"funasr_lite.bin.{args_of(killed_dir)[0]}", *args_of(killed_dir)[1:]]
-    proc = subprocess.Popen(command, cwd=kit.REPO_ROOT, env=kit.subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    if working is not None:
-        while proc.poll() is None and not working(killed_dir):
-            time.sleep(0.01)
-        # kill at once: on an idle machine the job can finish within a fraction of a second
+    env = None
+    if hooked_script is not None:
+        flag = os.path.join(root, f"{name}_held")
+        env = {"DRILL_HOLD_AFTER_BATCHES": "1", "DRILL_HOLD_FLAG": flag}
+        command = [sys.executable, hooked_script, *args_of(killed_dir)[1:]]
+        working = lambda _: os.path.exists(flag)  # noqa: E731
     else:
-        time.sleep(reference.seconds * delay_fraction)
+        command = [sys.executable, "-m", f"funasr_lite.bin.{args_of(killed_dir)[0]}", *args_of(killed_dir)[1:]]
+    proc = subprocess.Popen(command, cwd=kit.REPO_ROOT, env=kit.subprocess_env(env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    while proc.poll() is None and not working(killed_dir):
+        time.sleep(0.01)
+    # kill at once: on an idle machine the job can finish within a fraction of a second
     cut_short = kill9(proc)
     partial = output_of(killed_dir)
     rerun = _run_to_end(args_of(killed_dir))
@@ -264,7 +268,7 @@ def fbank_drill(root: str, count: int = 60) -> Dict[str, object]:
     def working(directory):  # the ark's temp file (atomic_open) holds its first utterances
         return any(os.path.getsize(p) > 0 for p in glob.glob(os.path.join(directory, ".raw_fbank.ark.*.tmp")))
 
-    return kill_and_rerun(args_of, root, "fbank", output_of, 0.5, working)
+    return kill_and_rerun(args_of, root, "fbank", output_of, working)
 
 
 def decode_drill(root: str, model_dir: str, count: int = 60) -> Dict[str, object]:
@@ -280,7 +284,8 @@ def decode_drill(root: str, model_dir: str, count: int = 60) -> Dict[str, object
         with open(text, encoding="utf-8") as f:
             return f.read()
 
-    return kill_and_rerun(args_of, root, "decode", output_of, 0.7)
+    # the decoder writes nothing until the end: it holds after its first batch (decode_with_hooks.py)
+    return kill_and_rerun(args_of, root, "decode", output_of, hooked_script=HOOKED_DECODE)
 
 
 # ---------------------------------------------------------------- main

@@ -34,6 +34,9 @@ def test_trainer_killed_three_times_resumes_to_the_same_weights(training):
     assert in_write and in_write[0]["killed"], events
     assert in_write[0]["temp_files_left"] >= 1  # the half-written temp file; the real name untouched
     assert sum(e["killed"] for e in events) == 3, events
+    # the other kills came where the run's progress put them: right after the chosen update
+    held = [e for e in events if e.get("target_step") is not None]
+    assert len(held) == 2 and all(e["held_at_step"] == e["target_step"] for e in held), events
     for event in events:
         assert not event.get("corrupt"), event
     assert killed["final"]["corrupt"] == [] and killed["tracebacks"] == 0

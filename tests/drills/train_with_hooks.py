@@ -9,13 +9,21 @@ disk-full drills). Same arguments as the trainer; the hooks are set by environme
                              on device") from ``write`` once 1 KiB of them has been written,
                              as a full disk does
 
+  DRILL_HOLD_AT_STEP=N       once the trainer logs update N or a later one ("epoch E step N [..]"),
+  DRILL_HOLD_FLAG=PATH       create PATH (holding the step number) and sleep DRILL_HOLD_SECONDS
+                             (default 600) before the next line of training: the drill kills it
+                             there, at a moment set by the run's progress, so a busy machine cannot
+                             let the run finish first
+
 Only writes of checkpoint temp files (``.<name>.pt.<random>.tmp``, utils.fileio.atomic_open)
-are affected.
+are affected by the checkpoint hooks.
 """
 
 import builtins
 import errno
+import logging
 import os
+import re
 import sys
 import time
 
@@ -72,11 +80,35 @@ def _open(file, mode="r", *args, **kwargs):
     return handle
 
 
+class _HoldAtStep(logging.Handler):
+    """Holds the trainer inside its own log call for update ``step`` (before that update's
+    checkpoint save, which follows the log line): the training loop waits here to be killed."""
+
+    STEP_MESSAGE = re.compile(r"epoch \d+ step (\d+) \[")
+
+    def __init__(self, step: int, flag: str, seconds: float):
+        super().__init__()
+        self.step, self.flag, self.seconds = step, flag, seconds
+
+    def emit(self, record):
+        match = self.STEP_MESSAGE.match(record.getMessage())
+        if match and int(match.group(1)) >= self.step:
+            # written whole, then renamed: the drill kills as soon as the flag exists
+            with _real_open(self.flag + ".tmp", "w") as f:
+                f.write(match.group(1) + "\n")
+            os.replace(self.flag + ".tmp", self.flag)
+            time.sleep(self.seconds)
+
+
 def main() -> int:
     from funasr_lite.bin import train
     from funasr_lite.utils import fileio
 
     fileio.open = _open  # atomic_open's open(); a module global shadows the builtin
+    if os.environ.get("DRILL_HOLD_AT_STEP"):
+        hold = _HoldAtStep(int(os.environ["DRILL_HOLD_AT_STEP"]), os.environ["DRILL_HOLD_FLAG"],
+                           float(os.environ.get("DRILL_HOLD_SECONDS", "600")))
+        logging.getLogger("funasr_lite.train.trainer").addHandler(hold)
     return train.main(sys.argv[1:])
 
 

@@ -84,14 +84,23 @@ TINY_MODEL = " ".join([
 TINY_LM = "++lm_conf.embed_unit=16 ++lm_conf.att_unit=32 ++lm_conf.unit=64 ++lm_conf.layer=1 ++train_conf.max_epoch=1"
 
 
-def test_train_decode_score_export_stages(recipe):
-    """Stages 3..8 wire together: LM, training, MWER, decoding (greedy, beam+LM), scoring, model dir, ONNX export."""
+@pytest.fixture(scope="module")
+def trained(recipe):
+    """Stages 3..8 (LM, training, MWER, decoding, scoring, export) run once for the module: every
+    test that needs exp/demo asks for this fixture, so each runs alone or in any order, and run
+    together they share the one training."""
     work, env = recipe
-    proc = subprocess.run(
+    return subprocess.run(
         ["bash", "run.sh", "--stage", "3", "--stop_stage", "8", "--nj", "2", "--num_avg", "2",
          "--train_args", TINY_MODEL, "--lm_args", TINY_LM, "--mwer_epochs", "1"],
         cwd=work, env=env, capture_output=True, text=True, timeout=900,
     )
+
+
+def test_train_decode_score_export_stages(recipe, trained):
+    """Stages 3..8 wire together: LM, training, MWER, decoding (greedy, beam+LM), scoring, model dir, ONNX export."""
+    work, _ = recipe
+    proc = trained
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     exp = work / "exp" / "demo"
     assert (exp / "model.avg2.pt").is_file() and (exp / "train.done").is_file()
@@ -114,12 +123,13 @@ def test_train_decode_score_export_stages(recipe):
         assert (exp / "model_dir" / name).is_file(), name  # stage 8 with onnx_export=true (the default)
 
 
-def test_decode_stage_goes_on_past_an_unreadable_utterance(recipe):
+def test_decode_stage_goes_on_past_an_unreadable_utterance(recipe, trained):
     """Stage 6 with one utterance whose features cannot be read: the others are decoded and scored,
     the bad one is listed in 1best_recog/failed and named in a warning; run.sh still exits 0."""
     work, env = recipe
+    assert trained.returncode == 0, "stages 3..8 failed: " + trained.stderr[-6000:]
     exp = work / "exp" / "demo"
-    assert (exp / "model.avg2.pt").is_file(), "needs the exp of test_train_decode_score_export_stages"
+    assert (exp / "model.avg2.pt").is_file()
     shutil.copytree(work / "data" / "test", work / "data" / "test_bad")
     scp = work / "data" / "test_bad" / "feats.scp"
     lines = scp.read_text(encoding="utf-8").splitlines()

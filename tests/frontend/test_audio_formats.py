@@ -2,10 +2,12 @@
 
 Files written here with soundfile in every sample format libsndfile writes into WAV/RF64, and the
 odd WAVs shipped in scipy's own test data. Expected samples come from an independent decoder:
-the hand-chosen values themselves (exact in every format), Python's G.711 tables (audioop) for
-u-law/A-law, and scipy.io.wavfile for scipy's files.
+the hand-chosen values themselves (exact in every format), the G.711 decoding tables (written
+here from the ITU-T G.711 rules, and checked against Python's audioop where it exists: it is gone
+in Python 3.13) for u-law/A-law, and scipy.io.wavfile for scipy's files.
 """
 
+import importlib
 import os
 import struct
 import warnings
@@ -49,15 +51,62 @@ def _data_chunk(path):
     raise AssertionError(f"{path}: no data chunk")
 
 
-@pytest.mark.parametrize("subtype, table", [("ULAW", "ulaw2lin"), ("ALAW", "alaw2lin")])
-def test_g711_samples_match_the_standard_tables(tmp_path, subtype, table):
+def _ulaw_to_linear16(code: int) -> int:
+    """G.711 u-law byte -> 16-bit linear (the bits are stored inverted; bias 0x84 = 132)."""
+    code = ~code & 0xFF
+    magnitude = (((code & 0x0F) << 3) + 0x84) << ((code & 0x70) >> 4)
+    return 0x84 - magnitude if code & 0x80 else magnitude - 0x84
+
+
+def _alaw_to_linear16(code: int) -> int:
+    """G.711 A-law byte -> 16-bit linear (even bits inverted: XOR 0x55; segment 0 has no leading 1)."""
+    code ^= 0x55
+    mantissa, segment = (code & 0x0F) << 4, (code & 0x70) >> 4
+    magnitude = mantissa + 8 if segment == 0 else (mantissa + 0x108) << (segment - 1)
+    return magnitude if code & 0x80 else -magnitude
+
+
+G711_TABLES = {name: np.array([decode(code) for code in range(256)], dtype="<i2")
+               for name, decode in (("ulaw", _ulaw_to_linear16), ("alaw", _alaw_to_linear16))}
+
+
+def _g711_to_linear16(data: bytes, law: str) -> np.ndarray:
+    return G711_TABLES[law][np.frombuffer(data, dtype=np.uint8)]
+
+
+def _audioop():
+    """Python's audioop (deprecated in 3.11, removed in 3.13), or None."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import audioop
+        try:
+            return importlib.import_module("audioop")
+        except ModuleNotFoundError:
+            return None
+
+
+def test_g711_tables_follow_the_standard():
+    ulaw, alaw = G711_TABLES["ulaw"], G711_TABLES["alaw"]
+    # G.711's end points and zeros: u-law +-32124 (0x80/0x00) and 0 (0xFF/0x7F); A-law
+    # +-32256 (0xAA/0x2A) and +-8 (0xD5/0x55); both odd-symmetric under the sign bit
+    assert (ulaw[0x80], ulaw[0x00], ulaw[0xFF], ulaw[0x7F]) == (32124, -32124, 0, 0)
+    assert (alaw[0xAA], alaw[0x2A], alaw[0xD5], alaw[0x55]) == (32256, -32256, 8, -8)
+    np.testing.assert_array_equal(ulaw[:128], -ulaw[128:])
+    np.testing.assert_array_equal(alaw[:128], -alaw[128:])
+    # each table is monotonic along its codes' magnitude order: 8 segments of 16 steps
+    assert np.all(np.diff(ulaw[128:].astype(int)) < 0) and np.all(np.diff(alaw[0xD5 ^ np.arange(128)].astype(int)) > 0)
+    audioop = _audioop()
+    if audioop is not None:  # where Python still has audioop, its tables are these, all 256 codes
+        codes = bytes(range(256))
+        np.testing.assert_array_equal(np.frombuffer(audioop.ulaw2lin(codes, 2), dtype="<i2"), ulaw)
+        np.testing.assert_array_equal(np.frombuffer(audioop.alaw2lin(codes, 2), dtype="<i2"), alaw)
+
+
+@pytest.mark.parametrize("subtype, law", [("ULAW", "ulaw"), ("ALAW", "alaw")])
+def test_g711_samples_match_the_standard_tables(tmp_path, subtype, law):
     path = str(tmp_path / f"x_{subtype}.wav")
     rng = np.random.default_rng(0)
     sf.write(path, rng.uniform(-0.9, 0.9, 800), 8000, subtype=subtype)
-    linear = np.frombuffer(getattr(audioop, table)(_data_chunk(path), 2), dtype="<i2")
+    linear = _g711_to_linear16(_data_chunk(path), law)
     samples, rate, _ = read_audio(path, target_sr=None)
     assert rate == 8000
     np.testing.assert_array_equal(samples, linear.astype(np.float32) / 32768.0)
@@ -104,11 +153,8 @@ def test_scipys_odd_wavs_read_as_scipy_reads_them(name):
 
 
 def test_scipys_ulaw_file_reads_as_g711():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import audioop
     path = os.path.join(SCIPY_DATA, "test-8000Hz-le-1ch-1byte-ulaw.wav")
-    linear = np.frombuffer(audioop.ulaw2lin(_data_chunk(path), 2), dtype="<i2")
+    linear = _g711_to_linear16(_data_chunk(path), "ulaw")
     samples, rate, _ = read_audio(path, target_sr=None)
     assert rate == 8000
     np.testing.assert_array_equal(samples, linear.astype(np.float32) / 32768.0)

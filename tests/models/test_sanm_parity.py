@@ -16,7 +16,7 @@ from funasr_lite.models import build_model
 from funasr_lite.models.encoders.sanm import SANMEncoder
 from funasr_lite.models.losses.label_smoothing import LabelSmoothingLoss
 from funasr_lite.models.modules.mask import sequence_mask
-from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2
+from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2, cif_integrate
 from funasr_lite.models.paraformer.decoder_sanm import ParaformerSANMDecoder
 
 ENCODER_CONF = dict(
@@ -97,20 +97,87 @@ def test_cif_predictor_inference_matches_funasr(our_cls, their_cls, extra):
     torch.testing.assert_close(embeds, expected_embeds, atol=1e-4, rtol=1e-4)
 
 
+# In training the alphas are rescaled to sum to the target length, so the running sum ends EXACTLY
+# on an integer: the last token's fire sits on the threshold by construction, whatever the inputs.
+# funasr integrates in float32 and fires only if the last running value is >= 1; a few ulps short
+# (which CPU rounding decides: on an AVX-512 EPYC every time for the seeded inputs) it drops the
+# last token and pads a zero row, while ours always emits target_length tokens. Intermediate
+# crossings near an integer only move ~1e-7 of weight between neighbouring tokens, far inside atol.
+# So the comparison is threshold-aware: tokens funasr fired must match; a last token funasr did not
+# fire is accepted only if its running value fell short by under ROUNDING_MARGIN (float32 drift over
+# a few dozen frames is ~1e-6; a real miscount leaves a whole frame's alpha, ~0.1 or more) and is
+# then checked against CIF's conservation of weight: all tokens together carry sum_t alpha_t h_t.
+ROUNDING_MARGIN = 1e-4
+
+
+def assert_training_embeds_match(embeds, expected, fires, alphas, hidden, target_lengths, atol=1e-4):
+    """embeds (B, N, D) ours; expected (B, N', D), fires (B, T), alphas (B, T) funasr's (scaled)."""
+    embeds, expected, fires, alphas = (x.detach() for x in (embeds, expected, fires, alphas))
+    assert embeds.shape[0] == expected.shape[0] and embeds.shape[2] == expected.shape[2]
+    assert embeds.shape[1] == int(target_lengths.max())
+    for b, num_tokens in enumerate(target_lengths.tolist()):
+        fired = int((fires[b] >= 1.0).sum())
+        torch.testing.assert_close(embeds[b, :fired], expected[b, :fired], atol=atol, rtol=atol)
+        assert not embeds[b, num_tokens:].any(), f"utterance {b}: rows past its tokens are not zero"
+        if fired == num_tokens:
+            continue
+        assert fired == num_tokens - 1, f"utterance {b}: funasr fired {fired} of {num_tokens} tokens"
+        last_frame = int(alphas[b].nonzero().max())
+        shortfall = 1.0 - float(fires[b, last_frame])
+        assert 0.0 < shortfall < ROUNDING_MARGIN, f"utterance {b}: last token short by {shortfall}, not rounding"
+        all_weight = (alphas[b, :, None].double() * hidden[b].double()).sum(0)
+        last_token = all_weight - expected[b, :fired].double().sum(0)
+        torch.testing.assert_close(embeds[b, fired].double(), last_token, atol=atol, rtol=atol)
+
+
 @pytest.mark.parametrize("our_cls,their_cls,extra", PREDICTORS[:2])
 def test_cif_predictor_training_matches_funasr(our_cls, their_cls, extra):
+    torch.manual_seed(0)  # the inputs are fixed; the comparison above makes them safe on any CPU
     ours, theirs = predictor_pair(our_cls, their_cls, extra)
     lengths = torch.tensor([30, 22, 9])
     target_lengths = torch.tensor([12, 9, 4])
     targets = torch.randint(3, 50, (3, 12)).masked_fill(~sequence_mask(target_lengths, 12), -1)
     hidden = zero_padded_hidden(lengths)
     mask = sequence_mask(lengths, 30)
-    expected_embeds, expected_num, expected_alphas, _ = theirs(hidden, targets, mask[:, None, :], ignore_id=-1)
+    expected_embeds, expected_num, expected_alphas, expected_fires = theirs(
+        hidden, targets, mask[:, None, :], ignore_id=-1)
     embeds, token_num, alphas, _ = ours(hidden, mask, target_lengths=target_lengths)
     torch.testing.assert_close(token_num, expected_num, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alphas, expected_alphas, atol=1e-5, rtol=1e-5)
     assert embeds.shape == expected_embeds.shape == (3, 12, 64)
-    torch.testing.assert_close(embeds, expected_embeds, atol=1e-4, rtol=1e-4)
+    assert_training_embeds_match(embeds, expected_embeds, expected_fires, expected_alphas, hidden, target_lengths)
+
+
+def test_last_fire_on_the_threshold_flips_with_one_ulp_and_the_comparison_copes():
+    # alphas of 0.5 sum to exactly 4 tokens: the last fire is ON the threshold, as in training
+    torch.manual_seed(0)
+    hidden = torch.randn(1, 8, 6)
+    on_threshold = torch.full((1, 8), 0.5)
+    target_lengths = torch.tensor([4])
+    ours, _, _ = cif_integrate(hidden, on_threshold, num_tokens=target_lengths)
+    for cif in (funasr_cif.cif, funasr_cif.cif_v1):
+        expected, fires = cif(hidden, on_threshold, 1.0)
+        assert int((fires >= 1.0).sum()) == 4
+        assert_training_embeds_match(ours, expected, fires, on_threshold, hidden, target_lengths)
+        # 1e-6 less on the last frame (a rounding another CPU may make): funasr loses the last token
+        short = on_threshold.clone()
+        short[0, -1] -= 1e-6
+        expected_short, fires_short = cif(hidden, short, 1.0)
+        assert int((fires_short >= 1.0).sum()) == 3
+        assert not expected_short[0, 3].any()
+        with pytest.raises(AssertionError):  # the old comparison, all rows at atol 1e-4, fails
+            torch.testing.assert_close(ours, expected_short, atol=1e-4, rtol=1e-4)
+        assert_training_embeds_match(ours, expected_short, fires_short, short, hidden, target_lengths)
+        # a last token that is really wrong is still caught, and so is a token lost to more than rounding
+        wrong = ours.clone()
+        wrong[0, 3] += 0.01
+        with pytest.raises(AssertionError):
+            assert_training_embeds_match(wrong, expected_short, fires_short, short, hidden, target_lengths)
+        far_short = on_threshold.clone()
+        far_short[0, -1] -= 0.1
+        expected_far, fires_far = cif(hidden, far_short, 1.0)
+        with pytest.raises(AssertionError, match="not rounding"):
+            assert_training_embeds_match(ours, expected_far, fires_far, far_short, hidden, target_lengths)
 
 
 @pytest.mark.parametrize("smoothing,normalize_length", [(0.0, False), (0.1, False), (0.1, True)])
@@ -140,6 +207,28 @@ def small_paraformer_config(length_normalized_loss):
     }
 
 
+# Relative; at 4-30 tokens this puts funasr's last running value 4e-5 to 3e-4 past the threshold,
+# hundreds of float32 ulps, far beyond the rounding of 25 frames, and moves the losses ~1e-5.
+LAST_FIRE_NUDGE = 1e-5
+
+
+def fire_every_target_token(predictor):
+    """Make funasr's training predictor fire every target token on any CPU (see ROUNDING_MARGIN:
+    the last fire is on the threshold by construction). Its alphas are scaled to the target length
+    times 1 + LAST_FIRE_NUDGE, so the last fire lands just past the threshold, not on it; every call
+    checks that all target tokens fired."""
+    forward = predictor.forward
+
+    def nudged_forward(hidden, target_label=None, mask=None, ignore_id=-1, **kwargs):
+        target_lengths = (target_label != ignore_id).sum(-1)
+        outputs = forward(hidden, target_label, mask, ignore_id=ignore_id,
+                          target_label_length=target_lengths.float() * (1 + LAST_FIRE_NUDGE), **kwargs)
+        assert (outputs[3] >= 1.0).sum(-1).tolist() == target_lengths.tolist()
+        return outputs
+
+    predictor.forward = nudged_forward
+
+
 def build_pair(config):
     their_kwargs = {key: copy.deepcopy(value) for key, value in config.items() if key not in ("model", "model_conf")}
     their_kwargs.update(config["model_conf"])
@@ -150,6 +239,7 @@ def build_pair(config):
 @pytest.mark.parametrize("length_normalized_loss", [False, True])
 def test_paraformer_training_losses_match_funasr(length_normalized_loss):
     ours, theirs = build_pair(small_paraformer_config(length_normalized_loss))
+    fire_every_target_token(theirs.predictor)
     # Equal speech lengths: funasr's predictor conv reads unmasked padded encoder frames.
     speech, speech_lengths = torch.randn(2, 25, 40), torch.tensor([25, 25])
     text = torch.tensor([[5, 9, 3, 12, 7, 20], [4, 4, 8, 29, -1, -1]])

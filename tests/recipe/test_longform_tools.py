@@ -177,3 +177,55 @@ def test_scorer_unknown_marks_and_old_dirs(tmp_path):
     assert old["reference"] == "every_utterance_ends_a_sentence"
     s = old["recordings"]["rec"]["sentences"]
     assert (s["true"], s["hits"]) == (3, 2) and "clauses" not in old["recordings"]["rec"]
+
+
+def _third_party_imports(path):
+    """Top-level names of the modules a file imports that are neither stdlib nor this repo's."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    local = {os.path.splitext(name)[0] for name in os.listdir(os.path.dirname(path))}
+    return sorted(n for n in names if n not in sys.stdlib_module_names and n != "funasr_lite" and n not in local)
+
+
+def _declared_distributions():
+    import re
+
+    declared = set()
+    with open(os.path.join(REPO, "requirements.txt"), encoding="utf-8") as f:
+        for line in f:
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#")[0])
+            if match:
+                declared.add(match.group(1).lower().replace("_", "-"))
+    return declared
+
+
+@pytest.mark.parametrize("script", ["score_longform.py", "make_longform_set.py"])
+def test_the_recipe_helpers_import_only_declared_packages(script):
+    # a recipe helper runs in the environment tools/setup.sh builds from requirements.txt: a package
+    # that arrives only as another one's dependency (rapidfuzz came with jiwer) can vanish with it
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions()
+    declared = _declared_distributions()
+    for name in _third_party_imports(os.path.join(REPO, "egs", "aishell1", "local", script)):
+        distributions = {d.lower().replace("_", "-") for d in owners.get(name, [name])}
+        assert distributions & declared, f"{script} imports {name} ({', '.join(sorted(distributions))}): not in requirements.txt"
+
+
+def test_long_form_cer_counts_are_the_scoring_alignment_error_counts():
+    # rapidfuzz's edit distance (C++, for hour-long texts) is the error count of the project's one
+    # alignment (funasr_lite.scoring.cer.align_sequences), so long-form and per-utterance CER agree
+    import random
+
+    from funasr_lite.scoring.cer import char_errors
+
+    rng = random.Random(3)
+    for _ in range(300):
+        ref = "".join(rng.choice("今天好的是") for _ in range(rng.randint(1, 15)))
+        hyp = "".join(rng.choice("今天好的是，。") for _ in range(rng.randint(0, 15)))
+        assert cer_counts(ref, hyp) == char_errors(ref, hyp.replace("，", "").replace("。", ""))

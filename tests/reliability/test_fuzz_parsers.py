@@ -6,6 +6,7 @@ Profiles: ``ci`` (default; derandomized, a fixed example set so CI is stable) an
 (``FUZZ_PROFILE=explore``: 5,000 random examples per parser, for hunting).
 """
 
+import contextlib
 import os
 import tempfile
 
@@ -52,12 +53,45 @@ file_bytes = st.one_of(
 )
 
 
-def _write(content: bytes, name: str) -> str:
-    directory = tempfile.mkdtemp(prefix="fuzz_")
-    path = os.path.join(directory, name)
-    with open(path, "wb") as f:
-        f.write(content)
-    return path
+# One temp dir per example (hypothesis runs each test body many times; pytest's tmp_path is per
+# test), removed when the example ends. The prefix names this process, so the check below counts
+# only this run's dirs, not those of a run beside it.
+TEMP_PREFIX = f"fuzz_parsers_{os.getpid()}_"
+
+
+def _leftover_temp_dirs():
+    return sorted(name for name in os.listdir(tempfile.gettempdir()) if name.startswith(TEMP_PREFIX))
+
+
+@pytest.fixture(autouse=True)
+def no_temp_dirs_left():
+    assert _leftover_temp_dirs() == []
+    yield
+    assert _leftover_temp_dirs() == [], "fuzz examples left temp dirs behind"
+
+
+@contextlib.contextmanager
+def _example_dir(files):
+    """A temp dir holding ``files`` (name -> bytes), removed with everything in it afterwards."""
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as directory:
+        for name, content in files.items():
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(content)
+        yield directory
+
+
+@contextlib.contextmanager
+def _written(content: bytes, name: str):
+    with _example_dir({name: content}) as directory:
+        yield os.path.join(directory, name)
+
+
+def test_example_dirs_are_removed_even_when_the_example_fails():
+    with pytest.raises(RuntimeError):
+        with _written(b"x", "file") as path:
+            assert os.path.isfile(path) and os.path.basename(os.path.dirname(path)).startswith(TEMP_PREFIX)
+            raise RuntimeError("a failing example")
+    assert not os.path.exists(path) and _leftover_temp_dirs() == []
 
 
 def _only_own_errors(function, *args):
@@ -72,34 +106,28 @@ def _only_own_errors(function, *args):
 def test_kaldi_key_value_readers_raise_only_data_dir_errors(reader):
     @given(file_bytes)
     def check(content):
-        path = _write(content, "file")
-        try:
-            reader(path)
-        except DataDirError as e:
-            assert path in str(e), f"the message does not name the file: {e}"
+        with _written(content, "file") as path:
+            try:
+                reader(path)
+            except DataDirError as e:
+                assert path in str(e), f"the message does not name the file: {e}"
 
     check()
 
 
 @given(st.fixed_dictionaries({name: file_bytes for name in ("wav.scp", "text", "utt2spk")}))
 def test_validate_data_dir_reports_or_raises_data_dir_errors(files):
-    directory = tempfile.mkdtemp(prefix="fuzz_dir_")
-    for name, content in files.items():
-        with open(os.path.join(directory, name), "wb") as f:
-            f.write(content)
-    _only_own_errors(validate_data_dir, directory, False, True)
+    with _example_dir(files) as directory:
+        _only_own_errors(validate_data_dir, directory, False, True)
 
 
 @given(st.fixed_dictionaries({name: file_bytes for name in ("text", "token", "score", "time_stamp")}))
 def test_read_1best_recog_raises_only_data_dir_errors(files):
-    directory = tempfile.mkdtemp(prefix="fuzz_recog_")
-    for name, content in files.items():
-        with open(os.path.join(directory, name), "wb") as f:
-            f.write(content)
-    try:
-        read_1best_recog(directory)
-    except DataDirError:
-        pass
+    with _example_dir(files) as directory:
+        try:
+            read_1best_recog(directory)
+        except DataDirError:
+            pass
 
 
 AM_MVN_PIECES = st.sampled_from(["<AddShift>", "<Rescale>", "<LearnRateCoef>", "[", "]", "2", "3", "0",
@@ -108,11 +136,11 @@ AM_MVN_PIECES = st.sampled_from(["<AddShift>", "<Rescale>", "<LearnRateCoef>", "
 
 @given(st.one_of(file_bytes, st.lists(AM_MVN_PIECES, max_size=30).map(lambda t: " ".join(t).encode())))
 def test_read_am_mvn_raises_only_cmvn_errors(content):
-    path = _write(content, "am.mvn")
-    try:
-        read_am_mvn(path)
-    except CmvnError as e:
-        assert path in str(e)
+    with _written(content, "am.mvn") as path:
+        try:
+            read_am_mvn(path)
+        except CmvnError as e:
+            assert path in str(e)
 
 
 @pytest.mark.parametrize("name", ["tokens.txt", "tokens.json"])
@@ -122,11 +150,11 @@ def test_read_token_list_raises_only_token_list_errors(name):
 
     @given(st.one_of(file_bytes, json_like.map(lambda v: __import__("json").dumps(v).encode())))
     def check(content):
-        path = _write(content, name)
-        try:
-            read_token_list(path)
-        except TokenListError as e:
-            assert path in str(e)
+        with _written(content, name) as path:
+            try:
+                read_token_list(path)
+            except TokenListError as e:
+                assert path in str(e)
 
     check()
 
@@ -136,11 +164,11 @@ def test_read_token_list_raises_only_token_list_errors(name):
                                                            "2001-02-30", "? [1]", "\t"]), max_size=12)
                  .map(lambda t: "".join(t).encode())))
 def test_load_yaml_raises_only_config_errors(content):
-    path = _write(content, "config.yaml")
-    try:
-        load_yaml(path)
-    except ConfigError as e:
-        assert path in str(e)
+    with _written(content, "config.yaml") as path:
+        try:
+            load_yaml(path)
+        except ConfigError as e:
+            assert path in str(e)
 
 
 override_text = st.one_of(

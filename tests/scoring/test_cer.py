@@ -65,11 +65,11 @@ def _read_reports(out_dir):
     match = re.fullmatch(r"%CER \S+ \[ (\d+) / (\d+), (\d+) ins, (\d+) del, (\d+) sub \]\n", cer)
     assert match, cer
     errors, _, ins, dels, subs = (int(g) for g in match.groups())
-    csid = [0, 0, 0, 0]
+    csid = [0, 0, 0, 0]  # Kaldi's #csid order: correct, substitutions, insertions, deletions
     for line in (out_dir / "per_utt").read_text(encoding="utf-8").splitlines():
         if line.split()[1] == "#csid":
             csid = [a + int(b) for a, b in zip(csid, line.split()[2:])]
-    return (errors, subs, dels, ins), csid
+    return (errors, subs, ins, dels), csid
 
 
 def test_ab_vs_ba_is_two_substitutions_in_every_report(tmp_path):
@@ -104,8 +104,8 @@ def test_cer_totals_are_the_per_utt_sums_on_random_pairs(tmp_path):
     write(tmp_path / "ref", [f"{k} {v}" for k, v in refs.items()])
     write(tmp_path / "hyp", [f"{k} {v}" for k, v in hyps.items()])
     result = score_decode_dir(tmp_path / "ref", tmp_path / "hyp", tmp_path / "out")
-    (errors, subs, dels, ins), (_, per_utt_s, per_utt_d, per_utt_i) = _read_reports(tmp_path / "out")
-    assert (subs, dels, ins) == (per_utt_s, per_utt_d, per_utt_i)
+    (errors, subs, ins, dels), (_, per_utt_s, per_utt_i, per_utt_d) = _read_reports(tmp_path / "out")
+    assert (subs, ins, dels) == (per_utt_s, per_utt_i, per_utt_d)
     assert errors == subs + dels + ins
     assert subs > 0 and dels > 0 and ins > 0
     # the error lists of errors.txt (all of them, not only the top 20) sum to the same totals
@@ -147,7 +147,7 @@ def test_cer_hand_example_with_missing_and_extra_hypotheses(caplog):
     assert result.missing_hyp_utts == ["u3"]
     assert result.extra_hyp_utts == ["u4"]
     assert [u.key for u in result.utts] == ["u1", "u2", "u3"]
-    assert [u.csid for u in result.utts] == [(4, 1, 0, 1), (2, 0, 1, 0), (0, 0, 2, 0)]
+    assert [u.csid for u in result.utts] == [(4, 1, 1, 0), (2, 0, 0, 1), (0, 0, 0, 2)]  # C S I D
     assert "u4" in caplog.text and "u3" in caplog.text
 
 
@@ -168,10 +168,26 @@ def test_per_utt_lines_hand_example():
         "u1 ref 今 天 天 气 好 ***",
         "u1 hyp 今 天 天 汽 好 啊",
         "u1 op  C  C  C  S  C  I",
-        "u1 #csid 4 1 0 1",
+        "u1 #csid 4 1 1 0",
     ]
     assert [line.split()[2:] for line in per_utt_lines(u3)] == [
-        ["你", "好"], ["***", "***"], ["D", "D"], ["0", "0", "2", "0"]]
+        ["你", "好"], ["***", "***"], ["D", "D"], ["0", "0", "0", "2"]]
+
+
+def test_csid_line_is_kaldis_order_correct_substitutions_insertions_deletions(tmp_path):
+    # Kaldi's wer_per_utt_details.pl prints "#csid C S I D" (insertions BEFORE deletions), e.g.
+    # its own example "ref w-A <eps> w-B w-C w-D w-E / hyp w-A w-A w-B <eps> w-D w-X" -> "#csid 3 1 1 1".
+    # Insertion and deletion counts differ in every utterance here, so a swapped order shows.
+    write(tmp_path / "ref", ["u1 abc", "u2 abcde", "u3 abcd"])
+    write(tmp_path / "hyp", ["u1 xabcy", "u2 ace", "u3 azcdee"])
+    out_dir = tmp_path / "out"
+    score_decode_dir(tmp_path / "ref", tmp_path / "hyp", out_dir)
+    csid = [line for line in (out_dir / "per_utt").read_text(encoding="utf-8").splitlines()
+            if line.split()[1] == "#csid"]
+    # u1: 2 insertions (x, y); u2: 2 deletions (b, d); u3: 1 substitution (b -> z), 2 insertions (e e)
+    assert csid == ["u1 #csid 3 0 2 0", "u2 #csid 3 0 0 2", "u3 #csid 3 1 2 0"]
+    # cer.txt's totals name each count: 4 ins, 2 del, 1 sub
+    assert (out_dir / "cer.txt").read_text(encoding="utf-8") == "%CER 58.33 [ 7 / 12, 4 ins, 2 del, 1 sub ]\n"
 
 
 def test_error_report_lists_missing_utts_and_top_errors():

@@ -3,7 +3,10 @@
 
 Metrics (one recording or several; sums over them):
   CER          character errors of the whole hypothesis text (punctuation removed) against the
-               joined reference, one Levenshtein alignment over the recording (rapidfuzz, C++);
+               joined reference, one Levenshtein alignment over the recording (rapidfuzz, C++,
+               declared in requirements.txt: its distance is the error count of
+               funasr_lite.scoring.cer.align_sequences, which is pure Python and quadratic in
+               time and memory, too slow for an hour of text);
   VAD          10 ms frames: missed speech % (true speech outside every VAD segment) and false
                alarm % (VAD speech outside every true span, of the non-speech frames); boundary
                error: mean |VAD segment start - nearest true span start| and the same for ends (ms);
