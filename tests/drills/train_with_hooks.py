@@ -108,7 +108,7 @@ def main() -> int:
     if os.environ.get("DRILL_HOLD_AT_STEP"):
         hold = _HoldAtStep(int(os.environ["DRILL_HOLD_AT_STEP"]), os.environ["DRILL_HOLD_FLAG"],
                            float(os.environ.get("DRILL_HOLD_SECONDS", "600")))
-        logging.getLogger("funasr_lite.train.trainer").addHandler(hold)
+        logging.getLogger("funasr_lite.train.engine").addHandler(hold)  # the engine logs each update
     return train.main(sys.argv[1:])
 
 

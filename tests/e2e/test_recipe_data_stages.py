@@ -105,7 +105,7 @@ def test_train_decode_score_export_stages(recipe, trained):
     exp = work / "exp" / "demo"
     assert (exp / "model.avg2.pt").is_file() and (exp / "train.done").is_file()
     assert (work / "exp" / "demo_mwer" / "model.avg1.pt").is_file()
-    assert (work / "exp" / "lm" / "model.pt").is_file()
+    assert (work / "exp" / "lm" / "model.avg1.pt").is_file()  # the engine's final model (docs/training_engine.md)
     test_utts = set(read_kv(work / "data" / "test" / "text"))
     for mode in ("greedy", "beam_lm"):
         best = exp / f"decode_test_{mode}" / "1best_recog"
