@@ -17,6 +17,7 @@ import torch
 
 from funasr_lite.data.batch_sampler import split_into_batches
 from funasr_lite.data.collate import pad_sequences
+from funasr_lite.train.task import Task
 from funasr_lite.utils.config import apply_overrides, load_yaml
 
 logger = logging.getLogger(__name__)
@@ -157,3 +158,17 @@ __all__ = [
     "rank_share",
     "resolve_task_config",
 ]
+
+
+class TextTask(Task):
+    """What the LM and punctuation tasks share: token-budget batches (``train_conf.batch_tokens``)
+    and validation batches that may be absent (no validation text given)."""
+
+    train_conf: Dict[str, Any]
+    valid_batches: List[List[int]]
+
+    def batch_size_advice(self) -> str:
+        return f"lower train_conf.batch_tokens (now {self.train_conf['batch_tokens']})"
+
+    def has_validation(self) -> bool:
+        return bool(self.valid_batches)

@@ -27,10 +27,10 @@ from funasr_lite.data.tokenizer import EOS, SOS, build_tokenizer, read_text_file
 from funasr_lite.models.lm import build_lm
 from funasr_lite.train.distributed import DistributedContext
 from funasr_lite.train.engine import ENGINE_TRAIN_CONF, final_model_name, run_task
-from funasr_lite.train.task import Task
 from funasr_lite.train.text_batches import (
     LEGACY_TRAIN_CONF_KEYS,
     EpochBatchSampler,
+    TextTask,
     length_sorted_batches,
     pad_token_rows,
     resolve_task_config,
@@ -99,7 +99,7 @@ def resolve_lm_config(config_path: Optional[str], overrides: Sequence[str], toke
     return config
 
 
-class LmTask(Task):
+class LmTask(TextTask):
     """Transcripts -> a token LM (module docstring)."""
 
     name = "LM"
@@ -173,12 +173,6 @@ class LmTask(Task):
         if batch is None:
             return "no batch"
         return f"batch of {batch['ys'].shape[0]} sentences x {batch['ys'].shape[1]} tokens"
-
-    def batch_size_advice(self) -> str:
-        return f"lower train_conf.batch_tokens (now {self.train_conf['batch_tokens']})"
-
-    def has_validation(self) -> bool:
-        return bool(self.valid_batches)
 
     def validate(self, model, autocast) -> Dict[str, float]:
         total_nll, total_tokens = 0.0, 0

@@ -34,16 +34,16 @@ import torch.nn.functional as F
 
 from funasr_lite.data.punc_text import NO_MARK, read_punctuated_lines
 from funasr_lite.data.tokenizer import write_token_list
-from funasr_lite.models.punc import DEFAULT_PUNC_LIST, build_ct_transformer
 from funasr_lite.models.modules.mask import sequence_mask
+from funasr_lite.models.punc import DEFAULT_PUNC_LIST, build_ct_transformer
 from funasr_lite.scoring.punctuation import punctuation_scores
 from funasr_lite.train.checkpoint import link_or_copy
 from funasr_lite.train.distributed import DistributedContext
 from funasr_lite.train.engine import ENGINE_TRAIN_CONF, run_task
-from funasr_lite.train.task import Task
 from funasr_lite.train.text_batches import (
     LEGACY_TRAIN_CONF_KEYS,
     EpochBatchSampler,
+    TextTask,
     length_sorted_batches,
     pad_token_rows,
     resolve_task_config,
@@ -139,7 +139,7 @@ def weighted_token_nll(logits: torch.Tensor, labels: torch.Tensor, lengths: torc
     return nll.masked_fill(~valid, 0.0).sum(), valid.sum()
 
 
-class PuncTask(Task):
+class PuncTask(TextTask):
     """Punctuated lines -> a CT-Transformer and a FunASR punctuation model dir (module docstring)."""
 
     name = "punctuation"
@@ -234,12 +234,6 @@ class PuncTask(Task):
         if batch is None:
             return "no batch"
         return f"batch of {batch['ids'].shape[0]} pieces x {batch['ids'].shape[1]} characters"
-
-    def batch_size_advice(self) -> str:
-        return f"lower train_conf.batch_tokens (now {self.train_conf['batch_tokens']})"
-
-    def has_validation(self) -> bool:
-        return bool(self.valid_batches)
 
     def validate(self, model, autocast) -> Dict[str, float]:
         """Loss per token and per-class F1 of the argmax marks (pieces labelled whole)."""
