@@ -52,3 +52,30 @@ def funasr_sanm_confs(output_size: int, linear_units: int, kernel_size: int) -> 
         "att_layer_num": 2, "kernel_size": kernel_size, "sanm_shfit": 0,
     }
     return encoder_conf, decoder_conf
+
+
+def tiny_paraformer_config(d_model: int, heads: int, units: int, blocks: int, ctc_weight: float = 0.3,
+                           sample_rate: int = 16000) -> dict:
+    """A FunASR-schema config.yaml for a tiny SAN-M Paraformer (CIF v2, LFR 7/6, 80 mel bins) whose
+    token list and am.mvn are files beside it (``tokens.txt``, ``am.mvn``)."""
+    return {
+        "model": "Paraformer",
+        "model_conf": {"ctc_weight": ctc_weight, "lsm_weight": 0.1, "length_normalized_loss": False,
+                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.4},
+        "encoder": "SANMEncoder",
+        "encoder_conf": {"output_size": d_model, "attention_heads": heads, "linear_units": units, "num_blocks": blocks,
+                         "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
+                         "input_layer": "pe", "kernel_size": 5, "sanm_shfit": 0},
+        "decoder": "ParaformerSANMDecoder",
+        "decoder_conf": {"attention_heads": heads, "linear_units": units, "num_blocks": blocks, "att_layer_num": blocks,
+                         "dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
+                         "src_attention_dropout_rate": 0.1, "kernel_size": 5, "sanm_shfit": 0},
+        "predictor": "CifPredictorV2",
+        "predictor_conf": {"idim": d_model, "l_order": 1, "r_order": 1, "threshold": 1.0, "tail_threshold": 0.45},
+        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
+        "frontend": "WavFrontend",
+        "frontend_conf": {"fs": sample_rate, "window": "hamming", "n_mels": 80, "frame_length": 25,
+                          "frame_shift": 10, "lfr_m": 7, "lfr_n": 6, "dither": 0.0, "cmvn_file": "am.mvn"},
+        "tokenizer": "CharTokenizer",
+        "tokenizer_conf": {"token_list": "tokens.txt", "unk_symbol": "<unk>"},
+    }

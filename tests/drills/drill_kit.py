@@ -25,33 +25,15 @@ import yaml
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLE_RATE = 16000
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))  # the drills run as scripts too: the shared test kits
+from funasr_configs import tiny_paraformer_config  # noqa: E402  (tests/funasr_configs.py)
 TOKENS = ["<blank>", "<s>", "</s>", *"的一是了我不人在他有这个上们来到时大地为子中你说", "<unk>"]
 TRACEBACK = "Traceback (most recent call last)"
 
 
 def tiny_model_config(d_model: int = 16) -> Dict:
     """A FunASR-schema config.yaml for a very small SAN-M Paraformer (LFR 7/6, 80 mel bins)."""
-    return {
-        "model": "Paraformer",
-        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False,
-                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.4},
-        "encoder": "SANMEncoder",
-        "encoder_conf": {"output_size": d_model, "attention_heads": 2, "linear_units": 32, "num_blocks": 1,
-                         "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
-                         "input_layer": "pe", "kernel_size": 5, "sanm_shfit": 0},
-        "decoder": "ParaformerSANMDecoder",
-        "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1, "att_layer_num": 1,
-                         "dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
-                         "src_attention_dropout_rate": 0.1, "kernel_size": 5, "sanm_shfit": 0},
-        "predictor": "CifPredictorV2",
-        "predictor_conf": {"idim": d_model, "l_order": 1, "r_order": 1, "threshold": 1.0, "tail_threshold": 0.45},
-        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
-        "frontend": "WavFrontend",
-        "frontend_conf": {"fs": SAMPLE_RATE, "window": "hamming", "n_mels": 80, "frame_length": 25,
-                          "frame_shift": 10, "lfr_m": 7, "lfr_n": 6, "dither": 0.0, "cmvn_file": "am.mvn"},
-        "tokenizer": "CharTokenizer",
-        "tokenizer_conf": {"token_list": "tokens.txt", "unk_symbol": "<unk>"},
-    }
+    return tiny_paraformer_config(d_model, heads=2, units=32, blocks=1, sample_rate=SAMPLE_RATE)
 
 
 def write_am_mvn_by_hand(path: str, dim: int, shift: float = -10.0, scale: float = 0.25) -> str:

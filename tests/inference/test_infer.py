@@ -35,6 +35,7 @@ from funasr_lite.frontend.cmvn import write_am_mvn
 from funasr_lite.frontend.fbank import compute_fbank
 from funasr_lite.frontend.lfr import lfr_stack
 from funasr_lite.models import build_model
+from funasr_configs import tiny_paraformer_config  # tests/funasr_configs.py
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKENS = ["<blank>", "<s>", "</s>", *"的一是了我不人在他有这个上们来到时大地为子中你说", "<unk>"]
@@ -46,27 +47,7 @@ ALPHA_BIAS = -0.8
 
 def tiny_config(ctc_weight=0.3, d_model=32):
     """A FunASR-schema config.yaml (SAN-M encoder/decoder, CIF v2, LFR 7/6, relative file names)."""
-    return {
-        "model": "Paraformer",
-        "model_conf": {"ctc_weight": ctc_weight, "lsm_weight": 0.1, "length_normalized_loss": False,
-                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.4},
-        "encoder": "SANMEncoder",
-        "encoder_conf": {"output_size": d_model, "attention_heads": 4, "linear_units": 64, "num_blocks": 2,
-                         "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
-                         "input_layer": "pe", "kernel_size": 5, "sanm_shfit": 0},
-        "decoder": "ParaformerSANMDecoder",
-        "decoder_conf": {"attention_heads": 4, "linear_units": 64, "num_blocks": 2, "att_layer_num": 2,
-                         "dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
-                         "src_attention_dropout_rate": 0.1, "kernel_size": 5, "sanm_shfit": 0},
-        "predictor": "CifPredictorV2",
-        "predictor_conf": {"idim": d_model, "l_order": 1, "r_order": 1, "threshold": 1.0, "tail_threshold": 0.45},
-        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
-        "frontend": "WavFrontend",
-        "frontend_conf": {"fs": SAMPLE_RATE, "window": "hamming", "n_mels": 80, "frame_length": 25,
-                          "frame_shift": 10, "lfr_m": 7, "lfr_n": 6, "dither": 0.0, "cmvn_file": "am.mvn"},
-        "tokenizer": "CharTokenizer",
-        "tokenizer_conf": {"token_list": "tokens.txt", "unk_symbol": "<unk>"},
-    }
+    return tiny_paraformer_config(d_model, heads=4, units=64, blocks=2, ctc_weight=ctc_weight, sample_rate=SAMPLE_RATE)
 
 
 def synth_wave(seconds, seed, sample_rate=SAMPLE_RATE):
