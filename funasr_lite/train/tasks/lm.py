@@ -27,14 +27,8 @@ from funasr_lite.data.tokenizer import EOS, SOS, build_tokenizer, read_text_file
 from funasr_lite.models.lm import build_lm
 from funasr_lite.train.distributed import DistributedContext
 from funasr_lite.train.engine import ENGINE_TRAIN_CONF, final_model_name, run_task
-from funasr_lite.train.text_batches import (
-    LEGACY_TRAIN_CONF_KEYS,
-    EpochBatchSampler,
-    TextTask,
-    length_sorted_batches,
-    pad_token_rows,
-    resolve_task_config,
-)
+from funasr_lite.train.text_batches import (LEGACY_TRAIN_CONF_KEYS, EpochBatchSampler, TextTask, length_sorted_batches,
+                                            pad_token_rows, resolve_task_config)
 
 logger = logging.getLogger(__name__)
 

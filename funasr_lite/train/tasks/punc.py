@@ -40,14 +40,8 @@ from funasr_lite.scoring.punctuation import punctuation_scores
 from funasr_lite.train.checkpoint import link_or_copy
 from funasr_lite.train.distributed import DistributedContext
 from funasr_lite.train.engine import ENGINE_TRAIN_CONF, run_task
-from funasr_lite.train.text_batches import (
-    LEGACY_TRAIN_CONF_KEYS,
-    EpochBatchSampler,
-    TextTask,
-    length_sorted_batches,
-    pad_token_rows,
-    resolve_task_config,
-)
+from funasr_lite.train.text_batches import (LEGACY_TRAIN_CONF_KEYS, EpochBatchSampler, TextTask, length_sorted_batches,
+                                            pad_token_rows, resolve_task_config)
 
 logger = logging.getLogger(__name__)
 
