@@ -79,12 +79,12 @@ def test_resample_false_drops_each_bad_utterance_and_writes_the_rest(repo_root, 
     result, out = run_cli(repo_root, work, "false")
     assert result.returncode == 0, result.stderr
     log = result.stderr
-    assert f"WARNING utt bad_garbage ({entries['bad_garbage']}): corrupt: cannot decode" in log
-    assert f"WARNING utt bad_truncated ({entries['bad_truncated']}): corrupt: truncated" in log
-    assert f"WARNING utt missing ({entries['missing']}): missing: no such file, dropped" in log
-    assert ("WARNING utt narrow (%s): wrong sample rate: refused: 8000 Hz, expected 16000; "
+    assert f"WARNING: utt bad_garbage ({entries['bad_garbage']}): corrupt: cannot decode" in log
+    assert f"WARNING: utt bad_truncated ({entries['bad_truncated']}): corrupt: truncated" in log
+    assert f"WARNING: utt missing ({entries['missing']}): missing: no such file, dropped" in log
+    assert ("WARNING: utt narrow (%s): wrong sample rate: refused: 8000 Hz, expected 16000; "
             "pass --resample true, dropped" % entries["narrow"]) in log
-    assert f"WARNING utt short ({entries['short']}): too short: 200 samples" in log
+    assert f"WARNING: utt short ({entries['short']}): too short: 200 samples" in log
     assert "11 utterances, 6 written, 5 dropped: 2 corrupt, 1 missing, 1 too short, 1 wrong sample rate" in log
 
     dropped = read_kv(out / "feats.1.scp.dropped")
@@ -160,7 +160,7 @@ def test_max_failures_makes_bad_utterances_fatal_and_writes_nothing(repo_root, t
     args = [sys.executable, "-m", "funasr_lite.bin.compute_fbank", *common, "--resample", "false", "--max_failures", "0"]
     result = subprocess.run(args, env=tool_env(repo_root), capture_output=True, text=True, cwd=str(work))
     assert result.returncode == 1
-    assert (f"ERROR utt bad_garbage ({entries['bad_garbage']}): corrupt: cannot decode" in result.stderr
+    assert (f"ERROR: utt bad_garbage ({entries['bad_garbage']}): corrupt: cannot decode" in result.stderr
             and "more than max_failures=0: stopping, nothing written" in result.stderr), result.stderr
     assert "Traceback" not in result.stderr
     assert os.listdir(out) == []  # no ark, scp, dropped list or temp file left behind
