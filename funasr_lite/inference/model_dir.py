@@ -86,7 +86,9 @@ class LoadedModel:
 
     model: the Paraformer in eval mode on ``device``; config: the config.yaml as read;
     frontend_conf: resolved (defaults filled, dither 0); cmvn_shift / cmvn_scale: (D,) float32;
-    encoder_frame_ms: duration of one encoder (predictor) frame, for timestamps;
+    encoder_frame_ms: duration of one encoder (predictor) frame;
+    timestamp_frame_ms: duration of one frame of the signals timestamps are read from: the encoder
+    frame, or a third of it for BiCifParaformer's x3 upsampled head (docs/spec.md §9);
     frontend: the :class:`WavFrontend` of frontend_conf + am.mvn (audio or raw fbank -> model input).
     """
 
@@ -99,6 +101,7 @@ class LoadedModel:
     cmvn_shift: np.ndarray
     cmvn_scale: np.ndarray
     encoder_frame_ms: float
+    timestamp_frame_ms: float
     device: torch.device
     frontend: WavFrontend
 
@@ -396,10 +399,12 @@ def load_model_dir(model_dir, checkpoint: Optional[str] = None, device="cpu") ->
     model.load_state_dict(state, strict=True)
     device = torch.device(device)
     model.to(device).eval()
+    encoder_frame_ms = _encoder_frame_ms(model, frontend_conf)
     loaded = LoadedModel(
         model=model, config=config, files=files, token_list=token_list, tokenizer=tokenizer,
         frontend_conf=frontend_conf, cmvn_shift=cmvn_shift, cmvn_scale=cmvn_scale,
-        encoder_frame_ms=_encoder_frame_ms(model, frontend_conf), device=device,
+        encoder_frame_ms=encoder_frame_ms,
+        timestamp_frame_ms=encoder_frame_ms / getattr(model, "timestamp_upsample", 1), device=device,
         frontend=WavFrontend(frontend_conf, files.cmvn, cmvn=(cmvn_shift, cmvn_scale), source=files.config),
     )
     logger.info(

@@ -243,7 +243,7 @@ def load_onnx_model_dir(model_dir, quantized: bool = False, threads: int = 1, ti
     return LoadedModel(
         model=model, config=config, files=files, token_list=token_list, tokenizer=tokenizer,
         frontend_conf=frontend_conf, cmvn_shift=cmvn_shift, cmvn_scale=cmvn_scale,
-        encoder_frame_ms=model.cif_frame_ms, device=torch.device("cpu"),
+        encoder_frame_ms=model.cif_frame_ms, timestamp_frame_ms=model.cif_frame_ms, device=torch.device("cpu"),
         frontend=WavFrontend(frontend_conf, cmvn_path, cmvn=(cmvn_shift, cmvn_scale), source=config_path),
     )
 

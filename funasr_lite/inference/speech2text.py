@@ -397,13 +397,12 @@ class Speech2Text:
                 lm_weight=self.options.lm_weight, length_bonus=self.options.length_bonus, nbest=1,
                 blank_id=model.blank_id, sos_id=model.sos, eos_id=model.eos,
             )
-        extra_frames = alphas.size(1) - encoder_out.size(1)  # the predictor's tail frame
-        frames = [int(n) + extra_frames for n in encoder_lengths.tolist()]
+            signals = model.timestamp_signals(encoder_out, encoder_lengths, token_lengths, alphas, peaks)
         return _BatchOutput(
             [[t for t in h[0].token_ids if t not in self._dropped_ids] for h in hyps],
             [h[0].score for h in hyps],
-            [alphas[b, :n].float().cpu() for b, n in enumerate(frames)],
-            [peaks[b, :n].float().cpu() for b, n in enumerate(frames)],
+            [alphas_i for alphas_i, _ in signals],
+            [peaks_i for _, peaks_i in signals],
             [{"scores": dict(h[0].scores)} for h in hyps],
         )
 
@@ -421,7 +420,7 @@ class Speech2Text:
         }
         if self.options.timestamps:
             result["timestamp"] = (
-                cif_timestamps(alphas, peaks, tokens, frame_ms=self.loaded.encoder_frame_ms)
+                cif_timestamps(alphas, peaks, tokens, frame_ms=self.loaded.timestamp_frame_ms)
                 if tokens and alphas is not None else []
             )
         return result

@@ -17,9 +17,9 @@ from typing import Any, Dict, Optional
 from funasr_lite.data.tokenizer import vocab_size_of
 from funasr_lite.models.ctc import CTC
 from funasr_lite.models.encoders.sanm import SANMEncoder
-from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2
+from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2, CifPredictorV3
 from funasr_lite.models.paraformer.decoder_sanm import ParaformerSANMDecoder
-from funasr_lite.models.paraformer.model import Paraformer
+from funasr_lite.models.paraformer.model import BiCifParaformer, Paraformer
 from funasr_lite.utils.config import ConfigError  # the one config error (also raised here)
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ PREDICTORS = {
     "CifPredictor": CifPredictor,
     "cif_predictor_v2": CifPredictorV2,
     "CifPredictorV2": CifPredictorV2,
+    "cif_predictor_v3": CifPredictorV3,
+    "CifPredictorV3": CifPredictorV3,
 }
 SPECAUGS = {
     "specaug": _SPECAUG,
@@ -60,6 +62,8 @@ SPECAUGS = {
 MODELS = {
     "paraformer": Paraformer,
     "Paraformer": Paraformer,
+    "bicif_paraformer": BiCifParaformer,
+    "BiCifParaformer": BiCifParaformer,
     "conformer": _CONFORMER_AED,  # the attention encoder-decoder (FunASR's Conformer model class)
     "Conformer": _CONFORMER_AED,
 }

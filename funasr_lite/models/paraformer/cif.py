@@ -201,3 +201,128 @@ class CifPredictorV2(CifPredictorBase):
     def frame_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         output = torch.relu(self.cif_conv1d(F.pad(hidden.transpose(1, 2), self.context_padding)))
         return self.cif_output(output.transpose(1, 2)).squeeze(-1)
+
+
+def integrate_peaks(alphas: torch.Tensor, threshold: float) -> torch.Tensor:
+    """FunASR's ``cif_wo_hidden`` on a batch: the integrate-and-fire accumulator per frame.
+
+    Sequential rule: add alpha_t; if the sum reaches ``threshold``, the frame fires and
+    ``threshold`` is subtracted (one fire per frame; excess weight waits). The value reported is
+    the sum before the subtraction. Computed without a loop over frames: with c the prefix sum
+    and m_t = floor(c_t / threshold), the fires so far are k_t = t + min(1, min_{s<=t}(m_s - s)).
+    (The same closed form as ``funasr_lite.decode.timestamps.cif_peaks``, in torch, batched.)
+
+    Args:
+        alphas: (B, T) non-negative weights (padded frames 0).
+    Returns:
+        (B, T) accumulator values, in the dtype of ``alphas``.
+    """
+    prefix = torch.cumsum(alphas.double(), dim=1)
+    whole = torch.floor(prefix / threshold)
+    frame_index = torch.arange(alphas.size(1), device=alphas.device, dtype=torch.float64)
+    fires_so_far = frame_index + torch.clamp(torch.cummin(whole - frame_index, dim=1).values, max=1.0)
+    fires_before = F.pad(fires_so_far[:, :-1], (1, 0))
+    return (prefix - fires_before * threshold).to(alphas.dtype)
+
+
+# FunASR's get_upsample_timestamp fires the upsampled weights at threshold - 1e-4.
+_UPSAMPLED_FIRE_MARGIN = 1e-4
+
+
+class CifPredictorV3(CifPredictorV2):
+    """CIF predictor V3 (BiCifParaformer): V2's CIF plus an upsampled second head for timestamps.
+
+    The second head reads the encoder output (or, with ``use_cif1_cnn``, the output of V2's conv),
+    upsamples it ``upsample_times``-fold with a ConvTranspose1d (kernel = stride), runs a
+    bidirectional LSTM over it (``upsample_type: cnn_blstm``, the released models; ``cnn`` has none)
+    and gives one weight per upsampled frame:
+    alphas2 = relu(sigmoid(cif_output2(.)) * smooth_factor2 - noise_threshold2).
+    Training: their sum is a second token-count prediction (the MAE loss ``loss_pre2``).
+    Inference: they are rescaled to the CIF token count and integrated at 1 - 1e-4; the fires give
+    the token boundaries on a frame of encoder_frame / upsample_times (20 ms for LFR-6 x 3).
+
+    FunASR names, so released checkpoints load: ``upsample_cnn``, ``blstm``, ``cif_output2``.
+    Differences, on purpose: the LSTM runs on packed sequences, so an utterance gets the same
+    weights alone as padded in a batch (FunASR's reverse direction reads the padding: its batched
+    timestamps depend on the batch); ``tail_mask`` is accepted and inert as in FunASR (the tail
+    always goes at the first padded frame). ``upsample_type: cnn_attn`` is refused: FunASR's
+    version masks the upsampled frames with the frame-rate mask and cannot run on a batch.
+    """
+
+    def __init__(
+        self,
+        idim: int,
+        l_order: int,
+        r_order: int,
+        threshold: float = 1.0,
+        dropout: float = 0.1,
+        smooth_factor: float = 1.0,
+        noise_threshold: float = 0.0,
+        tail_threshold: float = 0.0,
+        tf2torch_tensor_name_prefix_torch: str = "predictor",
+        tf2torch_tensor_name_prefix_tf: str = "seq2seq/cif",
+        smooth_factor2: float = 1.0,
+        noise_threshold2: float = 0.0,
+        upsample_times: int = 5,
+        upsample_type: str = "cnn",
+        use_cif1_cnn: bool = True,
+        tail_mask: bool = True,
+    ):
+        super().__init__(idim, l_order, r_order, threshold, dropout, smooth_factor, noise_threshold,
+                         tail_threshold, tf2torch_tensor_name_prefix_torch, tf2torch_tensor_name_prefix_tf,
+                         tail_mask=True)
+        if upsample_type not in ("cnn", "cnn_blstm"):
+            raise ValueError(
+                f"predictor_conf: upsample_type={upsample_type!r} is not supported (cnn | cnn_blstm); "
+                "FunASR's cnn_attn applies a frame-rate mask to the upsampled frames and fails on batches")
+        if int(upsample_times) < 1:
+            raise ValueError(f"predictor_conf: upsample_times must be >= 1, got {upsample_times}")
+        self.upsample_times = int(upsample_times)
+        self.upsample_type = upsample_type
+        self.use_cif1_cnn = use_cif1_cnn
+        self.smooth_factor2 = smooth_factor2
+        self.noise_threshold2 = noise_threshold2
+        self.upsample_cnn = nn.ConvTranspose1d(idim, idim, self.upsample_times, self.upsample_times)
+        if upsample_type == "cnn_blstm":
+            self.blstm = nn.LSTM(idim, idim, 1, bias=True, batch_first=True, dropout=0.0, bidirectional=True)
+            self.cif_output2 = nn.Linear(idim * 2, 1)
+        else:
+            self.blstm = None
+            self.cif_output2 = nn.Linear(idim, 1)
+
+    def upsampled_alphas(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) encoder output, mask (B, T) bool -> alphas2 (B, T * upsample_times), 0 at padding."""
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            hidden = hidden.float() * mask.unsqueeze(-1).to(torch.float32)
+            source = hidden.transpose(1, 2)
+            if self.use_cif1_cnn:
+                source = torch.relu(self.cif_conv1d(F.pad(source, self.context_padding)))
+            upsampled = self.upsample_cnn(source).transpose(1, 2)  # (B, T*U, D)
+            if self.blstm is not None:
+                upsampled = self._run_blstm(upsampled, mask.sum(1) * self.upsample_times)
+            alphas2 = torch.sigmoid(self.cif_output2(upsampled)).squeeze(-1)
+            alphas2 = torch.relu(alphas2 * self.smooth_factor2 - self.noise_threshold2)
+            return alphas2 * mask.repeat_interleave(self.upsample_times, dim=1).to(alphas2.dtype)
+
+    def _run_blstm(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The BLSTM over each utterance's own frames (packed), padding rows left at 0."""
+        total = frames.size(1)
+        if bool((lengths == total).all()):  # nothing padded (batch 1): no packing needed
+            return self.blstm(frames)[0]
+        packed = nn.utils.rnn.pack_padded_sequence(
+            frames, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        output, _ = self.blstm(packed)
+        return nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=total)[0]
+
+    def upsampled_timestamp_signals(
+        self, hidden: torch.Tensor, mask: torch.Tensor, token_num: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """FunASR's ``get_upsample_timestamp``: alphas2 rescaled to sum to ``token_num`` (the CIF
+        count, </s> fire included), and their accumulator at threshold - 1e-4.
+
+        Returns (us_alphas, us_peaks), both (B, T * upsample_times).
+        """
+        alphas2 = self.upsampled_alphas(hidden, mask)
+        scale = token_num.to(alphas2.dtype) / alphas2.sum(-1).clamp(min=_MIN_ALPHA_SUM)
+        us_alphas = alphas2 * scale[:, None]
+        return us_alphas, integrate_peaks(us_alphas, self.threshold - _UPSAMPLED_FIRE_MARGIN)

@@ -13,6 +13,7 @@ from torch import nn
 
 from funasr_lite.models.losses.label_smoothing import LabelSmoothingLoss
 from funasr_lite.models.modules.mask import sequence_mask
+from funasr_lite.models.paraformer.cif import CifPredictorV3
 from funasr_lite.models.paraformer.sampler import glancing_sample
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class Paraformer(nn.Module):
     Loss = ctc_weight * CTC + (1 - ctc_weight) * c * CE + predictor_weight * MAE + mwer_weight * MWER,
     where c = mwer_ce_weight when MWER is on (the lambda of the paper's fine-tuning stage), else 1.
     """
+
+    required_predictor: Optional[type] = None  # a subclass that needs a particular predictor class
 
     def __init__(
         self,
@@ -67,6 +70,9 @@ class Paraformer(nn.Module):
             raise ValueError("ctc_weight > 0 needs a CTC module")
         if predictor_bias not in (0, 1):
             raise ValueError(f"predictor_bias must be 0 or 1, got {predictor_bias}")
+        if self.required_predictor is not None and not isinstance(predictor, self.required_predictor):
+            raise ValueError(f"{type(self).__name__} needs predictor {self.required_predictor.__name__}, "
+                             f"got {type(predictor).__name__}")
         if use_1st_decoder_loss:
             logger.warning("use_1st_decoder_loss has no effect (FunASR 1.4 ignores it too)")
         self.specaug = specaug
@@ -176,10 +182,7 @@ class Paraformer(nn.Module):
 
         loss_att = self.criterion_att(logits, targets)
         acc = token_accuracy(first_logits.detach(), targets, self.ignore_id)
-        target_float = target_lengths.to(token_num.dtype)
-        loss_pre = (target_float - token_num).abs().sum() / (
-            target_float.sum() if self.length_normalized_loss else batch_size
-        )
+        loss_pre = self.count_loss(target_lengths, token_num)
 
         loss_mwer = zero
         mwer_stats: Dict[str, torch.Tensor] = {}
@@ -199,6 +202,9 @@ class Paraformer(nn.Module):
             + self.predictor_weight * loss_pre
             + self.mwer_weight * loss_mwer
         )
+        auxiliary = self.auxiliary_losses(encoder_out, encoder_mask, target_lengths)
+        for weight, value in auxiliary.values():
+            loss = loss + weight * value
         stats = {
             "loss": loss.detach(),
             "loss_att": loss_att.detach(),
@@ -207,6 +213,7 @@ class Paraformer(nn.Module):
             "loss_mwer": loss_mwer.detach(),
             "acc": acc,
         }
+        stats.update({name: value.detach() for name, (_, value) in auxiliary.items()})
         for key, value in mwer_stats.items():
             stats[f"mwer_{key}"] = value.detach() if torch.is_tensor(value) else torch.tensor(float(value))
         if self.length_normalized_loss:
@@ -215,7 +222,39 @@ class Paraformer(nn.Module):
             weight = torch.tensor(batch_size, device=loss.device)
         return loss, stats, weight
 
+    def count_loss(self, target_lengths: torch.Tensor, token_num: torch.Tensor) -> torch.Tensor:
+        """FunASR's mae_loss: sum |n - n_hat| over the batch, / B, or / sum n with length_normalized_loss."""
+        target_float = target_lengths.to(token_num.dtype)
+        return (target_float - token_num).abs().sum() / (
+            target_float.sum() if self.length_normalized_loss else target_lengths.size(0)
+        )
+
+    def auxiliary_losses(
+        self, encoder_out: torch.Tensor, encoder_mask: torch.Tensor, target_lengths: torch.Tensor
+    ) -> Dict[str, Tuple[float, torch.Tensor]]:
+        """Losses a subclass adds to the total: {stats name: (weight, 0-d loss)}. None here."""
+        return {}
+
     # ------------------------------------------------------------------ inference
+    # Timestamps are read on predictor frames of encoder_frame / timestamp_upsample.
+    timestamp_upsample = 1
+
+    def timestamp_signals(
+        self,
+        encoder_out: torch.Tensor,
+        encoder_out_lens: torch.Tensor,
+        token_num: torch.Tensor,
+        alphas: torch.Tensor,
+        peaks: torch.Tensor,
+    ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Per utterance, the (alphas, peaks) that timestamps are read from, as (T,) CPU float tensors.
+
+        Paraformer: the CIF's own, cut to the utterance's encoder frames plus the tail frame.
+        """
+        extra_frames = alphas.size(1) - encoder_out.size(1)  # 1 when the predictor appended a tail
+        frames = [int(n) + extra_frames for n in encoder_out_lens.tolist()]
+        return [(alphas[b, :n].float().cpu(), peaks[b, :n].float().cpu()) for b, n in enumerate(frames)]
+
     @torch.no_grad()
     def decode_greedy(self, feats: torch.Tensor, feats_lengths: torch.Tensor) -> List[Dict]:
         """Greedy decoding, one dict per utterance.
@@ -231,11 +270,10 @@ class Paraformer(nn.Module):
             log_probs = self.decoder_log_probs(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths)
             best_log_probs, best_ids = log_probs.max(dim=-1)
         dropped = {self.blank_id, self.sos, self.eos}
-        extra_frames = alphas.size(1) - encoder_out.size(1)  # 1 when the predictor appended a tail
+        signals = self.timestamp_signals(encoder_out, encoder_out_lens, token_lengths, alphas, peaks)
         results = []
         for index in range(feats.size(0)):
             length = int(token_lengths[index])
-            frames = int(encoder_out_lens[index]) + extra_frames
             if length > 0:
                 ids = best_ids[index, :length].tolist()
                 score = float(best_log_probs[index, :length].sum())
@@ -245,7 +283,35 @@ class Paraformer(nn.Module):
                 "token_ids": [token for token in ids if token not in dropped],
                 "score": score,
                 "token_num": length,
-                "alphas": alphas[index, :frames].float().cpu(),
-                "peaks": peaks[index, :frames].float().cpu(),
+                "alphas": signals[index][0],
+                "peaks": signals[index][1],
             })
         return results
+
+
+class BiCifParaformer(Paraformer):
+    """FunASR's BiCifParaformer: Paraformer whose CifPredictorV3 adds an upsampled second CIF head.
+
+    Text is decoded exactly as by Paraformer; timestamps come from the second head's weights,
+    rescaled to the CIF token count (`CifPredictorV3.upsampled_timestamp_signals`), on frames of
+    encoder_frame / upsample_times. Training adds FunASR's ``loss_pre2``: the MAE between the
+    target count and the second head's weight sum, weighted 0.5 * predictor_weight.
+    """
+
+    required_predictor = CifPredictorV3
+
+    @property
+    def timestamp_upsample(self) -> int:
+        return self.predictor.upsample_times
+
+    def auxiliary_losses(self, encoder_out, encoder_mask, target_lengths):
+        token_num2 = self.predictor.upsampled_alphas(encoder_out, encoder_mask).sum(-1)
+        return {"loss_pre2": (0.5 * self.predictor_weight, self.count_loss(target_lengths, token_num2))}
+
+    def timestamp_signals(self, encoder_out, encoder_out_lens, token_num, alphas, peaks):
+        """Per utterance, (us_alphas, us_peaks) cut to encoder frames x upsample_times."""
+        mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
+        us_alphas, us_peaks = self.predictor.upsampled_timestamp_signals(encoder_out, mask, token_num)
+        upsample = self.predictor.upsample_times
+        return [(us_alphas[b, : n * upsample].float().cpu(), us_peaks[b, : n * upsample].float().cpu())
+                for b, n in enumerate(encoder_out_lens.tolist())]

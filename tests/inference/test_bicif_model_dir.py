@@ -1,0 +1,149 @@
+"""A FunASR BiCifParaformer model dir (random weights from funasr's own class): our text and
+timestamps equal AutoModel's from the same wavs; the exported dir round-trips and FunASR reads it;
+bin/finetune fine-tunes it."""
+
+import json
+import logging
+import os
+
+import pytest
+import torch
+import yaml
+
+from funasr.models.bicif_paraformer.model import BiCifParaformer as FunasrBiCifParaformer
+
+from funasr_lite.bin import infer as infer_cli
+from funasr_lite.export.model_dir import export_model_dir
+from funasr_lite.inference.model_dir import load_model_dir
+from funasr_lite.inference.speech2text import Speech2Text, DecodeOptions, items_from_wav_files
+from funasr_lite.inference.writers import read_1best_recog
+from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
+from test_funasr_model_dir import funasr_automodel  # tests/inference/test_funasr_model_dir.py
+from test_infer import TOKENS, write_cmvn_from_waves, write_corpus
+
+logging.getLogger("funasr").setLevel(logging.WARNING)
+
+ENCODER_CONF, DECODER_CONF = funasr_sanm_confs(output_size=64, linear_units=128, kernel_size=11)
+UTTERANCES = {"utt_a": 2.6, "utt_b": 1.2, "utt_c": 3.4}
+# The released paraformer-large-vad-punc predictor_conf, at width 64.
+V3_PREDICTOR_CONF = {"idim": 64, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45,
+                     "smooth_factor2": 0.25, "noise_threshold2": 0.01, "upsample_times": 3,
+                     "use_cif1_cnn": False, "upsample_type": "cnn_blstm"}
+
+
+def bicif_funasr_config():
+    config = funasr_paraformer_config(ENCODER_CONF, DECODER_CONF)
+    config.update(model="BiCifParaformer", predictor="CifPredictorV3", predictor_conf=dict(V3_PREDICTOR_CONF))
+    return config
+
+
+def write_bicif_dir(path, config, waves, seed=0, alpha_bias=-0.9, emit_unk=False):
+    kwargs = {k: v for k, v in config.items()
+              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
+                           "train_conf", "optim", "optim_conf")}
+    kwargs.update(config["model_conf"], input_size=560, vocab_size=len(TOKENS))
+    torch.manual_seed(seed)
+    model = FunasrBiCifParaformer(**kwargs)
+    with torch.no_grad():
+        model.predictor.cif_output.bias.fill_(alpha_bias)  # fire often: several tokens per second
+        if not emit_unk:  # a trained model rarely says <unk>; FunASR misplaces the times after one
+            model.decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
+    os.makedirs(path, exist_ok=True)
+    torch.save(model.state_dict(), os.path.join(path, "model.pt"))
+    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
+    with open(os.path.join(path, "tokens.json"), "w", encoding="utf-8") as f:
+        json.dump(TOKENS, f, ensure_ascii=False)
+    write_cmvn_from_waves(os.path.join(path, "am.mvn"), waves)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(str(tmp_path_factory.mktemp("corpus")), UTTERANCES, with_feats=False)
+
+
+@pytest.fixture(scope="module")
+def wav_paths(corpus):
+    wav_dir = os.path.join(os.path.dirname(corpus[0]), "wav")
+    return [os.path.join(wav_dir, f"{key}.wav") for key in sorted(UTTERANCES)]
+
+
+@pytest.fixture(scope="module")
+def bicif_dir(tmp_path_factory, corpus):
+    return write_bicif_dir(str(tmp_path_factory.mktemp("bicif_model")), bicif_funasr_config(), corpus[1].values())
+
+
+@pytest.fixture(scope="module")
+def unk_dir(tmp_path_factory, corpus):
+    return write_bicif_dir(str(tmp_path_factory.mktemp("bicif_unk")), bicif_funasr_config(), corpus[1].values(),
+                           emit_unk=True)
+
+
+def automodel_results(model_dir, wav_paths):
+    automodel = funasr_automodel(model_dir)
+    return {r["key"]: r for path in wav_paths for r in automodel.generate(input=path)}
+
+
+def test_automodel_text_and_timestamps_equal_ours(bicif_dir, wav_paths, tmp_path):
+    loaded = load_model_dir(bicif_dir)
+    assert type(loaded.model).__name__ == "BiCifParaformer"
+    assert loaded.encoder_frame_ms == 60.0 and loaded.timestamp_frame_ms == 20.0
+    expected = automodel_results(bicif_dir, wav_paths)
+    assert infer_cli.main(["--model_dir", bicif_dir, "--wav", *wav_paths, "--output_dir", str(tmp_path)]) == 0
+    ours = {r["key"]: r for r in read_1best_recog(tmp_path / "1best_recog")}
+    assert sorted(ours) == sorted(expected)
+    stamps = 0
+    for key, result in expected.items():
+        # FunASR joins a timestamped model's words with spaces (sentence_postprocess); our text is
+        # the same for every model class (docs/decisions.md): the same characters, no spaces.
+        assert ours[key]["text"] == result["text"].replace(" ", ""), key
+        assert ours[key]["timestamp"] == result["timestamp"], key
+        stamps += len(result["timestamp"])
+    assert stamps >= 12  # several tokens per utterance: not a vacuous comparison
+
+
+def test_batched_and_beam_decodes_give_the_same_timestamps_as_alone(bicif_dir, wav_paths):
+    """The BLSTM runs on packed sequences: padding in a batch does not move an utterance's times."""
+    loaded = load_model_dir(bicif_dir)
+    items = items_from_wav_files(wav_paths)
+    alone = [Speech2Text(loaded, DecodeOptions(batch_bins=1)).decode([item])[0] for item in items]
+    batched = Speech2Text(loaded, DecodeOptions(batch_bins=100000)).decode(items)
+    beam = Speech2Text(loaded, DecodeOptions(decode_mode="beam", ctc_weight=0.0, batch_bins=100000)).decode(items)
+    for one, many, searched in zip(alone, batched, beam):
+        assert one["token"] == many["token"] and one["timestamp"] == many["timestamp"]
+        if searched["token"] == one["token"]:  # a beam path equal to greedy gets greedy's times
+            assert searched["timestamp"] == one["timestamp"]
+
+
+def test_export_round_trip_and_funasr_reads_the_export(bicif_dir, wav_paths, tmp_path):
+    out = str(tmp_path / "exported")
+    export_model_dir(bicif_dir, out)
+    with open(os.path.join(out, "config.yaml"), encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    assert config["model"] == "BiCifParaformer" and config["predictor"] == "CifPredictorV3"
+    ours = Speech2Text(load_model_dir(out)).decode(items_from_wav_files(wav_paths))
+    expected = automodel_results(out, wav_paths)
+    for result in ours:
+        assert result["text"] == expected[result["key"]]["text"].replace(" ", "")
+        assert result["timestamp"] == expected[result["key"]]["timestamp"]
+
+
+def test_after_an_unk_funasr_shifts_the_times_and_we_keep_one_per_token(unk_dir, wav_paths):
+    """FunASR's sentence_postprocess drops <unk> from the words but not its timestamp, then keeps
+    the first len(words) stamps: every word after an <unk> gets its left neighbour's time. Ours keep
+    one stamp per token of 1best_recog/token (<unk> included; the text drops it)."""
+    expected = automodel_results(unk_dir, wav_paths)
+    ours = Speech2Text(load_model_dir(unk_dir)).decode(items_from_wav_files(wav_paths))
+    with_unk = 0
+    for result in ours:
+        stamps, funasr_stamps = result["timestamp"], expected[result["key"]]["timestamp"]
+        assert len(stamps) == len(result["token"])
+        words = [t for t in result["token"] if t != "<unk>"]
+        assert result["text"] == "".join(words) == expected[result["key"]]["text"].replace(" ", "")
+        assert funasr_stamps == stamps[: len(words)]
+        if "<unk>" in result["token"][: len(words)]:
+            with_unk += 1
+            first = result["token"].index("<unk>")
+            assert funasr_stamps[first] != stamps[result["token"].index(words[first], first)]
+    assert with_unk >= 1  # the random model says <unk> early in some utterance
