@@ -63,7 +63,7 @@ def make_session(kind: str, model_path: str, threads: int, profile_prefix: str =
 
     from funasr_lite.inference.onnx_backend import _model_with_timestamp_outputs
 
-    source = _model_with_timestamp_outputs(model_path) if kind == "ours_cif" else model_path
+    source = _model_with_timestamp_outputs(model_path)[0] if kind == "ours_cif" else model_path
     return onnxruntime.InferenceSession(source, sess_options=session_options(kind, threads, profile_prefix),
                                         providers=["CPUExecutionProvider"])
 

@@ -46,7 +46,7 @@ lm_weight=1.0              # LM shallow-fusion weight of the beam_lm mode (tuned
 punc_config=conf/punc.yaml # stage 9 (opt-in: --stop_stage 9): CT-Transformer punctuation model on People's Daily text, data/{dev,test} transcripts held out
 punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir; its model.pt is the engine's model.avg1.pt)
 punc_args=                 # extra punctuation trainer arguments, e.g. "++train_conf.max_epoch=3"
-onnx_export=true           # stage 8: also export the model dir to ONNX (model.onnx, int8 model_quant.onnx, tokens.json, sherpa tokens.txt; Paraformer only; docs/deploy.md)
+onnx_export=true           # stage 8: also export the model dir to ONNX (model.onnx, int8 model_quant.onnx, tokens.json, sherpa tokens.txt; Paraformer and BiCifParaformer; docs/deploy.md)
 longform_durations="600 3600"  # stage 10 (opt-in: --stop_stage 10): long recordings (s) built from data/test, decoded with VAD (+ stage 9's punctuation when present), scored (docs/longform.md)
 # ---- end of options ----
 help_message="Usage: bash run.sh [--name value ...]
@@ -233,7 +233,7 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
     --out_dir "$decode_exp/model_dir"
   if $onnx_export; then
     model_class=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get('model', ''))" "$decode_exp/model_dir/config.yaml")
-    if [ "$model_class" = Paraformer ]; then
+    if [ "$model_class" = Paraformer ] || [ "$model_class" = BiCifParaformer ]; then
       log "stage 8: ONNX export -> $decode_exp/model_dir/{model.onnx,model_quant.onnx,tokens.json} (funasr-onnx, sherpa-onnx, infer --backend onnx)"
       python -m funasr_lite.bin.export --model_dir "$decode_exp/model_dir" --quantize
     else

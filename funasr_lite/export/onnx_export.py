@@ -25,6 +25,10 @@ BiCif model and asserts on its peaks; sherpa-onnx reads output 3 of any non-2-ou
 3x-upsampled peaks). The tensors keep those names inside the graph, and our ONNX backend
 (:mod:`funasr_lite.inference.onnx_backend`) adds them back as outputs when it builds its session,
 so one file serves the clients and our timestamps (metadata ``timestamp_outputs``).
+A BiCifParaformer's file is exactly what both clients expect of that class: FunASR's four
+outputs ``logits, token_num, us_alphas, us_cif_peak`` (its BiCif export), the upsampled head's
+weights and fires; ``us_alpha_lengths`` stays inside, and ``cif_frame_ms`` is the 20 ms
+upsampled frame.
 
 Before anything replaces files in the output dir, the exported graph is run once by
 onnxruntime on a random batch and its tokens and CIF weights are compared with the PyTorch
@@ -62,12 +66,7 @@ from funasr_lite.inference.onnx_backend import (
     OnnxParaformer,
     tokens_sha256,
 )
-from funasr_lite.models.paraformer.onnx_graph import (
-    CLIENT_OUTPUT_NAMES,
-    INPUT_NAMES,
-    TIMESTAMP_OUTPUT_NAMES,
-    ParaformerOnnxGraph,
-)
+from funasr_lite.models.paraformer.onnx_graph import INPUT_NAMES, ParaformerOnnxGraph
 from funasr_lite.utils.config import dump_config
 from funasr_lite.utils.fileio import atomic_open
 
@@ -87,7 +86,7 @@ def _floats(values: np.ndarray) -> str:
     return ",".join(repr(float(v)) for v in np.asarray(values, dtype=np.float32))
 
 
-def export_metadata(loaded: LoadedModel) -> Dict[str, str]:
+def export_metadata(loaded: LoadedModel, graph: ParaformerOnnxGraph) -> Dict[str, str]:
     """The custom metadata of model.onnx: sherpa-onnx's keys, then ours (all strings)."""
     model = loaded.model
     conf = loaded.frontend_conf
@@ -105,8 +104,8 @@ def export_metadata(loaded: LoadedModel) -> Dict[str, str]:
         "sos_id": str(int(model.sos)),
         "eos_id": str(int(model.eos)),
         "predictor_bias": str(int(getattr(model, "predictor_bias", 0))),
-        "cif_frame_ms": repr(float(loaded.encoder_frame_ms)),
-        "timestamp_outputs": ",".join(TIMESTAMP_OUTPUT_NAMES),
+        "cif_frame_ms": repr(float(loaded.timestamp_frame_ms)),  # the frame of the timestamp signals
+        "timestamp_outputs": ",".join(graph.timestamp_output_names),
         "tokens_sha256": tokens_sha256(loaded.token_list),
         "funasr_lite_onnx_version": METADATA_VERSION,
         "comment": "exported by funasr_lite.bin.export (FunASR's Paraformer ONNX interface)",
@@ -147,14 +146,15 @@ def _dummy_batch(input_dim: int, lengths: Sequence[int] = TRACE_LENGTHS, seed: i
 
 
 def _trace_to_onnx(graph: ParaformerOnnxGraph, input_dim: int, path: str, opset: int) -> None:
+    alphas_name, peaks_name, lengths_name = graph.timestamp_output_names
     dynamic_axes = {
         "speech": {0: "batch_size", 1: "feats_length"},
         "speech_lengths": {0: "batch_size"},
         "logits": {0: "batch_size", 1: "logits_length"},
         "token_num": {0: "batch_size"},
-        "alphas": {0: "batch_size", 1: "alphas_length"},
-        "peaks": {0: "batch_size", 1: "alphas_length"},
-        "alpha_lengths": {0: "batch_size"},
+        alphas_name: {0: "batch_size", 1: "alphas_length"},
+        peaks_name: {0: "batch_size", 1: "alphas_length"},
+        lengths_name: {0: "batch_size"},
     }
     with warnings.catch_warnings():
         # The tracer warns about sizes it records as constants; the ones of this graph are the
@@ -162,17 +162,17 @@ def _trace_to_onnx(graph: ParaformerOnnxGraph, input_dim: int, path: str, opset:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph, _dummy_batch(input_dim), path, input_names=list(INPUT_NAMES),
-            output_names=list(CLIENT_OUTPUT_NAMES + TIMESTAMP_OUTPUT_NAMES), dynamic_axes=dynamic_axes,
+            output_names=["logits", "token_num", *graph.timestamp_output_names], dynamic_axes=dynamic_axes,
             opset_version=opset, do_constant_folding=True, dynamo=False,
         )
 
 
-def _finish_model(path: str, metadata: Dict[str, str]) -> None:
-    """Drop the timestamp tensors from the graph outputs (they stay named inside) and set metadata."""
+def _finish_model(path: str, metadata: Dict[str, str], client_outputs: Sequence[str]) -> None:
+    """Keep only the clients' outputs (the other timestamp tensors stay named inside) and set metadata."""
     import onnx
 
     model = onnx.load(path)
-    kept = [output for output in model.graph.output if output.name in CLIENT_OUTPUT_NAMES]
+    kept = [output for output in model.graph.output if output.name in client_outputs]
     del model.graph.output[:]
     model.graph.output.extend(kept)
     set_metadata(model, metadata)
@@ -248,14 +248,14 @@ def export_onnx(model_dir, output_dir=None, checkpoint: Optional[str] = None, qu
         raise OnnxExportError(f"{loaded.files.config}: only Paraformer (CIF) models export to ONNX")
     out_dir = os.path.abspath(os.fspath(output_dir)) if output_dir else _default_output_dir(loaded)
     os.makedirs(out_dir, exist_ok=True)
-    metadata = export_metadata(loaded)
     graph = ParaformerOnnxGraph(copy.deepcopy(loaded.model)).eval()
+    metadata = export_metadata(loaded, graph)
     tmp_dir = tempfile.mkdtemp(prefix=".onnx_export.", dir=out_dir)
     try:
         staged: List[str] = []
         model_path = os.path.join(tmp_dir, ONNX_NAME)
         _trace_to_onnx(graph, loaded.input_size, model_path, opset)
-        _finish_model(model_path, metadata)
+        _finish_model(model_path, metadata, graph.client_output_names)
         staged.append(ONNX_NAME)
         if check:
             check_against_torch(loaded, model_path)

@@ -15,8 +15,9 @@ The dir is checked before any decoding, each problem named with its file:
 must be n_mels * lfr_m of config.yaml and the model's input dimension, and its values the
 ``neg_mean``/``inv_stddev`` baked into the model for sherpa-onnx).
 
-Timestamps: the CIF tensors ``alphas``, ``peaks``, ``alpha_lengths`` are named inside the graph
-but are not outputs of the file (see funasr_lite/export/onnx_export.py); with timestamps on,
+Timestamps: the CIF tensors ``alphas``, ``peaks``, ``alpha_lengths`` (BiCif: ``us_alphas``,
+``us_cif_peak``, ``us_alpha_lengths``, metadata ``timestamp_outputs``) are named inside the graph
+but are not all outputs of the file (see funasr_lite/export/onnx_export.py); with timestamps on,
 the graph is loaded with ``onnx``, those names are added as outputs, and the session is built
 from that in memory (the file is not changed). Load time and peak memory at load grow by about
 one copy of the model; decoding speed does not change.
@@ -76,23 +77,32 @@ def _session_options(threads: int):
     return options
 
 
-def _model_with_timestamp_outputs(path: str) -> bytes:
-    """The model at ``path`` with the CIF tensors added to its graph outputs, serialised."""
+def _timestamp_output_names(model) -> List[str]:
+    """The timestamp tensors an export names in its metadata (Paraformer's CIF, or BiCif's us_*)."""
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    names = metadata.get("timestamp_outputs")
+    return names.split(",") if names else list(TIMESTAMP_OUTPUT_NAMES)
+
+
+def _model_with_timestamp_outputs(path: str):
+    """(the model at ``path`` with its timestamp tensors added to the graph outputs, serialised;
+    their names)."""
     import onnx
 
     model = onnx.load(path)
+    names = _timestamp_output_names(model)
     produced = {name for node in model.graph.node for name in node.output}
-    missing = [name for name in TIMESTAMP_OUTPUT_NAMES if name not in produced]
+    missing = [name for name in names if name not in produced]
     if missing:
         raise ModelDirError(
             f"{path}: no CIF tensor(s) {', '.join(missing)} in the graph (not exported by funasr_lite.bin.export?); "
             "decode without timestamps (--no_timestamps / timestamps=False)"
         )
     present = {output.name for output in model.graph.output}
-    for name in TIMESTAMP_OUTPUT_NAMES:
+    for name in names:
         if name not in present:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    return model.SerializeToString()
+    return model.SerializeToString(), names
 
 
 class OnnxParaformer:
@@ -106,8 +116,11 @@ class OnnxParaformer:
 
         self.path = path
         self.with_timestamps = with_timestamps
+        timestamp_names: List[str] = []
         try:
-            source = _model_with_timestamp_outputs(path) if with_timestamps else path
+            source = path
+            if with_timestamps:
+                source, timestamp_names = _model_with_timestamp_outputs(path)
             self.session = onnxruntime.InferenceSession(source, sess_options=_session_options(threads),
                                                         providers=["CPUExecutionProvider"])
         except ModelDirError:
@@ -132,10 +145,11 @@ class OnnxParaformer:
         self.sos = int(self.metadata["sos_id"])
         self.eos = int(self.metadata["eos_id"])
         self.cif_frame_ms = float(self.metadata["cif_frame_ms"])
-        self._output_names = list(CLIENT_OUTPUT_NAMES) + (list(TIMESTAMP_OUTPUT_NAMES) if with_timestamps else [])
+        self._output_names = list(CLIENT_OUTPUT_NAMES) + timestamp_names
 
     def run(self, speech: np.ndarray, lengths: np.ndarray) -> List[np.ndarray]:
-        """(B, T, D) float32, (B,) int32 -> [logits, token_num(, alphas, peaks, alpha_lengths)]."""
+        """(B, T, D) float32, (B,) int32 -> [logits, token_num(, alphas, peaks, their lengths)]
+        (BiCif: us_alphas, us_cif_peak, us_alpha_lengths)."""
         feeds = {INPUT_NAMES[0]: np.ascontiguousarray(speech, dtype=np.float32),
                  INPUT_NAMES[1]: np.ascontiguousarray(lengths, dtype=np.int32)}
         return self.session.run(self._output_names, feeds)

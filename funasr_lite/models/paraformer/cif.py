@@ -203,6 +203,23 @@ class CifPredictorV2(CifPredictorBase):
         return self.cif_output(output.transpose(1, 2)).squeeze(-1)
 
 
+# ONNX has no cumulative minimum: the export builds it from 2^k-shifted minima (Hillis-Steele
+# scan), enough steps for 2^24 frames (93 hours of 20 ms frames).
+_EXPORT_SCAN_STEPS = 24
+
+
+def _running_min(values: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> the minimum of values[:, :t+1] at each t."""
+    if not torch.onnx.is_in_onnx_export():
+        return torch.cummin(values, dim=1).values
+    length = values.size(1)
+    for step in range(_EXPORT_SCAN_STEPS):
+        shift = 1 << step
+        shifted = torch.cat([torch.full_like(values[:, :1], float("inf")).expand(-1, shift), values], dim=1)
+        values = torch.minimum(values, shifted[:, :length])
+    return values
+
+
 def integrate_peaks(alphas: torch.Tensor, threshold: float) -> torch.Tensor:
     """FunASR's ``cif_wo_hidden`` on a batch: the integrate-and-fire accumulator per frame.
 
@@ -220,7 +237,7 @@ def integrate_peaks(alphas: torch.Tensor, threshold: float) -> torch.Tensor:
     prefix = torch.cumsum(alphas.double(), dim=1)
     whole = torch.floor(prefix / threshold)
     frame_index = torch.arange(alphas.size(1), device=alphas.device, dtype=torch.float64)
-    fires_so_far = frame_index + torch.clamp(torch.cummin(whole - frame_index, dim=1).values, max=1.0)
+    fires_so_far = frame_index + torch.clamp(_running_min(whole - frame_index), max=1.0)
     fires_before = F.pad(fires_so_far[:, :-1], (1, 0))
     return (prefix - fires_before * threshold).to(alphas.dtype)
 
@@ -291,7 +308,10 @@ class CifPredictorV3(CifPredictorV2):
             self.cif_output2 = nn.Linear(idim, 1)
 
     def upsampled_alphas(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) encoder output, mask (B, T) bool -> alphas2 (B, T * upsample_times), 0 at padding."""
+        """(B, T, D) encoder output, mask (B, T) bool -> alphas2 (B, T * upsample_times), 0 at padding.
+
+        The BLSTM reads each utterance's own frames (packed; an ONNX export keeps the packing as
+        the LSTM's sequence_lens input)."""
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             hidden = hidden.float() * mask.unsqueeze(-1).to(torch.float32)
             source = hidden.transpose(1, 2)
@@ -307,8 +327,8 @@ class CifPredictorV3(CifPredictorV2):
     def _run_blstm(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The BLSTM over each utterance's own frames (packed), padding rows left at 0."""
         total = frames.size(1)
-        if bool((lengths == total).all()):  # nothing padded (batch 1): no packing needed
-            return self.blstm(frames)[0]
+        if not torch.onnx.is_in_onnx_export() and bool((lengths == total).all()):
+            return self.blstm(frames)[0]  # nothing padded (e.g. batch 1): no packing needed
         packed = nn.utils.rnn.pack_padded_sequence(
             frames, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         output, _ = self.blstm(packed)

@@ -16,6 +16,12 @@ the token count the decoder used (round of the CIF weight sum, as our PyTorch pa
 ``alphas`` and ``peaks`` (B, T'+1) the CIF weights and accumulator per predictor frame (the
 tail frame included); ``alpha_lengths`` (B,) int32, the valid frames of alphas/peaks per
 utterance. The last three exist for timestamps only (see funasr_lite/export/onnx_export.py).
+
+A BiCifParaformer's timestamps come from its upsampled head instead, under FunASR's BiCif names:
+``us_alphas`` and ``us_cif_peak`` (B, T' x upsample_times), the head's weights rescaled to the
+token count and their accumulator at 1 - 1e-4 (FunASR's ``get_upsample_timestmap``), and
+``us_alpha_lengths`` (B,) int32. Its file keeps FunASR's four outputs (logits, token_num,
+us_alphas, us_cif_peak), the interface funasr-onnx and sherpa-onnx read as BiCif.
 """
 
 from typing import Tuple
@@ -28,6 +34,7 @@ from funasr_lite.models.modules.mask import sequence_mask
 INPUT_NAMES = ("speech", "speech_lengths")
 CLIENT_OUTPUT_NAMES = ("logits", "token_num")
 TIMESTAMP_OUTPUT_NAMES = ("alphas", "peaks", "alpha_lengths")
+BICIF_TIMESTAMP_OUTPUT_NAMES = ("us_alphas", "us_cif_peak", "us_alpha_lengths")
 # Log-prob given to the non-</s> tokens at padded token positions.
 _PADDING_LOG_PROB = -1.0e4
 
@@ -42,6 +49,13 @@ class ParaformerOnnxGraph(nn.Module):
         self.threshold = float(predictor.threshold)
         self.tail_threshold = float(predictor.tail_threshold)
         self.tail_mask = bool(predictor.tail_mask)
+        self.upsample = int(getattr(model, "timestamp_upsample", 1))
+        if self.upsample > 1:  # BiCif: timestamps from the upsampled head, 4 outputs for the clients
+            self.timestamp_output_names = BICIF_TIMESTAMP_OUTPUT_NAMES
+            self.client_output_names = CLIENT_OUTPUT_NAMES + BICIF_TIMESTAMP_OUTPUT_NAMES[:2]
+        else:
+            self.timestamp_output_names = TIMESTAMP_OUTPUT_NAMES
+            self.client_output_names = CLIENT_OUTPUT_NAMES
         padding_row = torch.full((model.vocab_size,), _PADDING_LOG_PROB)
         padding_row[model.eos] = 0.0
         self.register_buffer("padding_row", padding_row, persistent=False)
@@ -91,7 +105,12 @@ class ParaformerOnnxGraph(nn.Module):
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         valid = sequence_mask(token_lengths, log_probs.size(1))
         log_probs = torch.where(valid.unsqueeze(-1), log_probs, self.padding_row.to(log_probs.dtype))
+        if self.upsample > 1:
+            us_alphas, us_peaks = predictor.upsampled_timestamp_signals(encoder_out, mask, token_lengths)
+            return (log_probs, token_lengths.to(torch.int32), us_alphas, us_peaks,
+                    (encoder_lengths * self.upsample).to(torch.int32))
         return (log_probs, token_lengths.to(torch.int32), alphas, peaks, alpha_lengths.to(torch.int32))
 
 
-__all__ = ["CLIENT_OUTPUT_NAMES", "INPUT_NAMES", "ParaformerOnnxGraph", "TIMESTAMP_OUTPUT_NAMES"]
+__all__ = ["BICIF_TIMESTAMP_OUTPUT_NAMES", "CLIENT_OUTPUT_NAMES", "INPUT_NAMES", "ParaformerOnnxGraph",
+           "TIMESTAMP_OUTPUT_NAMES"]
