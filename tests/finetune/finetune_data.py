@@ -91,13 +91,23 @@ def funasr_config():
                 scheduler="warmuplr", scheduler_conf={"warmup_steps": 30000})
 
 
-def write_funasr_model_dir(path, cmvn_waves, seed=0):
-    """A FunASR-format model dir whose weights are funasr's own Paraformer (random, seeded):
-    config.yaml, model.pt, am.mvn, tokens.json. Returns the dir."""
+# The released BiCif (paraformer-large-vad-punc) predictor_conf values, at this width.
+BICIF_PREDICTOR_CONF = {"smooth_factor2": 0.25, "noise_threshold2": 0.01, "upsample_times": 3,
+                        "use_cif1_cnn": False, "upsample_type": "cnn_blstm"}
+
+
+def write_funasr_model_dir(path, cmvn_waves, seed=0, bicif=False):
+    """A FunASR-format model dir whose weights are funasr's own Paraformer (random, seeded), or its
+    BiCifParaformer with ``bicif``: config.yaml, model.pt, am.mvn, tokens.json. Returns the dir."""
+    from funasr.models.bicif_paraformer.model import BiCifParaformer
     from funasr.models.paraformer.model import Paraformer as FunasrParaformer
 
     os.makedirs(path, exist_ok=True)
     config = funasr_config()
+    if bicif:
+        FunasrParaformer = BiCifParaformer  # noqa: N806 (funasr's class name)
+        config.update(model="BiCifParaformer", predictor="CifPredictorV3",
+                      predictor_conf=dict(config["predictor_conf"], **BICIF_PREDICTOR_CONF))
     kwargs = {k: copy.deepcopy(v) for k, v in config.items()
               if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
                            "train_conf", "optim", "optim_conf", "scheduler", "scheduler_conf")}
