@@ -43,6 +43,7 @@ from funasr_lite.inference.model_dir import ModelDirError, load_model_dir
 from funasr_lite.inference.onnx_backend import BACKENDS, load_for_backend
 from funasr_lite.inference.speech2text import (
     DECODE_MODES,
+    TIMESTAMP_SOURCES,
     DecodeError,
     DecodeOptions,
     Speech2Text,
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse longer utterances (model-input frames; 6000 = 6 min at LFR 6)")
     parser.add_argument("--bucket_size", type=int, default=256, help="utterances sorted by length together")
     parser.add_argument("--no_timestamps", action="store_true", help="do not write time_stamp")
+    parser.add_argument("--timestamp_source", choices=TIMESTAMP_SOURCES, default="model",
+                        help="model: the model's own (BiCifParaformer: its upsampled head, 20 ms); "
+                             "cif: the CIF fires (60 ms), e.g. to compare a BiCif model's two (docs/timestamps.md)")
     parser.add_argument("--channel", type=int, default=None,
                         help="0-based channel of multichannel audio (default: the mean of the channels, as FunASR)")
     parser.add_argument("--max_failures", type=int, default=None,
@@ -153,7 +157,7 @@ def main(argv=None) -> int:
             decode_mode=args.decode_mode, batch_bins=args.batch_bins, max_frames=args.max_frames,
             bucket_size=args.bucket_size, beam_size=args.beam_size, ctc_weight=args.ctc_weight,
             lm_weight=args.lm_weight, length_bonus=args.length_bonus, lm_dir=args.lm_dir,
-            timestamps=not args.no_timestamps,
+            timestamps=not args.no_timestamps, timestamp_source=args.timestamp_source,
         )
         options.check()
         if args.vad_model_dir or args.punc_model_dir:

@@ -70,6 +70,9 @@ from funasr_lite.utils.progress import peak_rss_mb, progress
 logger = logging.getLogger(__name__)
 
 DECODE_MODES = ("greedy", "beam", "ctc_greedy")
+# model: the model's own timestamp signals (Paraformer: its CIF fires, 60 ms; BiCifParaformer: its
+# upsampled head, 20 ms); cif: the CIF fires of any Paraformer (to compare a BiCif model's two).
+TIMESTAMP_SOURCES = ("model", "cif")
 
 
 class DecodeError(RuntimeError):
@@ -99,8 +102,12 @@ class DecodeOptions:
     length_bonus: float = 0.0  # beam only: added per output token
     lm_dir: Optional[str] = None  # an LM exp dir holding config.yaml and model.avg<N>.pt (or model.pt)
     timestamps: bool = True
+    timestamp_source: str = "model"  # model | cif (TIMESTAMP_SOURCES)
 
     def check(self) -> None:
+        if self.timestamp_source not in TIMESTAMP_SOURCES:
+            raise DecodeError(f"timestamp_source must be one of {', '.join(TIMESTAMP_SOURCES)}, "
+                              f"got {self.timestamp_source!r}")
         if self.decode_mode not in DECODE_MODES:
             raise DecodeError(f"decode_mode must be one of {', '.join(DECODE_MODES)}, got {self.decode_mode!r}")
         for name in ("batch_bins", "max_frames", "bucket_size", "beam_size"):
@@ -304,6 +311,13 @@ class Speech2Text:
         if self.options.timestamps and getattr(self.model, "autoregressive", False) and self.model.ctc is None:
             logger.warning("%s has no CTC head to align hypotheses with: no timestamps", loaded.files.model_dir)
             self.options.timestamps = False
+        self._cif_timestamps = self.options.timestamp_source == "cif"
+        self._timestamp_frame_ms = loaded.timestamp_frame_ms
+        if self._cif_timestamps:
+            if not hasattr(self.model, "timestamp_signals"):
+                raise DecodeError("timestamp_source cif needs a Paraformer on the PyTorch backend "
+                                  f"({loaded.files.model_dir})")
+            self._timestamp_frame_ms = loaded.encoder_frame_ms
         self.frontend = loaded.frontend
         self._dropped_ids = {self.model.blank_id, self.model.sos, self.model.eos}
         self._feats_handles: Dict[str, object] = {}
@@ -375,7 +389,8 @@ class Speech2Text:
             return _BatchOutput([o["token_ids"] for o in outputs], [o["score"] for o in outputs], none, none,
                                 [{k: o[k] for k in ("scores", "timestamp") if k in o} for o in outputs])
         if self.options.decode_mode == "greedy":
-            outputs = model.decode_greedy(feats, lengths)
+            extra = {"timestamp_source": "cif"} if self._cif_timestamps else {}  # the ONNX model takes none
+            outputs = model.decode_greedy(feats, lengths, **extra)
             return _BatchOutput(
                 [o["token_ids"] for o in outputs], [o["score"] for o in outputs],
                 [o["alphas"] for o in outputs], [o["peaks"] for o in outputs],
@@ -397,7 +412,8 @@ class Speech2Text:
                 lm_weight=self.options.lm_weight, length_bonus=self.options.length_bonus, nbest=1,
                 blank_id=model.blank_id, sos_id=model.sos, eos_id=model.eos,
             )
-            signals = model.timestamp_signals(encoder_out, encoder_lengths, token_lengths, alphas, peaks)
+            signals = model.timestamp_signals(encoder_out, encoder_lengths, token_lengths, alphas, peaks,
+                                              source=self.options.timestamp_source)
         return _BatchOutput(
             [[t for t in h[0].token_ids if t not in self._dropped_ids] for h in hyps],
             [h[0].score for h in hyps],
@@ -420,7 +436,7 @@ class Speech2Text:
         }
         if self.options.timestamps:
             result["timestamp"] = (
-                cif_timestamps(alphas, peaks, tokens, frame_ms=self.loaded.timestamp_frame_ms)
+                cif_timestamps(alphas, peaks, tokens, frame_ms=self._timestamp_frame_ms)
                 if tokens and alphas is not None else []
             )
         return result

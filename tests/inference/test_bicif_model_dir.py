@@ -147,3 +147,32 @@ def test_after_an_unk_funasr_shifts_the_times_and_we_keep_one_per_token(unk_dir,
             first = result["token"].index("<unk>")
             assert funasr_stamps[first] != stamps[result["token"].index(words[first], first)]
     assert with_unk >= 1  # the random model says <unk> early in some utterance
+
+
+def test_timestamp_source_cif_gives_the_cif_fires_times_of_the_same_model(bicif_dir, wav_paths, tmp_path):
+    """--timestamp_source cif: a BiCif model's forward-CIF times (60 ms frames), FunASR's rule in
+    the right order on its CIF signals; the same text as the upsampled head's decode."""
+    import copy
+
+    from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
+
+    loaded = load_model_dir(bicif_dir)
+    default = Speech2Text(loaded).decode(items_from_wav_files(wav_paths))
+    assert infer_cli.main(["--model_dir", bicif_dir, "--wav", *wav_paths, "--output_dir", str(tmp_path),
+                           "--timestamp_source", "cif"]) == 0
+    cif = {r["key"]: r for r in read_1best_recog(tmp_path / "1best_recog")}
+    speech2text = Speech2Text(loaded)
+    differ = 0
+    for index, (path, result) in enumerate(zip(wav_paths, default)):
+        assert cif[result["key"]]["token"] == result["token"]
+        prepared = speech2text.prepare(index, items_from_wav_files([path])[0])
+        with torch.no_grad():
+            encoder_out, lengths = loaded.model.encode(prepared.model_input[None], torch.tensor([prepared.num_frames]))
+            _, _, alphas, peaks = loaded.model.calc_predictor(encoder_out, lengths)
+        _, expected = ts_prediction_lfr6_standard(alphas[0].clone(), peaks[0].clone(), copy.copy(result["token"]),
+                                                  upsample_rate=1)
+        assert cif[result["key"]]["timestamp"] == expected
+        differ += expected != result["timestamp"]
+    assert differ >= 1
+    with pytest.raises(Exception, match="timestamp_source"):
+        DecodeOptions(timestamp_source="upsampled").check()

@@ -246,17 +246,20 @@ class Paraformer(nn.Module):
         token_num: torch.Tensor,
         alphas: torch.Tensor,
         peaks: torch.Tensor,
+        source: str = "model",
     ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Per utterance, the (alphas, peaks) that timestamps are read from, as (T,) CPU float tensors.
 
         Paraformer: the CIF's own, cut to the utterance's encoder frames plus the tail frame.
+        source "cif" asks for these CIF signals from any subclass (source "model": its own).
         """
         extra_frames = alphas.size(1) - encoder_out.size(1)  # 1 when the predictor appended a tail
         frames = [int(n) + extra_frames for n in encoder_out_lens.tolist()]
         return [(alphas[b, :n].float().cpu(), peaks[b, :n].float().cpu()) for b, n in enumerate(frames)]
 
     @torch.no_grad()
-    def decode_greedy(self, feats: torch.Tensor, feats_lengths: torch.Tensor) -> List[Dict]:
+    def decode_greedy(self, feats: torch.Tensor, feats_lengths: torch.Tensor,
+                      timestamp_source: str = "model") -> List[Dict]:
         """Greedy decoding, one dict per utterance.
 
         Each dict: token_ids (list of int, <blank>/<s>/</s> removed), score (float, sum of the
@@ -270,7 +273,8 @@ class Paraformer(nn.Module):
             log_probs = self.decoder_log_probs(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths)
             best_log_probs, best_ids = log_probs.max(dim=-1)
         dropped = {self.blank_id, self.sos, self.eos}
-        signals = self.timestamp_signals(encoder_out, encoder_out_lens, token_lengths, alphas, peaks)
+        signals = self.timestamp_signals(encoder_out, encoder_out_lens, token_lengths, alphas, peaks,
+                                         source=timestamp_source)
         results = []
         for index in range(feats.size(0)):
             length = int(token_lengths[index])
@@ -308,8 +312,10 @@ class BiCifParaformer(Paraformer):
         token_num2 = self.predictor.upsampled_alphas(encoder_out, encoder_mask).sum(-1)
         return {"loss_pre2": (0.5 * self.predictor_weight, self.count_loss(target_lengths, token_num2))}
 
-    def timestamp_signals(self, encoder_out, encoder_out_lens, token_num, alphas, peaks):
+    def timestamp_signals(self, encoder_out, encoder_out_lens, token_num, alphas, peaks, source="model"):
         """Per utterance, (us_alphas, us_peaks) cut to encoder frames x upsample_times."""
+        if source == "cif":
+            return super().timestamp_signals(encoder_out, encoder_out_lens, token_num, alphas, peaks)
         mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
         us_alphas, us_peaks = self.predictor.upsampled_timestamp_signals(encoder_out, mask, token_num)
         upsample = self.predictor.upsample_times
