@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from train_testkit import REPO_ROOT, TESTKIT_DIR, make_experiment, random_utterances, subprocess_env, write_data_dir
@@ -36,8 +37,19 @@ def _read(out_jsonl):
         return [json.loads(line) for line in f]
 
 
-def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path):
-    paths = make_experiment(tmp_path)
+# BiCifParaformer: the same engine and task; its extra head (BLSTM on packed sequences, loss_pre2)
+# must resume as exactly as the rest.
+BICIF = """
+model: BiCifParaformer
+predictor: CifPredictorV3
+predictor_conf: {l_order: 1, r_order: 1, threshold: 1.0, tail_threshold: 0.45, smooth_factor2: 0.25,
+                 noise_threshold2: 0.01, upsample_times: 3, upsample_type: cnn_blstm, use_cif1_cnn: false}
+"""
+
+
+@pytest.mark.parametrize("model", ["paraformer", "bicif"])
+def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path, model):
+    paths = make_experiment(tmp_path, extra=BICIF if model == "bicif" else "")
     write_data_dir(paths["train_data"], random_utterances(16, 11, "tr"), n_mels=4, seed=5)
 
     full_paths = dict(paths, output_dir=str(tmp_path / "exp_full"))
@@ -70,3 +82,5 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path):
     final_resumed = torch.load(tmp_path / "exp_killed" / "epoch_2.pt", weights_only=True)["model"]
     assert final_full.keys() == final_resumed.keys()
     assert all(torch.equal(final_full[k], final_resumed[k]) for k in final_full)
+    if model == "bicif":
+        assert "predictor.blstm.weight_ih_l0" in final_full
