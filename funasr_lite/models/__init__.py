@@ -28,6 +28,7 @@ _CONFORMER = "funasr_lite.models.encoders.conformer:ConformerEncoder"
 _SAN_DECODER = "funasr_lite.models.paraformer.decoder_san:ParaformerSANDecoder"
 _TRANSFORMER_DECODER = "funasr_lite.models.aed.decoder:TransformerDecoder"
 _CONFORMER_AED = "funasr_lite.models.aed.model:Conformer"
+_SEACO = "funasr_lite.models.paraformer.seaco:SeacoParaformer"
 _SPECAUG = "funasr_lite.frontend.specaug:SpecAug"
 _SPECAUG_LFR = "funasr_lite.frontend.specaug:SpecAugLFR"
 
@@ -64,6 +65,8 @@ MODELS = {
     "Paraformer": Paraformer,
     "bicif_paraformer": BiCifParaformer,
     "BiCifParaformer": BiCifParaformer,
+    "seaco_paraformer": _SEACO,
+    "SeacoParaformer": _SEACO,
     "conformer": _CONFORMER_AED,  # the attention encoder-decoder (FunASR's Conformer model class)
     "Conformer": _CONFORMER_AED,
 }
@@ -72,7 +75,12 @@ MODELS = {
 _ENCODER_SUPPLIED = ("input_size",)
 _DECODER_SUPPLIED = ("vocab_size", "encoder_output_size")
 _CTC_SUPPLIED = ("odim", "encoder_output_size")
-_MODEL_SUPPLIED = ("encoder", "predictor", "decoder", "vocab_size", "specaug", "ctc")
+_MODEL_SUPPLIED = ("encoder", "predictor", "decoder", "vocab_size", "specaug", "ctc", "seaco_decoder")
+# SeACo's keys FunASR reads from model_conf updated by the top level (AutoModel builds the model
+# from deep_update(model_conf, config)): either place works, the top level wins.
+_SEACO_KEYS = ("seaco_decoder", "seaco_decoder_conf", "inner_dim", "bias_encoder_type", "bias_encoder_dropout_rate",
+               "bias_encoder_bid", "seaco_lsm_weight", "seaco_length_normalized_loss", "train_decoder",
+               "seaco_weight", "NO_BIAS")
 
 
 def _resolve(entry):
@@ -135,16 +143,26 @@ def check_conf(
     """Validate `conf` against cls.__init__: unknown keys, supplied keys, value types, missing
     required keys (except those in `may_omit`). Returns a copy."""
     conf = dict(conf or {})
-    signature = inspect.signature(cls.__init__)
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # unresolvable annotations: fall back to defaults' types
-        hints = {}
-    parameters = {
-        name: p for name, p in signature.parameters.items()
-        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    # A constructor that passes **kwargs on to its base class (SeacoParaformer) is checked with the
+    # base's parameters too.
+    parameters: Dict[str, inspect.Parameter] = {}
+    hints: Dict[str, Any] = {}
+    accepts_any = True
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        signature = inspect.signature(init)
+        try:
+            hints = {**typing.get_type_hints(init), **hints}
+        except Exception:  # unresolvable annotations: fall back to defaults' types
+            pass
+        for name, p in signature.parameters.items():
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                parameters.setdefault(name, p)
+        if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+            accepts_any = False
+            break
     for key, value in conf.items():
         if key in supplied:
             raise ConfigError(f"{conf_name}: key {key!r} for {cls.__name__} is set by build_model; remove it")
@@ -168,6 +186,15 @@ def check_conf(
     if missing:
         raise ConfigError(f"{conf_name}: {cls.__name__} needs {', '.join(repr(m) for m in missing)}")
     return conf
+
+
+def _default(cls, name: str):
+    """The default of constructor argument ``name`` (looked up the class's bases, as check_conf does)."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None and name in inspect.signature(init).parameters:
+            return inspect.signature(init).parameters[name].default
+    raise KeyError(f"{cls.__name__} takes no {name!r}")
 
 
 def _input_size(config: Dict[str, Any]) -> int:
@@ -204,12 +231,22 @@ def build_model(config: Dict[str, Any]):
     specaug_name = config.get("specaug")
     specaug_cls = _lookup(SPECAUGS, specaug_name, "specaug") if specaug_name else None
 
-    model_conf = check_conf("model_conf", model_cls, config.get("model_conf"), _MODEL_SUPPLIED)
+    raw_model_conf = dict(config.get("model_conf") or {})
+    seaco_decoder_spec = None
+    if "seaco_decoder" in inspect.signature(model_cls.__init__).parameters:
+        raw_model_conf.update({key: config[key] for key in _SEACO_KEYS if key in config})
+        seaco_name = raw_model_conf.pop("seaco_decoder", None)
+        if not seaco_name:
+            raise ConfigError(f"model {config.get('model')!r} needs seaco_decoder (and seaco_decoder_conf)")
+        seaco_cls = _lookup(DECODERS, seaco_name, "seaco_decoder")
+        seaco_decoder_spec = (seaco_cls, check_conf("seaco_decoder_conf", seaco_cls,
+                                                    raw_model_conf.pop("seaco_decoder_conf", None), _DECODER_SUPPLIED))
+    model_conf = check_conf("model_conf", model_cls, raw_model_conf, _MODEL_SUPPLIED)
     encoder_conf = check_conf("encoder_conf", encoder_cls, config.get("encoder_conf"), _ENCODER_SUPPLIED)
     decoder_conf = check_conf("decoder_conf", decoder_cls, config.get("decoder_conf"), _DECODER_SUPPLIED)
     if uses_predictor:
         predictor_conf = check_conf("predictor_conf", predictor_cls, config.get("predictor_conf"), may_omit=("idim",))
-    ctc_weight = model_conf.get("ctc_weight", inspect.signature(model_cls).parameters["ctc_weight"].default)
+    ctc_weight = model_conf.get("ctc_weight", _default(model_cls, "ctc_weight"))
     ctc_conf = check_conf("ctc_conf", CTC, config.get("ctc_conf"), _CTC_SUPPLIED) if ctc_weight > 0 else None
     specaug_conf = check_conf("specaug_conf", specaug_cls, config.get("specaug_conf")) if specaug_cls else None
 
@@ -227,6 +264,10 @@ def build_model(config: Dict[str, Any]):
     decoder = decoder_cls(vocab_size=vocab_size, encoder_output_size=encoder_output_size, **decoder_conf)
     ctc = CTC(odim=vocab_size, encoder_output_size=encoder_output_size, **ctc_conf) if ctc_conf is not None else None
     specaug = specaug_cls(**specaug_conf) if specaug_cls else None
+    if seaco_decoder_spec is not None:
+        seaco_cls, seaco_conf = seaco_decoder_spec
+        inner_dim = model_conf.get("inner_dim", _default(model_cls, "inner_dim"))
+        parts["seaco_decoder"] = seaco_cls(vocab_size=vocab_size, encoder_output_size=inner_dim, **seaco_conf)
     model = model_cls(
         encoder=encoder, decoder=decoder, vocab_size=vocab_size, specaug=specaug, ctc=ctc, **parts, **model_conf,
     )

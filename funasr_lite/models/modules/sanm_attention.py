@@ -133,3 +133,10 @@ class SANMCrossAttention(nn.Module):
             memory_mask, dropout_p,
         )
         return self.linear_out(context)
+
+    def attention_probs(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """The softmax attention weights (B, H, L, T), 0 at masked memory frames (memory_mask (B, T) bool)."""
+        k = _split_heads(torch.split(self.linear_k_v(memory), self.h * self.d_k, dim=-1)[0], self.h)
+        scores = torch.matmul(_split_heads(self.linear_q(x), self.h), k.transpose(-2, -1)) / self.d_k ** 0.5
+        masked = ~memory_mask[:, None, None, :]
+        return torch.softmax(scores.masked_fill(masked, float("-inf")), dim=-1).masked_fill(masked, 0.0)

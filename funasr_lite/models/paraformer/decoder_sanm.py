@@ -106,7 +106,6 @@ class ParaformerSANMDecoder(nn.Module):
         super().__init__()
         unsupported = {
             "input_layer": (input_layer, "embed"),
-            "use_output_layer": (use_output_layer, True),
             "normalize_before": (normalize_before, True),
             "concat_after": (concat_after, False),
             "lora_list": (lora_list or None, None),
@@ -116,8 +115,10 @@ class ParaformerSANMDecoder(nn.Module):
                 raise NotImplementedError(
                     f"ParaformerSANMDecoder: {name}={value!r} is not supported (only {supported!r})"
                 )
-        if not 0 <= att_layer_num <= num_blocks:
-            raise ValueError(f"att_layer_num={att_layer_num} must be within [0, num_blocks={num_blocks}]")
+        if att_layer_num < 0:
+            raise ValueError(f"att_layer_num={att_layer_num} must be >= 0")
+        # As FunASR: att_layer_num layers with source attention, then num_blocks - att_layer_num
+        # without (none when att_layer_num >= num_blocks: SeACo's seaco_decoder has 6 with num_blocks 4).
         # FunASR: sanm_shfit None shifts the FSMN window fully into the past (no look-ahead).
         if sanm_shfit is None:
             sanm_shfit = (kernel_size - 1) // 2
@@ -136,7 +137,8 @@ class ParaformerSANMDecoder(nn.Module):
         # Token embedding, used only by the glancing sampler (Sequential keeps the key embed.0.weight).
         self.embed = None if wo_input_layer else nn.Sequential(nn.Embedding(vocab_size, size))
         self.after_norm = LayerNorm(size)
-        self.output_layer = nn.Linear(size, vocab_size)
+        # None (use_output_layer false, SeACo's seaco_decoder): forward returns the hidden states.
+        self.output_layer = nn.Linear(size, vocab_size) if use_output_layer else None
         self.decoders = nn.ModuleList([make_layer(True, True, sanm_shfit) for _ in range(att_layer_num)])
         num_plain = num_blocks - att_layer_num
         self.decoders2 = (
@@ -170,6 +172,29 @@ class ParaformerSANMDecoder(nn.Module):
         acoustic_embeds: torch.Tensor,
         token_lengths: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """-> (logits (B, L, V), token_lengths (B,))."""
+        """-> (logits (B, L, V), token_lengths (B,)); (hidden (B, L, D), ...) without an output layer."""
         hidden = self.forward_hidden(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths)
+        if self.output_layer is None:
+            return hidden, token_lengths
         return self.output_layer(hidden), token_lengths
+
+    def source_attention(
+        self,
+        encoder_out: torch.Tensor,
+        encoder_out_lens: torch.Tensor,
+        acoustic_embeds: torch.Tensor,
+        token_lengths: torch.Tensor,
+        layer: int,
+    ) -> torch.Tensor:
+        """The attention probabilities of layer ``layer``'s source attention, (B, H, L, T): layers
+        0 .. layer-1 run in full, then that layer up to its source attention (FunASR's
+        ``forward_asf6`` for layer 5, which SeACo's hotword filter reads)."""
+        token_mask = sequence_mask(token_lengths, acoustic_embeds.size(1))
+        memory_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
+        x = acoustic_embeds
+        for block in self.decoders[:layer]:
+            x = block(x, token_mask, encoder_out, memory_mask)
+        block = self.decoders[layer]
+        transformed = block.feed_forward(block.norm1(x))
+        x = x + block.dropout(block.self_attn(block.norm2(transformed), token_mask))
+        return block.src_attn.attention_probs(block.norm3(x), encoder_out, memory_mask)

@@ -122,8 +122,12 @@ class Paraformer(nn.Module):
         encoder_out_lens: torch.Tensor,
         acoustic_embeds: torch.Tensor,
         token_lengths: torch.Tensor,
+        context=None,
     ) -> torch.Tensor:
-        """-> (B, N, V) log-probabilities of the NAR decoder."""
+        """-> (B, N, V) log-probabilities of the NAR decoder. ``context``: hotwords, for the models
+        that take them (SeacoParaformer); this one takes none."""
+        if context is not None:
+            raise ValueError(f"{type(self).__name__} takes no hotwords")
         logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths)[0]
         return torch.log_softmax(logits, dim=-1)
 
@@ -157,32 +161,10 @@ class Paraformer(nn.Module):
         if self.ctc is not None:
             loss_ctc = self.ctc(encoder_out, encoder_out_lens, text, text_lengths)
 
-        targets, target_lengths = text, text_lengths
-        if self.predictor_bias == 1:
-            targets = append_token(text, text_lengths, self.eos, self.ignore_id)
-            target_lengths = text_lengths + 1
-
-        encoder_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
-        acoustic_embeds, token_num, _, _ = self.predictor(encoder_out, encoder_mask, target_lengths=target_lengths)
-
         use_mwer = self.mwer_weight > 0.0
-        if self.sampling_ratio > 0.0:
-            # The first pass only picks glance positions, unless MWER needs its gradients.
-            with torch.set_grad_enabled(use_mwer and torch.is_grad_enabled()):
-                first_logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths)[0]
-            target_embeds = self.embed_targets(targets.masked_fill(targets == self.ignore_id, 0))
-            semantic_embeds, _ = glancing_sample(
-                acoustic_embeds, target_embeds, first_logits.detach().argmax(-1), targets,
-                self.sampling_ratio, self.ignore_id,
-            )
-            logits = self.decoder(encoder_out, encoder_out_lens, semantic_embeds, target_lengths)[0]
-        else:
-            logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths)[0]
-            first_logits = logits
-
-        loss_att = self.criterion_att(logits, targets)
-        acc = token_accuracy(first_logits.detach(), targets, self.ignore_id)
-        loss_pre = self.count_loss(target_lengths, token_num)
+        branch = self.attention_branch(encoder_out, encoder_out_lens, text, text_lengths, first_pass_grad=use_mwer)
+        targets, target_lengths, first_logits = branch["targets"], branch["target_lengths"], branch["first_logits"]
+        loss_att, acc, loss_pre = branch["loss_att"], branch["acc"], branch["loss_pre"]
 
         loss_mwer = zero
         mwer_stats: Dict[str, torch.Tensor] = {}
@@ -202,7 +184,7 @@ class Paraformer(nn.Module):
             + self.predictor_weight * loss_pre
             + self.mwer_weight * loss_mwer
         )
-        auxiliary = self.auxiliary_losses(encoder_out, encoder_mask, target_lengths)
+        auxiliary = self.auxiliary_losses(encoder_out, branch["encoder_mask"], target_lengths)
         for weight, value in auxiliary.values():
             loss = loss + weight * value
         stats = {
@@ -221,6 +203,49 @@ class Paraformer(nn.Module):
         else:
             weight = torch.tensor(batch_size, device=loss.device)
         return loss, stats, weight
+
+    def attention_branch(
+        self,
+        encoder_out: torch.Tensor,
+        encoder_out_lens: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        first_pass_grad: bool = False,
+    ) -> Dict[str, torch.Tensor]:
+        """CIF with target lengths, glancing sampler, decoder: FunASR's ``_calc_att_loss``.
+
+        Returns targets and target_lengths (</s> appended with predictor_bias), encoder_mask,
+        acoustic_embeds, token_num, first_logits (the sampler's first pass; with gradients only
+        when ``first_pass_grad``, as MWER needs), logits, loss_att, acc, loss_pre.
+        """
+        targets, target_lengths = text, text_lengths
+        if self.predictor_bias == 1:
+            targets = append_token(text, text_lengths, self.eos, self.ignore_id)
+            target_lengths = text_lengths + 1
+
+        encoder_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
+        acoustic_embeds, token_num, _, _ = self.predictor(encoder_out, encoder_mask, target_lengths=target_lengths)
+
+        if self.sampling_ratio > 0.0:
+            # The first pass only picks glance positions, unless MWER needs its gradients.
+            with torch.set_grad_enabled(first_pass_grad and torch.is_grad_enabled()):
+                first_logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths)[0]
+            target_embeds = self.embed_targets(targets.masked_fill(targets == self.ignore_id, 0))
+            semantic_embeds, _ = glancing_sample(
+                acoustic_embeds, target_embeds, first_logits.detach().argmax(-1), targets,
+                self.sampling_ratio, self.ignore_id,
+            )
+            logits = self.decoder(encoder_out, encoder_out_lens, semantic_embeds, target_lengths)[0]
+        else:
+            logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths)[0]
+            first_logits = logits
+        return {
+            "targets": targets, "target_lengths": target_lengths, "encoder_mask": encoder_mask,
+            "acoustic_embeds": acoustic_embeds, "token_num": token_num, "first_logits": first_logits,
+            "logits": logits, "loss_att": self.criterion_att(logits, targets),
+            "acc": token_accuracy(first_logits.detach(), targets, self.ignore_id),
+            "loss_pre": self.count_loss(target_lengths, token_num),
+        }
 
     def count_loss(self, target_lengths: torch.Tensor, token_num: torch.Tensor) -> torch.Tensor:
         """FunASR's mae_loss: sum |n - n_hat| over the batch, / B, or / sum n with length_normalized_loss."""
@@ -259,7 +284,7 @@ class Paraformer(nn.Module):
 
     @torch.no_grad()
     def decode_greedy(self, feats: torch.Tensor, feats_lengths: torch.Tensor,
-                      timestamp_source: str = "model") -> List[Dict]:
+                      timestamp_source: str = "model", context=None) -> List[Dict]:
         """Greedy decoding, one dict per utterance.
 
         Each dict: token_ids (list of int, <blank>/<s>/</s> removed), score (float, sum of the
@@ -270,7 +295,8 @@ class Paraformer(nn.Module):
         acoustic_embeds, token_num, alphas, peaks = self.calc_predictor(encoder_out, encoder_out_lens)
         token_lengths = token_num.round().long()
         if acoustic_embeds.size(1) > 0:
-            log_probs = self.decoder_log_probs(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths)
+            log_probs = self.decoder_log_probs(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths,
+                                               context=context)
             best_log_probs, best_ids = log_probs.max(dim=-1)
         dropped = {self.blank_id, self.sos, self.eos}
         signals = self.timestamp_signals(encoder_out, encoder_out_lens, token_lengths, alphas, peaks,

@@ -1,0 +1,163 @@
+"""SeacoParaformer against funasr's own class on the same random weights: the state dict, the bias
+encoder, the seaco decoder's attention filter (ASF), the biased log-probs with and without the
+filter and with a blend weight, the training loss, and no-hotword decoding equal to BiCif's."""
+
+import copy
+
+import pytest
+import torch
+
+from funasr.models.seaco_paraformer.model import SeacoParaformer as FunasrSeacoParaformer
+
+from funasr_lite.models import ConfigError, build_model
+from funasr_lite.models.modules.mask import sequence_mask
+from funasr_lite.models.paraformer.seaco import ASF_LAYER, SeacoParaformer
+from test_bicif_parity import bicif_config, load_funasr_weights  # tests/models/test_bicif_parity.py
+
+NO_BIAS = 7
+VOCAB = 30
+
+
+def seaco_config(train_decoder=False, length_normalized_loss=False, top_level=True, bid=False):
+    config = bicif_config(length_normalized_loss)
+    config["model"] = "SeacoParaformer"
+    seaco = {"inner_dim": 64, "NO_BIAS": NO_BIAS, "seaco_lsm_weight": 0.1, "train_decoder": train_decoder,
+             "bias_encoder_bid": bid}
+    decoder = {"seaco_decoder": "ParaformerSANMDecoder",
+               "seaco_decoder_conf": dict(attention_heads=4, linear_units=32, num_blocks=4, kernel_size=11,
+                                          sanm_shfit=0, use_output_layer=False, wo_input_layer=True,
+                                          dropout_rate=0.1, self_attention_dropout_rate=0.1,
+                                          src_attention_dropout_rate=0.1)}
+    config["model_conf"].update(seaco)
+    (config if top_level else config["model_conf"]).update(decoder)  # FunASR reads either place
+    return config
+
+
+def build_pair(config, seed=0):
+    kwargs = {key: copy.deepcopy(value) for key, value in config.items() if key not in ("model", "model_conf")}
+    kwargs.update(copy.deepcopy(config["model_conf"]))
+    torch.manual_seed(seed)
+    theirs = FunasrSeacoParaformer(**kwargs)
+    with torch.no_grad():  # the bias head says NO_BIAS about half the time, so both branches are used
+        theirs.hotword_output_layer.bias[NO_BIAS] += 1.5
+    return load_funasr_weights(build_model(copy.deepcopy(config)), theirs)
+
+
+def random_hotwords(count, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    words = [torch.randint(3, VOCAB, (int(torch.randint(1, 5, (1,), generator=generator)),),
+                           generator=generator).tolist() for _ in range(count)]
+    return words + [[1]]  # <s> last, as FunASR's hotword list
+
+
+@pytest.mark.parametrize("top_level,bid", [(True, False), (False, True)])
+def test_state_dict_is_funasrs(top_level, bid):
+    ours, theirs = build_pair(seaco_config(top_level=top_level, bid=bid))
+    assert isinstance(ours, SeacoParaformer)
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert len(ours.seaco_decoder.decoders) == 6 and ours.seaco_decoder.decoders2 is None  # att 6 > blocks 4
+    assert ours.seaco_decoder.output_layer is None and ours.seaco_decoder.embed is None
+
+
+def test_config_errors_are_named():
+    config = seaco_config()
+    config["model_conf"]["NO_BIAS"] = 8377
+    with pytest.raises((ValueError, ConfigError), match="NO_BIAS=8377"):
+        build_model(config)
+    config = seaco_config()
+    del config["seaco_decoder"]
+    with pytest.raises(ConfigError, match="seaco_decoder"):
+        build_model(config)
+    config = seaco_config()
+    config["model_conf"]["inner_dims"] = 64
+    with pytest.raises(ConfigError, match="inner_dims"):
+        build_model(config)
+
+
+def encoded(model, seed=2, lengths=(30, 19)):
+    generator = torch.Generator().manual_seed(seed)
+    feats = torch.randn(len(lengths), max(lengths), 40, generator=generator)
+    lengths = torch.tensor(lengths)
+    with torch.no_grad():
+        encoder_out, encoder_lengths = model.encode(feats, lengths)
+        embeds, token_num, _, _ = model.calc_predictor(encoder_out, encoder_lengths)
+    return encoder_out, encoder_lengths, embeds, token_num.round().long()
+
+
+def test_hotword_embeddings_and_the_filter_scores_are_funasrs():
+    ours, theirs = build_pair(seaco_config(bid=True))
+    words = random_hotwords(9)
+    lengths = torch.tensor([len(w) for w in words])
+    pad = torch.zeros(len(words), int(lengths.max()), dtype=torch.long)
+    for row, word in enumerate(words):
+        pad[row, : len(word)] = torch.tensor(word)
+    with torch.no_grad():
+        expected = theirs._hotword_representation(pad, lengths.int())
+        embeddings = ours.hotword_embeddings(pad, lengths)
+    torch.testing.assert_close(embeddings, expected, atol=1e-6, rtol=1e-6)
+    encoder_out, encoder_lengths, embeds, token_lengths = encoded(theirs, lengths=(30,))
+    with torch.no_grad():
+        hidden = theirs.decoder(encoder_out, encoder_lengths, embeds, token_lengths, return_hidden=True)[0]
+        memory = expected.unsqueeze(0)
+        memory_lengths = torch.tensor([len(words)])
+        scores = theirs.seaco_decoder.forward_asf6(memory, memory_lengths.int(), hidden, token_lengths)
+        ours_scores = ours.seaco_decoder.source_attention(memory, memory_lengths, hidden, token_lengths, ASF_LAYER)
+    torch.testing.assert_close(ours_scores, scores, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("count,nfilter,weight", [(4, 50, 1.0), (60, 50, 1.0), (60, 10, 0.5), (4, 50, 0.5)])
+def test_biased_log_probs_equal_funasrs_per_utterance(count, nfilter, weight):
+    """Ours on a padded batch of two, funasr's on each utterance alone (its filter reads the
+    batch's first utterance): the same merged log-probs and the same argmax."""
+    ours, theirs = build_pair(seaco_config())
+    words = random_hotwords(count)
+    encoder_out, encoder_lengths, embeds, token_lengths = encoded(ours)
+    context = ours.hotword_context(words, nfilter=nfilter, seaco_weight=weight)
+    with torch.no_grad():
+        merged = ours.decoder_log_probs(encoder_out, encoder_lengths, embeds, token_lengths, context=context)
+        plain = ours.decoder_log_probs(encoder_out, encoder_lengths, embeds, token_lengths)
+    switched = 0
+    for b in range(2):
+        n, t = int(token_lengths[b]), int(encoder_lengths[b])
+        with torch.no_grad():
+            expected = theirs._seaco_decode_with_ASF(encoder_out[b : b + 1, :t], encoder_lengths[b : b + 1],
+                                                     embeds[b : b + 1, :n], token_lengths[b : b + 1], words,
+                                                     nfilter=nfilter, seaco_weight=weight)
+        torch.testing.assert_close(merged[b, :n], expected[0], atol=1e-5, rtol=1e-5)
+        assert merged[b, :n].argmax(-1).tolist() == expected[0].argmax(-1).tolist()
+        switched += int((merged[b, :n].argmax(-1) != plain[b, :n].argmax(-1)).sum())
+    assert switched >= 1  # the hotwords changed some tokens: not a comparison of two unbiased decodes
+
+
+def test_without_hotwords_the_decode_is_bicifs():
+    ours, theirs = build_pair(seaco_config())
+    encoder_out, encoder_lengths, embeds, token_lengths = encoded(ours)
+    with torch.no_grad():
+        expected = theirs._seaco_decode_with_ASF(encoder_out[:1], encoder_lengths[:1], embeds[:1],
+                                                 token_lengths[:1], None)
+        plain = ours.decoder_log_probs(encoder_out[:1], encoder_lengths[:1], embeds[:1], token_lengths[:1])
+    torch.testing.assert_close(plain, expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("train_decoder,length_normalized_loss", [(False, False), (True, True)])
+def test_training_loss_is_funasrs(train_decoder, length_normalized_loss):
+    ours, theirs = build_pair(seaco_config(train_decoder, length_normalized_loss))
+    ours.eval(), theirs.eval()  # dropout off: the same numbers
+    generator = torch.Generator().manual_seed(3)
+    speech, speech_lengths = torch.randn(2, 25, 40, generator=generator), torch.tensor([25, 25])
+    text = torch.tensor([[5, 9, 3, 12, 7, 20], [4, 4, 8, 29, -1, -1]])
+    text_lengths = torch.tensor([6, 4])
+    hotword_pad = torch.tensor([[9, 3, 12], [4, 8, 0], [1, 0, 0]])  # spans of the two texts, then <s>
+    hotword_lengths = torch.tensor([3, 2, 1])
+    labels = torch.tensor([[NO_BIAS, 9, 3, 12, NO_BIAS, NO_BIAS], [NO_BIAS, 4, 8, NO_BIAS, -1, -1]])
+    batch = dict(hotword_pad=hotword_pad, hotword_lengths=hotword_lengths, seaco_label_pad=labels)
+    with torch.no_grad():
+        expected_loss, expected_stats, expected_weight = theirs(speech, speech_lengths, text, text_lengths, **batch)
+        loss, stats, weight = ours(speech, speech_lengths, text, text_lengths, **batch)
+    keys = ("loss_seaco", "loss") + (("loss_att",) if train_decoder else ())
+    for key in keys:
+        assert float(stats[key]) == pytest.approx(float(expected_stats[key]), rel=1e-5, abs=1e-5), key
+    assert int(weight) == int(expected_weight)
+    with pytest.raises(ValueError, match="hotword_pad"):
+        ours(speech, speech_lengths, text, text_lengths)
