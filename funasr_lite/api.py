@@ -262,7 +262,7 @@ class SpeechRecognizer:
 
     def __call__(self, audio_in, audio_fs: Optional[int] = None, output_dir=None,
                  key: Union[str, Sequence[str], None] = None, channel: Optional[int] = None,
-                 max_failures: Optional[int] = None) -> List[Dict[str, Any]]:
+                 max_failures: Optional[int] = None, hotword=None) -> List[Dict[str, Any]]:
         """Recognise ``audio_in``; returns one dict per utterance: key, text, token (list of
         str), score (float), timestamp ([[start_ms, end_ms], ...], one pair per token); for an
         input of many, an unusable one is ``{"key", "error"}`` (see the module docstring).
@@ -271,7 +271,12 @@ class SpeechRecognizer:
         key: the key (or one per input) to use instead of the derived ones.
         channel: the 0-based channel of multichannel audio (None: the mean of the channels).
         max_failures: with many inputs, raise TooManyFailuresError past this many failures.
+        hotword: hotwords for this call (SeacoParaformer; FunASR's forms: docs/hotwords.md), instead
+        of the ``hotword`` decode option.
         """
+        if hotword is not None:
+            with self.speech2text.using_hotwords(hotword):
+                return self(audio_in, audio_fs, output_dir, key, channel, max_failures)
         failures = FailureLog(max_failures, what="utterance") if _is_many(audio_in) else None
         items = input_items(audio_in, audio_fs, self.sample_rate, self.loaded.frontend, channel)
         if key is not None:

@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse longer utterances (model-input frames; 6000 = 6 min at LFR 6)")
     parser.add_argument("--bucket_size", type=int, default=256, help="utterances sorted by length together")
     parser.add_argument("--no_timestamps", action="store_true", help="do not write time_stamp")
+    parser.add_argument("--hotword", help="hotwords (SeacoParaformer): words separated by spaces, a .txt file "
+                        "(one per line) or a URL of one (docs/hotwords.md)")
+    parser.add_argument("--nfilter", type=int, default=50,
+                        help="hotwords: attention-score filtering keeps this many (0: all)")
+    parser.add_argument("--seaco_weight", type=float, default=1.0,
+                        help="hotwords: 1 = FunASR's switch to the bias head where it fires; < 1 blends")
     parser.add_argument("--timestamp_source", choices=TIMESTAMP_SOURCES, default="model",
                         help="model: the model's own (BiCifParaformer: its upsampled head, 20 ms); "
                              "cif: the CIF fires (60 ms), e.g. to compare a BiCif model's two (docs/timestamps.md)")
@@ -157,7 +163,8 @@ def main(argv=None) -> int:
             decode_mode=args.decode_mode, batch_bins=args.batch_bins, max_frames=args.max_frames,
             bucket_size=args.bucket_size, beam_size=args.beam_size, ctc_weight=args.ctc_weight,
             lm_weight=args.lm_weight, length_bonus=args.length_bonus, lm_dir=args.lm_dir,
-            timestamps=not args.no_timestamps, timestamp_source=args.timestamp_source,
+            timestamps=not args.no_timestamps, timestamp_source=args.timestamp_source, hotword=args.hotword,
+            nfilter=args.nfilter, seaco_weight=args.seaco_weight,
         )
         options.check()
         if args.vad_model_dir or args.punc_model_dir:

@@ -44,12 +44,13 @@ frames x frame shift for feats input.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import kaldiio
 import numpy as np
@@ -58,6 +59,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from funasr_lite.data.batch_sampler import split_into_batches
 from funasr_lite.data.datadir import read_kv
+from funasr_lite.data.hotwords import SEG_DICT_NAME, HotwordError, hotword_ids, read_seg_dict
 from funasr_lite.decode.timestamps import cif_timestamps
 from funasr_lite.frontend.audio import AudioEmptyError, AudioError
 from funasr_lite.frontend.fbank import WaveformTooShortError
@@ -103,8 +105,17 @@ class DecodeOptions:
     lm_dir: Optional[str] = None  # an LM exp dir holding config.yaml and model.avg<N>.pt (or model.pt)
     timestamps: bool = True
     timestamp_source: str = "model"  # model | cif (TIMESTAMP_SOURCES)
+    # Hotwords (SeacoParaformer): a string of words, a .txt file, a URL or a list (data/hotwords.py);
+    # nfilter: attention-score filtering keeps this many (0: all); seaco_weight: 1 = FunASR's switch.
+    hotword: Optional[Any] = None
+    nfilter: int = 50
+    seaco_weight: float = 1.0
 
     def check(self) -> None:
+        if self.nfilter < 0:
+            raise DecodeError(f"nfilter must be >= 0, got {self.nfilter}")
+        if not 0.0 < self.seaco_weight <= 1.0:
+            raise DecodeError(f"seaco_weight must be in (0, 1], got {self.seaco_weight}")
         if self.timestamp_source not in TIMESTAMP_SOURCES:
             raise DecodeError(f"timestamp_source must be one of {', '.join(TIMESTAMP_SOURCES)}, "
                               f"got {self.timestamp_source!r}")
@@ -318,9 +329,38 @@ class Speech2Text:
                 raise DecodeError("timestamp_source cif needs a Paraformer on the PyTorch backend "
                                   f"({loaded.files.model_dir})")
             self._timestamp_frame_ms = loaded.encoder_frame_ms
+        self.context = self.hotword_context(self.options.hotword)
         self.frontend = loaded.frontend
         self._dropped_ids = {self.model.blank_id, self.model.sos, self.model.eos}
         self._feats_handles: Dict[str, object] = {}
+
+    # ------------------------------------------------------------ hotwords
+    def hotword_context(self, spec):
+        """The model's decoding context for the hotwords of ``spec`` (data/hotwords.py), None for none."""
+        try:
+            words, ids = hotword_ids(spec, self.loaded.tokenizer, self.model.sos)
+            if not ids:
+                return None
+            if not hasattr(self.model, "hotword_context"):
+                raise DecodeError(f"{self.loaded.files.model_dir}: {type(self.model).__name__} takes no hotwords "
+                                  "(SeacoParaformer does)")
+            seg_dict_path = os.path.join(os.path.dirname(self.loaded.files.cmvn), SEG_DICT_NAME)
+            if os.path.isfile(seg_dict_path):  # where FunASR looks: beside am.mvn
+                words, ids = hotword_ids(spec, self.loaded.tokenizer, self.model.sos, read_seg_dict(seg_dict_path))
+        except HotwordError as e:
+            raise DecodeError(str(e)) from None
+        logger.info("%d hotwords (and <s>): %s", len(words) - 1, " ".join(words[:-1][:20]) +
+                    (" ..." if len(words) > 21 else ""))
+        return self.model.hotword_context(ids, self.options.nfilter, self.options.seaco_weight)
+
+    @contextlib.contextmanager
+    def using_hotwords(self, spec):
+        """Decode with the hotwords of ``spec`` inside the ``with`` block (the options' outside it)."""
+        previous, self.context = self.context, self.hotword_context(spec)
+        try:
+            yield self
+        finally:
+            self.context = previous
 
     # ------------------------------------------------------------ features
     def prepare(self, index: int, item: InputItem) -> PreparedUtterance:
@@ -390,6 +430,8 @@ class Speech2Text:
                                 [{k: o[k] for k in ("scores", "timestamp") if k in o} for o in outputs])
         if self.options.decode_mode == "greedy":
             extra = {"timestamp_source": "cif"} if self._cif_timestamps else {}  # the ONNX model takes none
+            if self.context is not None:
+                extra["context"] = self.context
             outputs = model.decode_greedy(feats, lengths, **extra)
             return _BatchOutput(
                 [o["token_ids"] for o in outputs], [o["score"] for o in outputs],
@@ -402,7 +444,8 @@ class Speech2Text:
             embeds, token_num, alphas, peaks = model.calc_predictor(encoder_out, encoder_lengths)
             token_lengths = token_num.round().long()
             if embeds.size(1) > 0:
-                am_logp = model.decoder_log_probs(encoder_out, encoder_lengths, embeds, token_lengths)
+                am_logp = model.decoder_log_probs(encoder_out, encoder_lengths, embeds, token_lengths,
+                                                  context=self.context)
             else:
                 am_logp = encoder_out.new_zeros(feats.size(0), 0, model.vocab_size)
             ctc_logp = model.ctc.log_softmax(encoder_out) if self.options.ctc_weight > 0 else None
