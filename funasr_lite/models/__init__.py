@@ -29,6 +29,8 @@ _SAN_DECODER = "funasr_lite.models.paraformer.decoder_san:ParaformerSANDecoder"
 _TRANSFORMER_DECODER = "funasr_lite.models.aed.decoder:TransformerDecoder"
 _CONFORMER_AED = "funasr_lite.models.aed.model:Conformer"
 _SEACO = "funasr_lite.models.paraformer.seaco:SeacoParaformer"
+_CONTEXTUAL = "funasr_lite.models.paraformer.contextual:ContextualParaformer"
+_CONTEXTUAL_DECODER = "funasr_lite.models.paraformer.decoder_contextual:ContextualParaformerDecoder"
 _SPECAUG = "funasr_lite.frontend.specaug:SpecAug"
 _SPECAUG_LFR = "funasr_lite.frontend.specaug:SpecAugLFR"
 
@@ -45,6 +47,8 @@ DECODERS = {
     "ParaformerSANDecoder": _SAN_DECODER,
     "transformer": _TRANSFORMER_DECODER,
     "TransformerDecoder": _TRANSFORMER_DECODER,
+    "contextual_paraformer_decoder": _CONTEXTUAL_DECODER,
+    "ContextualParaformerDecoder": _CONTEXTUAL_DECODER,
 }
 PREDICTORS = {
     "cif_predictor": CifPredictor,
@@ -67,6 +71,8 @@ MODELS = {
     "BiCifParaformer": BiCifParaformer,
     "seaco_paraformer": _SEACO,
     "SeacoParaformer": _SEACO,
+    "contextual_paraformer": _CONTEXTUAL,
+    "ContextualParaformer": _CONTEXTUAL,
     "conformer": _CONFORMER_AED,  # the attention encoder-decoder (FunASR's Conformer model class)
     "Conformer": _CONFORMER_AED,
 }

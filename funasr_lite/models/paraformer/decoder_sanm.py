@@ -123,16 +123,12 @@ class ParaformerSANMDecoder(nn.Module):
         if sanm_shfit is None:
             sanm_shfit = (kernel_size - 1) // 2
         size = encoder_output_size
+        self._size = size
         self.vocab_size = vocab_size
 
         def make_layer(with_memory: bool, with_src_attn: bool, shift: int) -> SANMDecoderLayer:
-            return SANMDecoderLayer(
-                size,
-                SANMDecoderMemory(size, self_attention_dropout_rate, kernel_size, shift) if with_memory else None,
-                SANMCrossAttention(attention_heads, size, src_attention_dropout_rate) if with_src_attn else None,
-                DecoderFeedForwardSANM(size, linear_units, dropout_rate),
-                dropout_rate,
-            )
+            return self.make_layer(attention_heads, linear_units, dropout_rate, self_attention_dropout_rate,
+                                   src_attention_dropout_rate, kernel_size, shift, with_memory, with_src_attn)
 
         # Token embedding, used only by the glancing sampler (Sequential keeps the key embed.0.weight).
         self.embed = None if wo_input_layer else nn.Sequential(nn.Embedding(vocab_size, size))
@@ -145,6 +141,19 @@ class ParaformerSANMDecoder(nn.Module):
             nn.ModuleList([make_layer(True, False, 0) for _ in range(num_plain)]) if num_plain > 0 else None
         )
         self.decoders3 = nn.ModuleList([make_layer(False, False, 0)])
+
+    def make_layer(self, attention_heads: int, linear_units: int, dropout_rate: float,
+                   self_attention_dropout_rate: float, src_attention_dropout_rate: float, kernel_size: int,
+                   shift: int, with_memory: bool = True, with_src_attn: bool = True) -> SANMDecoderLayer:
+        """One decoder layer of this decoder's width."""
+        size = self._size
+        return SANMDecoderLayer(
+            size,
+            SANMDecoderMemory(size, self_attention_dropout_rate, kernel_size, shift) if with_memory else None,
+            SANMCrossAttention(attention_heads, size, src_attention_dropout_rate) if with_src_attn else None,
+            DecoderFeedForwardSANM(size, linear_units, dropout_rate),
+            dropout_rate,
+        )
 
     def forward_hidden(
         self,

@@ -225,19 +225,21 @@ class Paraformer(nn.Module):
 
         encoder_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
         acoustic_embeds, token_num, _, _ = self.predictor(encoder_out, encoder_mask, target_lengths=target_lengths)
+        extra = self.decoder_kwargs(encoder_out.size(0))
 
         if self.sampling_ratio > 0.0:
             # The first pass only picks glance positions, unless MWER needs its gradients.
             with torch.set_grad_enabled(first_pass_grad and torch.is_grad_enabled()):
-                first_logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths)[0]
+                first_logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths,
+                                            **extra)[0]
             target_embeds = self.embed_targets(targets.masked_fill(targets == self.ignore_id, 0))
             semantic_embeds, _ = glancing_sample(
                 acoustic_embeds, target_embeds, first_logits.detach().argmax(-1), targets,
                 self.sampling_ratio, self.ignore_id,
             )
-            logits = self.decoder(encoder_out, encoder_out_lens, semantic_embeds, target_lengths)[0]
+            logits = self.decoder(encoder_out, encoder_out_lens, semantic_embeds, target_lengths, **extra)[0]
         else:
-            logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths)[0]
+            logits = self.decoder(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths, **extra)[0]
             first_logits = logits
         return {
             "targets": targets, "target_lengths": target_lengths, "encoder_mask": encoder_mask,
@@ -246,6 +248,10 @@ class Paraformer(nn.Module):
             "acc": token_accuracy(first_logits.detach(), targets, self.ignore_id),
             "loss_pre": self.count_loss(target_lengths, token_num),
         }
+
+    def decoder_kwargs(self, batch: int) -> Dict[str, torch.Tensor]:
+        """Extra decoder inputs of a training step (ContextualParaformer: the hotword embeddings)."""
+        return {}
 
     def count_loss(self, target_lengths: torch.Tensor, token_num: torch.Tensor) -> torch.Tensor:
         """FunASR's mae_loss: sum |n - n_hat| over the batch, / B, or / sum n with length_normalized_loss."""

@@ -1,4 +1,4 @@
-"""A FunASR SeacoParaformer model dir (random weights from funasr's class): with the same hotwords
+"""FunASR SeacoParaformer and ContextualParaformer model dirs (random weights from funasr's classes): with the same hotwords
 (a string, a .txt file, a URL) our text and timestamps equal AutoModel's; the hotword lists equal
 funasr's generate_hotwords_list ids; no hotwords gives the BiCif decode; the deliberate
 differences (missing file, empty lines, BOM, lists) are named."""
@@ -157,3 +157,44 @@ def test_our_deliberate_differences_are_named(seaco_dir, tmp_path):
         Speech2Text(load_model_dir(paraformer), DecodeOptions(hotword="大你"))
     with pytest.raises(DecodeError, match="seaco_weight"):
         DecodeOptions(seaco_weight=0.0).check()
+
+
+def write_contextual_dir(path, waves, seed=0):
+    from funasr.models.contextual_paraformer.model import ContextualParaformer as FunasrContextualParaformer
+
+    config = funasr_paraformer_config(ENCODER_CONF, DECODER_CONF)
+    config["decoder"] = "ContextualParaformerDecoder"
+    config["model"] = "ContextualParaformer"
+    config["model_conf"].update(inner_dim=64)
+    kwargs = {k: v for k, v in config.items()
+              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
+                           "train_conf", "optim", "optim_conf")}
+    kwargs.update(config["model_conf"], input_size=560, vocab_size=len(TOKENS))
+    torch.manual_seed(seed)
+    model = FunasrContextualParaformer(**kwargs)
+    with torch.no_grad():
+        model.predictor.cif_output.bias.fill_(-0.9)
+        model.decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
+        model.decoder.bias_output.weight.mul_(4.0)  # a strong bias path: hotwords change the output
+    os.makedirs(path, exist_ok=True)
+    torch.save(model.state_dict(), os.path.join(path, "model.pt"))
+    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
+    with open(os.path.join(path, "tokens.json"), "w", encoding="utf-8") as f:
+        json.dump(TOKENS, f, ensure_ascii=False)
+    with open(os.path.join(path, "seg_dict"), "w", encoding="utf-8") as f:
+        f.writelines(f"{token} {token}\n" for token in TOKENS[3:-1])
+    write_cmvn_from_waves(os.path.join(path, "am.mvn"), waves)
+    return path
+
+
+def test_contextual_dir_gives_automodels_text_with_and_without_hotwords(corpus, wav_paths, tmp_path):
+    model_dir = write_contextual_dir(str(tmp_path / "contextual"), corpus[1].values())
+    asr = SpeechRecognizer.from_model_dir(model_dir)
+    biased = asr(wav_paths, hotword=HOTWORDS)
+    plain = asr(wav_paths)
+    for ours, hotword in ((biased, HOTWORDS), (plain, None)):
+        expected = automodel_with_hotwords(model_dir, wav_paths, hotword)
+        assert [r["text"] for r in ours] == [expected[r["key"]]["text"].replace(" ", "") for r in ours]
+    assert [r["text"] for r in biased] != [r["text"] for r in plain]
+    assert sum(len(r["token"]) for r in biased) >= 8
