@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from funasr_lite.data.hotwords import SEG_DICT_NAME
 from funasr_lite.data.tokenizer import write_token_list
 from funasr_lite.inference.model_dir import (
     BPE_MODEL_NAME,
@@ -87,6 +88,20 @@ def _replace_dir(tmp_dir: str, out_dir: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def write_seg_dict(loaded: LoadedModel, path: str) -> None:
+    """A hotword model's seg_dict (FunASR reads hotwords through it, beside am.mvn): the one beside
+    the source's am.mvn, else every token but the special ones mapped to itself (right for a
+    character vocabulary; without one AutoModel reads a hotword of several characters as <unk>)."""
+    source = os.path.join(os.path.dirname(loaded.files.cmvn), SEG_DICT_NAME)
+    if os.path.isfile(source):
+        shutil.copyfile(source, path)
+    elif hasattr(loaded.model, "hotword_context"):
+        special = {"<blank>", "<s>", "</s>", "<unk>"}
+        with atomic_open(path) as f:
+            f.writelines(f"{token} {token}\n" for token in loaded.token_list
+                         if token not in special and not any(ch.isspace() for ch in token))
+
+
 def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> str:
     """Write a FunASR-layout model dir from a training exp dir (or another model dir).
 
@@ -110,6 +125,7 @@ def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> str:
         write_token_list(os.path.join(tmp_dir, EXPORTED_TOKENS_NAME), loaded.token_list)
         if loaded.files.bpe_model:
             shutil.copyfile(loaded.files.bpe_model, os.path.join(tmp_dir, BPE_MODEL_NAME))
+        write_seg_dict(loaded, os.path.join(tmp_dir, SEG_DICT_NAME))
         load_model_dir(tmp_dir)  # the new dir must load on its own
         _replace_dir(tmp_dir, out_dir)
     except BaseException:

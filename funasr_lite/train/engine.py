@@ -71,7 +71,7 @@ from funasr_lite.train.checkpoint import (
     seed_everything,
 )
 from funasr_lite.train.distributed import DistributedContext, init_distributed, shutdown_distributed, wrap_ddp
-from funasr_lite.train.optim import build_optimizer
+from funasr_lite.train.optim import build_optimizer, freeze_parameters
 from funasr_lite.train.scheduler import build_scheduler
 from funasr_lite.train.task import Task
 from funasr_lite.train.train_log import (
@@ -764,6 +764,10 @@ def run_task(
             model = task.build_model()
             if config.get("init_param") and resume_from is None:
                 load_matching_weights(model, config["init_param"])
+            frozen = freeze_parameters(model, config.get("freeze_param"))
+            if frozen:
+                logger.info("freeze_param: %d tensors not trained (%d values)", len(frozen),
+                            sum(p.numel() for n, p in model.named_parameters() if n in set(frozen)))
             num_params = sum(p.numel() for p in model.parameters())
             logger.info("model: %s, %d parameters (%.1f M)", type(model).__name__, num_params, num_params / 1e6)
             # Same initial weights on every rank (seeded above); different dropout/augmentation per rank.

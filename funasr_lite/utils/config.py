@@ -117,6 +117,9 @@ TOP_LEVEL_TYPES: Dict[str, Tuple[type, ...]] = {
     "cmvn_file": (str, _NONE),
     "seed": (int,),
     "init_param": (str, _NONE),
+    "freeze_param": (str, list, _NONE),  # FunASR's: parameter-name prefixes (comma-separated or a list) not trained
+    "seaco_decoder": (str, _NONE),  # SeacoParaformer's second decoder (FunASR keeps it at the top level)
+    "seaco_decoder_conf": (dict, _NONE),
     "train_data": (str, _NONE),
     "valid_data": (str, _NONE),
     "output_dir": (str, _NONE),
@@ -129,7 +132,7 @@ FUNASR_IGNORED_TOP_LEVEL = frozenset(
         "device", "disable_update", "train_data_set_list", "valid_data_set_list", "debug", "log_level",
         "use_fp16", "use_bf16", "enable_tf32", "cudnn_enabled", "cudnn_benchmark", "cudnn_deterministic",
         "model_file", "config", "is_training", "use_ddp", "use_fsdp", "use_deepspeed", "deepspeed_config",
-        "backend", "excludes", "freeze_param", "scope_map", "unified_model_training", "lora_only", "lora_bias",
+        "backend", "excludes", "scope_map", "unified_model_training", "lora_only", "lora_bias",
         "model_dir", "ncpu", "tokenizer_conf_path", "data_type",
     }
 )

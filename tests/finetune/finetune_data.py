@@ -96,18 +96,26 @@ BICIF_PREDICTOR_CONF = {"smooth_factor2": 0.25, "noise_threshold2": 0.01, "upsam
                         "use_cif1_cnn": False, "upsample_type": "cnn_blstm"}
 
 
-def write_funasr_model_dir(path, cmvn_waves, seed=0, bicif=False):
-    """A FunASR-format model dir whose weights are funasr's own Paraformer (random, seeded), or its
-    BiCifParaformer with ``bicif``: config.yaml, model.pt, am.mvn, tokens.json. Returns the dir."""
+def write_funasr_model_dir(path, cmvn_waves, seed=0, bicif=False, seaco=False):
+    """A FunASR-format model dir whose weights are funasr's own Paraformer (random, seeded), its
+    BiCifParaformer with ``bicif``, its SeacoParaformer with ``seaco``: config.yaml, model.pt,
+    am.mvn, tokens.json. Returns the dir."""
     from funasr.models.bicif_paraformer.model import BiCifParaformer
     from funasr.models.paraformer.model import Paraformer as FunasrParaformer
+    from funasr.models.seaco_paraformer.model import SeacoParaformer
 
     os.makedirs(path, exist_ok=True)
     config = funasr_config()
-    if bicif:
-        FunasrParaformer = BiCifParaformer  # noqa: N806 (funasr's class name)
-        config.update(model="BiCifParaformer", predictor="CifPredictorV3",
+    if bicif or seaco:
+        FunasrParaformer = SeacoParaformer if seaco else BiCifParaformer  # noqa: N806 (funasr's class name)
+        config.update(model="SeacoParaformer" if seaco else "BiCifParaformer", predictor="CifPredictorV3",
                       predictor_conf=dict(config["predictor_conf"], **BICIF_PREDICTOR_CONF))
+    if seaco:
+        width = ENCODER_CONF["output_size"]
+        config.update(seaco_decoder="ParaformerSANMDecoder",
+                      seaco_decoder_conf={"attention_heads": 4, "linear_units": 32, "num_blocks": 4, "kernel_size": 5,
+                                          "use_output_layer": False, "wo_input_layer": True})
+        config["model_conf"].update(inner_dim=width, NO_BIAS=0, train_decoder=False, seaco_lsm_weight=0.1)
     kwargs = {k: copy.deepcopy(v) for k, v in config.items()
               if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
                            "train_conf", "optim", "optim_conf", "scheduler", "scheduler_conf")}

@@ -47,9 +47,22 @@ predictor_conf: {l_order: 1, r_order: 1, threshold: 1.0, tail_threshold: 0.45, s
 """
 
 
-@pytest.mark.parametrize("model", ["paraformer", "bicif"])
+# SeacoParaformer from the same tiny model: hotwords sampled from each batch (Python's global
+# generator, which checkpoints keep), the backbone frozen as the recipe trains it.
+SEACO = BICIF.replace("model: BiCifParaformer", "model: SeacoParaformer") + """
+model_conf: {ctc_weight: 0.3, lsm_weight: 0.1, predictor_weight: 1.0, sampling_ratio: 0.4, predictor_bias: 1,
+             inner_dim: 8, NO_BIAS: 0, train_decoder: false, seaco_lsm_weight: 0.1}
+seaco_decoder: ParaformerSANMDecoder
+seaco_decoder_conf: {attention_heads: 2, linear_units: 16, num_blocks: 2, att_layer_num: 6, kernel_size: 3,
+                     use_output_layer: false, wo_input_layer: true}
+freeze_param: encoder,predictor,decoder
+"""
+EXTRA = {"paraformer": "", "bicif": BICIF, "seaco": SEACO}
+
+
+@pytest.mark.parametrize("model", sorted(EXTRA))
 def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path, model):
-    paths = make_experiment(tmp_path, extra=BICIF if model == "bicif" else "")
+    paths = make_experiment(tmp_path, extra=EXTRA[model])
     write_data_dir(paths["train_data"], random_utterances(16, 11, "tr"), n_mels=4, seed=5)
 
     full_paths = dict(paths, output_dir=str(tmp_path / "exp_full"))
@@ -82,5 +95,10 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path, model):
     final_resumed = torch.load(tmp_path / "exp_killed" / "epoch_2.pt", weights_only=True)["model"]
     assert final_full.keys() == final_resumed.keys()
     assert all(torch.equal(final_full[k], final_resumed[k]) for k in final_full)
-    if model == "bicif":
+    if model != "paraformer":
         assert "predictor.blstm.weight_ih_l0" in final_full
+    if model == "seaco":  # the frozen backbone did not move; the hotword modules did
+        start = torch.load(tmp_path / "exp_full" / "epoch_1.pt", weights_only=True)["model"]
+        assert torch.equal(start["encoder.encoders0.0.self_attn.linear_q_k_v.weight"],
+                           final_full["encoder.encoders0.0.self_attn.linear_q_k_v.weight"])
+        assert not torch.equal(start["hotword_output_layer.weight"], final_full["hotword_output_layer.weight"])

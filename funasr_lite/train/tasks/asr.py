@@ -15,6 +15,7 @@ funasr_lite.scoring.cer), summed over all ranks.
 from __future__ import annotations
 
 import logging
+import random
 import os
 from typing import Any, Callable, Dict, List, Optional
 
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from funasr_lite.data.batch_sampler import FrameBatchSampler
 from funasr_lite.data.collate import collate_batch
+from funasr_lite.data.hotword_sampling import sample_hotword_batch
 from funasr_lite.data.dataset import build_dataset
 from funasr_lite.scoring.cer import char_errors  # validation CER: the scoring alignment
 from funasr_lite.train.distributed import DistributedContext
@@ -90,10 +92,16 @@ class AsrTask(Task):
 
     def build_model(self) -> torch.nn.Module:
         if self.model_builder is not None:
-            return self.model_builder(self.config)
-        from funasr_lite.models import build_model
+            model = self.model_builder(self.config)
+        else:
+            from funasr_lite.models import build_model
 
-        return build_model(self.config)
+            model = build_model(self.config)
+        # Hotword models (SeACo, Contextual) train on hotwords sampled from each batch's transcripts.
+        self.hotwords = None
+        if hasattr(model, "hotword_embeddings"):
+            self.hotwords = {"sos_id": int(model.sos), "seaco_id": getattr(model, "NO_BIAS", None)}
+        return model
 
     @property
     def streaming(self) -> bool:
@@ -137,7 +145,12 @@ class AsrTask(Task):
 
     def compute_loss(self, model, batch):
         speech, speech_lengths, text, text_lengths = self._to_device(batch)
-        return model(speech, speech_lengths, text, text_lengths)
+        if getattr(self, "hotwords", None) is None:
+            return model(speech, speech_lengths, text, text_lengths)
+        # Python's global generator: its state is in every checkpoint, so a resumed run draws alike.
+        extra = sample_hotword_batch(batch["text"], batch["text_lengths"], random, **self.hotwords)
+        return model(speech, speech_lengths, text, text_lengths,
+                     **{key: value.to(self.device) for key, value in extra.items()})
 
     def batch_ids(self, batch) -> List[str]:
         return batch["utt_ids"]
