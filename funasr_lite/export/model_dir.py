@@ -54,7 +54,7 @@ def exported_config(loaded: LoadedModel) -> Dict[str, Any]:
     # specaug too: FunASR's AutoModel builds it from the config even to decode, and knows only
     # the class name (SpecAugLFR), not this toolkit's alias (specaug_lfr).
     for key, registry in (("model", MODELS), ("encoder", ENCODERS), ("decoder", DECODERS), ("predictor", PREDICTORS),
-                          ("specaug", SPECAUGS)):
+                          ("specaug", SPECAUGS), ("seaco_decoder", DECODERS)):
         if key in config:
             config[key] = _class_name(registry, config[key])
     config["frontend"] = config.get("frontend") or "WavFrontend"
