@@ -63,10 +63,18 @@ from funasr_lite.inference.onnx_backend import (
     QUANT_ONNX_NAME,
     SHERPA_TOKENS_NAME,
     TOKENS_JSON_NAME,
+    EMBEDDER_ONNX_NAME,
+    QUANT_EMBEDDER_ONNX_NAME,
     OnnxParaformer,
     tokens_sha256,
 )
-from funasr_lite.models.paraformer.onnx_graph import INPUT_NAMES, ParaformerOnnxGraph
+from funasr_lite.models.paraformer.onnx_graph import (
+    EMBEDDER_INPUT_NAME,
+    EMBEDDER_OUTPUT_NAME,
+    HOTWORD_INPUT_NAME,
+    HotwordEmbedderGraph,
+    ParaformerOnnxGraph,
+)
 from funasr_lite.utils.config import dump_config
 from funasr_lite.utils.fileio import atomic_open
 
@@ -145,6 +153,10 @@ def _dummy_batch(input_dim: int, lengths: Sequence[int] = TRACE_LENGTHS, seed: i
     return speech, torch.tensor(lengths, dtype=torch.int32)
 
 
+def _dummy_hotwords(batch: int, width: int, count: int = 5, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, count, width, generator=torch.Generator().manual_seed(seed))
+
+
 def _trace_to_onnx(graph: ParaformerOnnxGraph, input_dim: int, path: str, opset: int) -> None:
     alphas_name, peaks_name, lengths_name = graph.timestamp_output_names
     dynamic_axes = {
@@ -156,14 +168,31 @@ def _trace_to_onnx(graph: ParaformerOnnxGraph, input_dim: int, path: str, opset:
         peaks_name: {0: "batch_size", 1: "alphas_length"},
         lengths_name: {0: "batch_size"},
     }
+    inputs = _dummy_batch(input_dim)
+    if graph.takes_hotwords:
+        dynamic_axes[HOTWORD_INPUT_NAME] = {0: "batch_size", 1: "num_hotwords"}
+        inputs = (*inputs, _dummy_hotwords(len(TRACE_LENGTHS), graph.model.inner_dim))
     with warnings.catch_warnings():
         # The tracer warns about sizes it records as constants; the ones of this graph are the
         # feature and model dimensions (fixed by design). check_against_torch runs other lengths.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            graph, _dummy_batch(input_dim), path, input_names=list(INPUT_NAMES),
+            graph, inputs, path, input_names=list(graph.input_names),
             output_names=["logits", "token_num", *graph.timestamp_output_names], dynamic_axes=dynamic_axes,
             opset_version=opset, do_constant_folding=True, dynamo=False,
+        )
+
+
+def _trace_embedder(model: torch.nn.Module, path: str, opset: int) -> None:
+    """model_eb.onnx: hotword (N, L) int32 -> hw_embed (L, N, D), both axes dynamic (FunASR fixes L at 10)."""
+    hotwords = torch.randint(3, 9, (4, 6), generator=torch.Generator().manual_seed(0), dtype=torch.int64).int()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            HotwordEmbedderGraph(model).eval(), (hotwords,), path, input_names=[EMBEDDER_INPUT_NAME],
+            output_names=[EMBEDDER_OUTPUT_NAME], opset_version=opset, do_constant_folding=True, dynamo=False,
+            dynamic_axes={EMBEDDER_INPUT_NAME: {0: "num_hotwords", 1: "hotword_length"},
+                          EMBEDDER_OUTPUT_NAME: {0: "hotword_length", 1: "num_hotwords"}},
         )
 
 
@@ -175,6 +204,14 @@ def _finish_model(path: str, metadata: Dict[str, str], client_outputs: Sequence[
     kept = [output for output in model.graph.output if output.name in client_outputs]
     del model.graph.output[:]
     model.graph.output.extend(kept)
+    set_metadata(model, metadata)
+    onnx.save(model, path)
+
+
+def set_metadata_file(path: str, metadata: Dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(path)
     set_metadata(model, metadata)
     onnx.save(model, path)
 
@@ -215,8 +252,14 @@ def check_against_torch(loaded: LoadedModel, path: str, alpha_tol: float = 1e-4)
     within alpha_tol."""
     speech, lengths = _dummy_batch(loaded.input_size, CHECK_LENGTHS, seed=1)
     onnx_model = OnnxParaformer(path, threads=1, with_timestamps=True)
-    ours = onnx_model.decode_greedy(speech, lengths)
-    expected = loaded.model.decode_greedy(speech, lengths.long())
+    context = onnx_context = None
+    if onnx_model.takes_hotwords:  # three random hotwords (and <s>), no filter in either
+        words = [[3 + (7 * i + j) % (len(loaded.token_list) - 4) for j in range(1 + i % 3)] for i in range(3)]
+        words.append([int(loaded.model.sos)])
+        context = loaded.model.hotword_context(words, nfilter=0)
+        onnx_context = onnx_model.hotword_context(words, nfilter=0)
+    ours = onnx_model.decode_greedy(speech, lengths, context=onnx_context)
+    expected = loaded.model.decode_greedy(speech, lengths.long(), context=context)
     for index, (a, b) in enumerate(zip(ours, expected)):
         problems = []
         if a["token_num"] != b["token_num"] or a["token_ids"] != b["token_ids"]:
@@ -257,11 +300,19 @@ def export_onnx(model_dir, output_dir=None, checkpoint: Optional[str] = None, qu
         _trace_to_onnx(graph, loaded.input_size, model_path, opset)
         _finish_model(model_path, metadata, graph.client_output_names)
         staged.append(ONNX_NAME)
+        if graph.takes_hotwords:  # FunASR's second file: the hotword embedder
+            embedder_path = os.path.join(tmp_dir, EMBEDDER_ONNX_NAME)
+            _trace_embedder(copy.deepcopy(loaded.model).eval(), embedder_path, opset)
+            set_metadata_file(embedder_path, metadata)
+            staged.append(EMBEDDER_ONNX_NAME)
         if check:
             check_against_torch(loaded, model_path)
         if quantize:
             quantize_model(model_path, os.path.join(tmp_dir, QUANT_ONNX_NAME), metadata)
             staged.append(QUANT_ONNX_NAME)
+            if graph.takes_hotwords:  # the embedder stays float (FunASR keeps bias_encoder unquantised)
+                shutil.copyfile(os.path.join(tmp_dir, EMBEDDER_ONNX_NAME), os.path.join(tmp_dir, QUANT_EMBEDDER_ONNX_NAME))
+                staged.append(QUANT_EMBEDDER_ONNX_NAME)
         write_token_list(os.path.join(tmp_dir, TOKENS_JSON_NAME), loaded.token_list)
         write_sherpa_tokens(os.path.join(tmp_dir, SHERPA_TOKENS_NAME), loaded.token_list)
         staged += [TOKENS_JSON_NAME, SHERPA_TOKENS_NAME]

@@ -45,7 +45,14 @@ from funasr_lite.inference.model_dir import (
     read_model_config,
     resolve_frontend_conf,
 )
-from funasr_lite.models.paraformer.onnx_graph import CLIENT_OUTPUT_NAMES, INPUT_NAMES, TIMESTAMP_OUTPUT_NAMES
+from funasr_lite.models.paraformer.onnx_graph import (
+    CLIENT_OUTPUT_NAMES,
+    EMBEDDER_INPUT_NAME,
+    HOTWORD_INPUT_NAME,
+    INPUT_NAMES,
+    TIMESTAMP_OUTPUT_NAMES,
+)
+from funasr_lite.models.paraformer.seaco import HotwordContext
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ BACKENDS = ("torch", "onnx")
 # The files of an exported dir (written by funasr_lite/export/onnx_export.py).
 ONNX_NAME = "model.onnx"
 QUANT_ONNX_NAME = "model_quant.onnx"
+EMBEDDER_ONNX_NAME = "model_eb.onnx"  # hotword models: FunASR's hotword embedder
+QUANT_EMBEDDER_ONNX_NAME = "model_eb_quant.onnx"
 TOKENS_JSON_NAME = "tokens.json"
 SHERPA_TOKENS_NAME = "tokens.txt"
 _REQUIRED_METADATA = ("vocab_size", "input_dim", "blank_id", "sos_id", "eos_id", "cif_frame_ms", "tokens_sha256")
@@ -130,6 +139,9 @@ class OnnxParaformer:
             raise ModelDirError(f"{path}: not a readable ONNX model ({first_line[:300]})") from None
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
+        self.takes_hotwords = inputs == [*INPUT_NAMES, HOTWORD_INPUT_NAME]
+        if self.takes_hotwords:
+            inputs = inputs[:2]
         if inputs != list(INPUT_NAMES) or outputs[:2] != list(CLIENT_OUTPUT_NAMES):
             raise ModelDirError(
                 f"{path}: inputs {inputs} and outputs {outputs}; expected FunASR's Paraformer interface "
@@ -146,18 +158,61 @@ class OnnxParaformer:
         self.eos = int(self.metadata["eos_id"])
         self.cif_frame_ms = float(self.metadata["cif_frame_ms"])
         self._output_names = list(CLIENT_OUTPUT_NAMES) + timestamp_names
+        self.embedder = None
+        if self.takes_hotwords:
+            quantized = os.path.basename(path) == QUANT_ONNX_NAME
+            embedder_path = os.path.join(os.path.dirname(path), QUANT_EMBEDDER_ONNX_NAME if quantized
+                                         else EMBEDDER_ONNX_NAME)
+            if not os.path.isfile(embedder_path):
+                raise ModelDirError(f"{path} takes hotwords but {embedder_path} (the hotword embedder) is missing")
+            self.embedder = onnxruntime.InferenceSession(embedder_path, sess_options=_session_options(threads),
+                                                         providers=["CPUExecutionProvider"])
+        self._no_hotwords: Optional[HotwordContext] = None
 
-    def run(self, speech: np.ndarray, lengths: np.ndarray) -> List[np.ndarray]:
+    def hotword_context(self, hotwords: Sequence[Sequence[int]], nfilter: int = 50,
+                        seaco_weight: float = 1.0) -> HotwordContext:
+        """Token-id lists (``<s>`` last) -> their embeddings from model_eb.onnx. The exported graph
+        attends to every hotword: it equals the PyTorch path up to ``nfilter`` of them (a warning
+        says so past that) and with ``seaco_weight`` 1."""
+        if not self.takes_hotwords:
+            raise ValueError(f"{self.path} takes no hotwords")
+        if 0 < nfilter < len(hotwords) - 1:
+            logger.warning("%d hotwords: the ONNX graph attends to all of them (PyTorch keeps the %d its filter "
+                           "ranks first); results may differ from the PyTorch backend", len(hotwords) - 1, nfilter)
+        if seaco_weight != 1.0:
+            logger.warning("seaco_weight %s: the ONNX graph uses 1.0 (FunASR's switch)", seaco_weight)
+        lengths = np.array([len(word) for word in hotwords])
+        pad = np.zeros((len(hotwords), int(lengths.max())), dtype=np.int32)
+        for row, word in enumerate(hotwords):
+            pad[row, : len(word)] = word
+        steps = self.embedder.run(None, {EMBEDDER_INPUT_NAME: pad})[0]  # (L, N, D)
+        embeddings = steps[lengths - 1, np.arange(len(hotwords))]
+        return HotwordContext(torch.from_numpy(np.ascontiguousarray(embeddings)), 0, 1.0)
+
+    def run(self, speech: np.ndarray, lengths: np.ndarray, bias_embed: Optional[np.ndarray] = None) -> List[np.ndarray]:
         """(B, T, D) float32, (B,) int32 -> [logits, token_num(, alphas, peaks, their lengths)]
         (BiCif: us_alphas, us_cif_peak, us_alpha_lengths)."""
         feeds = {INPUT_NAMES[0]: np.ascontiguousarray(speech, dtype=np.float32),
                  INPUT_NAMES[1]: np.ascontiguousarray(lengths, dtype=np.int32)}
+        if self.takes_hotwords:
+            feeds[HOTWORD_INPUT_NAME] = np.ascontiguousarray(bias_embed, dtype=np.float32)
         return self.session.run(self._output_names, feeds)
 
-    def decode_greedy(self, feats: torch.Tensor, feats_lengths: torch.Tensor) -> List[Dict]:
+    def decode_greedy(self, feats: torch.Tensor, feats_lengths: torch.Tensor,
+                      context: Optional[HotwordContext] = None) -> List[Dict]:
         """As :meth:`funasr_lite.models.paraformer.model.Paraformer.decode_greedy` (alphas/peaks
-        None without timestamps)."""
-        outputs = self.run(feats.detach().cpu().numpy(), feats_lengths.detach().cpu().numpy())
+        None without timestamps). A hotword model without hotwords is biased with ``<s>`` alone
+        (the graph always attends to a list; docs/hotwords.md)."""
+        bias_embed = None
+        if self.takes_hotwords:
+            if context is None:
+                if self._no_hotwords is None:
+                    self._no_hotwords = self.hotword_context([[self.sos]], nfilter=0)
+                context = self._no_hotwords
+            bias_embed = context.embeddings.numpy()[None].repeat(feats.size(0), axis=0)
+        elif context is not None:
+            raise ValueError(f"{self.path} takes no hotwords")
+        outputs = self.run(feats.detach().cpu().numpy(), feats_lengths.detach().cpu().numpy(), bias_embed)
         log_probs, token_num = outputs[0], outputs[1]
         dropped = {self.blank_id, self.sos, self.eos}
         results = []

@@ -341,7 +341,7 @@ class Speech2Text:
             words, ids = hotword_ids(spec, self.loaded.tokenizer, self.model.sos)
             if not ids:
                 return None
-            if not hasattr(self.model, "hotword_context"):
+            if not getattr(self.model, "takes_hotwords", False):
                 raise DecodeError(f"{self.loaded.files.model_dir}: {type(self.model).__name__} takes no hotwords "
                                   "(SeacoParaformer does)")
             seg_dict_path = os.path.join(os.path.dirname(self.loaded.files.cmvn), SEG_DICT_NAME)

@@ -19,6 +19,8 @@ from funasr_lite.models.paraformer.seaco import HotwordContext
 class ContextualParaformer(Paraformer):
     """Paraformer + bias_embed + bias_encoder (FunASR names) + a ContextualParaformerDecoder."""
 
+    takes_hotwords = True
+
     def __init__(self, *args, inner_dim: int = 256, bias_encoder_type: str = "lstm",
                  use_decoder_embedding: bool = False, crit_attn_weight: float = 0.0, crit_attn_smooth: float = 0.0,
                  bias_encoder_dropout_rate: float = 0.0, target_buffer_length: int = -1, **kwargs):

@@ -40,6 +40,7 @@ class Paraformer(nn.Module):
     """
 
     required_predictor: Optional[type] = None  # a subclass that needs a particular predictor class
+    takes_hotwords = False  # SeacoParaformer, ContextualParaformer: decoding takes a HotwordContext
 
     def __init__(
         self,

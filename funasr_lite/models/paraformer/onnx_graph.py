@@ -24,14 +24,17 @@ token count and their accumulator at 1 - 1e-4 (FunASR's ``get_upsample_timestmap
 us_alphas, us_cif_peak), the interface funasr-onnx and sherpa-onnx read as BiCif.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
 from funasr_lite.models.modules.mask import sequence_mask
+from funasr_lite.models.paraformer.seaco import HotwordContext
 
 INPUT_NAMES = ("speech", "speech_lengths")
+HOTWORD_INPUT_NAME = "bias_embed"  # hotword models (SeACo, Contextual): (B, N, D), FunASR's name
+EMBEDDER_INPUT_NAME, EMBEDDER_OUTPUT_NAME = "hotword", "hw_embed"  # model_eb.onnx
 CLIENT_OUTPUT_NAMES = ("logits", "token_num")
 TIMESTAMP_OUTPUT_NAMES = ("alphas", "peaks", "alpha_lengths")
 BICIF_TIMESTAMP_OUTPUT_NAMES = ("us_alphas", "us_cif_peak", "us_alpha_lengths")
@@ -56,6 +59,8 @@ class ParaformerOnnxGraph(nn.Module):
         else:
             self.timestamp_output_names = TIMESTAMP_OUTPUT_NAMES
             self.client_output_names = CLIENT_OUTPUT_NAMES
+        self.takes_hotwords = hasattr(model, "hotword_embeddings")
+        self.input_names = INPUT_NAMES + ((HOTWORD_INPUT_NAME,) if self.takes_hotwords else ())
         padding_row = torch.full((model.vocab_size,), _PADDING_LOG_PROB)
         padding_row[model.eos] = 0.0
         self.register_buffer("padding_row", padding_row, persistent=False)
@@ -76,7 +81,8 @@ class ParaformerOnnxGraph(nn.Module):
         peaks = ((cumsum - torch.floor(cumsum_before)) * self.threshold).to(alphas.dtype)
         return embeds, peaks
 
-    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
+                bias_embed: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ...]:
         model, predictor = self.model, self.model.predictor
         encoder_out, encoder_lengths = model.encode(speech, speech_lengths.long())
         num_frames = encoder_out.size(1)
@@ -101,8 +107,10 @@ class ParaformerOnnxGraph(nn.Module):
         token_lengths = torch.round(token_num).long()
         width = token_lengths.max()
         embeds, peaks = self._integrate(hidden, alphas, width)
-        logits = model.decoder(encoder_out, encoder_lengths, embeds, token_lengths)[0]
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        # Hotwords: every one attended (no filter: the graph equals PyTorch up to nfilter of them).
+        context = HotwordContext(bias_embed[0], nfilter=0) if bias_embed is not None else None
+        log_probs = model.decoder_log_probs(encoder_out, encoder_lengths, embeds, token_lengths,
+                                            context=context).float()
         valid = sequence_mask(token_lengths, log_probs.size(1))
         log_probs = torch.where(valid.unsqueeze(-1), log_probs, self.padding_row.to(log_probs.dtype))
         if self.upsample > 1:
@@ -112,5 +120,25 @@ class ParaformerOnnxGraph(nn.Module):
         return (log_probs, token_lengths.to(torch.int32), alphas, peaks, alpha_lengths.to(torch.int32))
 
 
-__all__ = ["BICIF_TIMESTAMP_OUTPUT_NAMES", "CLIENT_OUTPUT_NAMES", "INPUT_NAMES", "ParaformerOnnxGraph",
+class HotwordEmbedderGraph(nn.Module):
+    """FunASR's ``model_eb.onnx``: hotword ids (N, L) int32, padded with 0 -> every LSTM step,
+    time-major (L, N, D); a client takes step len-1 of each hotword (funasr-onnx does). SeACo reads
+    the decoder's embedding (its ``lstm_proj`` applied when it has one), Contextual its bias_embed."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, hotword: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        use_decoder = not hasattr(model, "bias_embed") or getattr(model, "use_decoder_embedding", False)
+        embed = model.decoder.embed if use_decoder else model.bias_embed
+        output = model.bias_encoder(embed(hotword.long()))[0]
+        if getattr(model, "lstm_proj", None) is not None:
+            output = model.lstm_proj(output)
+        return output.transpose(0, 1)
+
+
+__all__ = ["BICIF_TIMESTAMP_OUTPUT_NAMES", "EMBEDDER_INPUT_NAME", "EMBEDDER_OUTPUT_NAME", "HOTWORD_INPUT_NAME",
+           "HotwordEmbedderGraph", "CLIENT_OUTPUT_NAMES", "INPUT_NAMES", "ParaformerOnnxGraph",
            "TIMESTAMP_OUTPUT_NAMES"]

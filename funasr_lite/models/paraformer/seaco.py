@@ -52,6 +52,8 @@ class SeacoParaformer(BiCifParaformer):
     count, timestamp-head and CTC losses are not used (as in FunASR).
     """
 
+    takes_hotwords = True
+
     def __init__(
         self,
         *args,
