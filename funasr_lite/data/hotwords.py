@@ -32,6 +32,7 @@ from funasr_lite.utils.http_fetch import FetchError, fetch
 logger = logging.getLogger(__name__)
 
 SEG_DICT_NAME = "seg_dict"
+LARGE_LIST = 10000  # a warning past this many hotwords
 _CJK_OR_DIGITS = re.compile(r"^[\u4E00-\u9FA50-9]+$")  # FunASR's seg_tokenize pattern
 _UNK = "<unk>"
 
@@ -97,11 +98,26 @@ def hotword_ids(spec, tokenizer, sos_id: int, seg_dict: Optional[Dict[str, str]]
     """(hotwords as written, their token-id lists with ``[sos_id]`` last); ([], []) for none."""
     words = hotword_units(spec)
     if not words:
+        if spec is not None:
+            logger.warning("the hotword list is empty: decoding without hotwords")
         return [], []
     ids = []
+    unknown = []
+    unk_id = getattr(tokenizer, "unk_id", None)
     for units in words:
         tokens = seg_tokenize(units, seg_dict) if seg_dict is not None else list(units)
         ids.append(tokenizer.tokens2ids(tokens))
+        if unk_id is not None and unk_id in ids[-1]:
+            unknown.append(" ".join(units))
+    if unknown:
+        logger.warning("%d of %d hotwords hold tokens outside the vocabulary (read as <unk>), e.g. %s",
+                       len(unknown), len(words), ", ".join(unknown[:5]))
+    duplicates = len(words) - len({tuple(units) for units in words})
+    if duplicates:
+        logger.warning("%d duplicate hotwords (kept, as FunASR keeps them)", duplicates)
+    if len(words) > LARGE_LIST:
+        logger.warning("%d hotwords: recall falls as a list grows (the filter keeps nfilter of them per "
+                       "utterance); consider a shorter list", len(words))
     if seg_dict is None and any(len(units) == 1 and len(units[0]) > 1 and _CJK_OR_DIGITS.match(units[0])
                                 for units in words):
         logger.warning("no %s in the model dir: a hotword of several characters is looked up whole (FunASR "

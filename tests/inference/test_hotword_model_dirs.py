@@ -198,3 +198,25 @@ def test_contextual_dir_gives_automodels_text_with_and_without_hotwords(corpus, 
         assert [r["text"] for r in ours] == [expected[r["key"]]["text"].replace(" ", "") for r in ours]
     assert [r["text"] for r in biased] != [r["text"] for r in plain]
     assert sum(len(r["token"]) for r in biased) >= 8
+
+
+def test_bad_hotword_lists_are_named_and_decoding_goes_on(seaco_dir, wav_paths, tmp_path, caplog):
+    asr = SpeechRecognizer.from_model_dir(seaco_dir)
+    plain = [r["text"] for r in asr(wav_paths)]
+    with caplog.at_level("WARNING"):
+        assert [r["text"] for r in asr(wav_paths, hotword="   ")] == plain  # empty: no hotwords
+    assert "hotword list is empty" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        asr(wav_paths, hotword="大你 大你 Hello 甲乙 他们")
+    assert "2 of 5 hotwords hold tokens outside the vocabulary" in caplog.text and "Hello" in caplog.text
+    assert "1 duplicate hotwords" in caplog.text
+    big = tmp_path / "big.txt"
+    big.write_text("\n".join(f"{TOKENS[3 + i % 20]}{TOKENS[3 + (i // 20) % 20]}{i}" for i in range(100000)),
+                   encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        results = asr(wav_paths[:1], hotword=str(big))
+    assert results[0]["text"] and "100000 hotwords" in caplog.text
+    with pytest.raises(DecodeError, match="hotword URL http://127.0.0.1:9/none.txt"):
+        asr(wav_paths[:1], hotword="http://127.0.0.1:9/none.txt")
