@@ -13,11 +13,14 @@ lines. timestamp.txt holds, in ms:
              share of the reference characters they make up;
   %BIAS_COR  the mean signed error (hyp - ref; positive = late) over those same characters.
 Spaces are removed before scoring; reference utterances without a hypothesis count as all
-deletions. See funasr_lite.scoring.cer for the file formats.
+deletions. See funasr_lite.scoring.cer for the file formats. With --hotword_list, hotword.txt holds
+the hotwords' recall and precision and the CER outside (U-CER) and inside (B-CER) them
+(funasr_lite.scoring.hotword).
 """
 
 import argparse
 import logging
+import os
 import sys
 
 from funasr_lite.data.datadir import DataDirError
@@ -34,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref_timestamps", default=None, help="ground-truth char_timestamps of the data dir")
     parser.add_argument("--hyp_timestamps", default=None, help="1best_recog/time_stamp")
     parser.add_argument("--hyp_token", default=None, help="1best_recog/token (default: beside --hyp_timestamps)")
+    parser.add_argument("--hotword_list", default=None,
+                        help="a hotword list (one per line): also write hotword.txt, the hotwords' recall and "
+                             "precision and the CER outside and inside them (funasr_lite/scoring/hotword.py)")
     return parser
 
 
@@ -53,6 +59,22 @@ def main(argv=None) -> int:
     print(result.cer_line())
     for line in result.timestamp_lines or []:
         print(line)
+    if args.hotword_list:
+        from funasr_lite.data.datadir import read_kv
+        from funasr_lite.data.hotwords import hotword_units
+        from funasr_lite.scoring.hotword import score_hotwords
+        from funasr_lite.utils.fileio import atomic_open
+
+        try:
+            words = ["".join(units) for units in hotword_units(args.hotword_list)]
+            score = score_hotwords(read_kv(args.ref), read_kv(args.hyp, allow_empty_value=True), words)
+        except (DataDirError, ValueError, OSError) as e:
+            log.error("%s", e)
+            return 1
+        with atomic_open(os.path.join(args.out_dir, "hotword.txt")) as f:
+            f.write("\n".join([f"# {len(words)} hotwords from {args.hotword_list}", *score.lines()]) + "\n")
+        for line in score.lines():
+            print(line)
     return 0
 
 
