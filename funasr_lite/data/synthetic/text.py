@@ -127,7 +127,14 @@ def _tagged_line_runs(line: str) -> Iterator[Tuple[List[str], bool, str]]:
     ``词/pos`` line: words with POS tags stripped and numbers spelt out, ``clean`` when every
     character is Chinese, ``mark`` the punctuation token that ended the run (``""`` at the end of
     the line). Inline marks (quotes, title marks) neither end a run nor count as its mark."""
+    for words, _, clean, mark in tagged_line_runs(line):
+        yield words, clean, mark
+
+
+def tagged_line_runs(line: str) -> Iterator[Tuple[List[str], List[str], bool, str]]:
+    """As :func:`_tagged_line_runs`, with each word's POS tag: ``(words, tags, clean, mark)``."""
     words: List[str] = []
+    tags: List[str] = []
     clean = True
     for token in line.split():
         word, tag = _split_tagged_token(token)
@@ -135,15 +142,16 @@ def _tagged_line_runs(line: str) -> Iterator[Tuple[List[str], bool, str]]:
             if all(c in _INLINE_MARKS for c in word):
                 continue
             if words:
-                yield words, clean, word
-            words, clean = [], True
+                yield words, tags, clean, word
+            words, tags, clean = [], [], True
             continue
         word = spell_out_numbers(word)
         if not all(is_chinese_char(c) for c in word):
             clean = False
         words.append(word)
+        tags.append(tag)
     if words:
-        yield words, clean, ""
+        yield words, tags, clean, ""
 
 
 def segments_from_tagged_line(line: str, dropped: Optional[collections.Counter] = None) -> Iterator[List[str]]:
