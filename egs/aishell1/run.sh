@@ -47,10 +47,13 @@ punc_config=conf/punc.yaml # stage 9 (opt-in: --stop_stage 9): CT-Transformer pu
 punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir; its model.pt is the engine's model.avg1.pt)
 punc_args=                 # extra punctuation trainer arguments, e.g. "++train_conf.max_epoch=3"
 onnx_export=true           # stage 8: also export the model dir to ONNX (model.onnx, int8 model_quant.onnx, tokens.json, sherpa tokens.txt; Paraformer and BiCifParaformer; docs/deploy.md)
+hotword_config=conf/demo_seaco.yaml  # stage 11 (opt-in): the SeACo hotword branch, trained on a frozen BiCif model
+hotword_base=exp/demo_bicif  # stage 11: the BiCif exp (stage 4 with conf/demo_bicif.yaml) it starts from
+hotword_lists="0 200 1000 4000"  # stage 11: decode the hotword test set with each list size (0: no hotwords)
 longform_durations="600 3600"  # stage 10 (opt-in: --stop_stage 10): long recordings (s) built from data/test, decoded with VAD (+ stage 9's punctuation when present), scored (docs/longform.md)
 # ---- end of options ----
 help_message="Usage: bash run.sh [--name value ...]
-AISHELL-1 Paraformer recipe, stages -1..8, opt-in 9..10 (README.md: what each stage makes). On a terminal each
+AISHELL-1 Paraformer recipe, stages -1..8, opt-in 9..11 (README.md: what each stage makes). On a terminal each
 stage shows its jobs (k/N done, elapsed, ETA) and a training job its epoch, step, ETA and last
 validation CER; logs go to the files named by each stage."
 . utils/parse_options.sh
@@ -265,6 +268,37 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
       --vad_model_dir "$vad_dir" "${punc_opt[@]}" --wav_scp "data/longform/long${seconds}s/wav.scp" --output_dir "$dir"
     python "local/score_longform.py" --data_dir "data/longform/long${seconds}s" --decode_dir "$dir" \
       | tee "$dir/score.txt"
+  done
+fi
+
+if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
+  # Hotwords (docs/hotwords.md): a test set of sentences rich in names no train text says, said by the
+  # test voices (data/test_hotword), the SeACo branch trained on the frozen BiCif model, decoded with
+  # lists of each size (the set's own hotwords first, then distractors), scored for hotword recall.
+  hw_exp=exp/$(basename "$hotword_config" .yaml)
+  log "stage 11: hotword test set -> data/test_hotword; $hotword_config on $hotword_base -> $hw_exp; lists $hotword_lists"
+  if [ ! -s data/test_hotword/text ]; then
+    python -m funasr_lite.bin.make_hotword_set --corpus "$corpus_root" --train_text "data/$train_set/text" \
+      --out data/test_hotword --nj "$nj" --seed "$seed" --size "$corpus_size"
+  fi
+  fbank_options=$(python -m funasr_lite.bin.compute_fbank --config "$hotword_config" --print_options)
+  params="resample=$resample fbank=$fbank_options"
+  if ! stage_done data/test_hotword/.fbank.done "$params"; then
+    utils/make_fbank.sh --nj "$nj" --cmd "$train_cmd" --resample "$resample" --fbank-config "$hotword_config" \
+      data/test_hotword exp/make_fbank/test_hotword fbank
+    echo "$params" > data/test_hotword/.fbank.done
+  fi
+  [ -f "$hotword_base/model.avg$num_avg.pt" ] || { log "no $hotword_base/model.avg$num_avg.pt: run stage 4 with conf/demo_bicif.yaml first"; exit 1; }
+  train_paraformer "$hotword_config" "$hw_exp" --init_param "$hotword_base/model.avg$num_avg.pt"
+  for n in $hotword_lists; do
+    dir=$hw_exp/decode_test_hotword_hw$n
+    hw_opt=(); [ "$n" != 0 ] && hw_opt=(--hotword "data/test_hotword/hotwords_$n.txt")
+    mkdir -p "$dir/log"
+    $decode_cmd "$dir/log/decode.log" python -m funasr_lite.bin.infer --exp_dir "$hw_exp" \
+      --checkpoint model.avg1.pt --data_dir data/test_hotword --output_dir "$dir" "${hw_opt[@]}"
+    python -m funasr_lite.bin.compute_cer --ref data/test_hotword/text --hyp "$dir/1best_recog/text" \
+      --out_dir "$dir" --ref_timestamps data/test_hotword/char_timestamps \
+      --hyp_timestamps "$dir/1best_recog/time_stamp" --hotword_list data/test_hotword/hotwords_200.txt
   done
 fi
 
