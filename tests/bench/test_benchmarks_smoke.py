@@ -140,3 +140,28 @@ def test_benchmark_decode_smoke(setup_dirs):
             assert row["ours"]["batches"] < 3 and row["ours"]["match_own_batch1"] == 1.0
     # audio_s of the model dir comes from the raw frame count (10 ms each): 230 + 170 + 300 frames.
     assert rows["model_dir", "batch1"]["ours"]["audio_s"] == pytest.approx(7.0)
+
+
+def test_benchmark_hotwords_smoke(tmp_path):
+    """bench/benchmark_hotwords.py on a funasr-built SeACo dir and three wavs: a row per list, ratios
+    over the no-hotword decode."""
+    import json
+
+    sys.path.insert(0, os.path.join(REPO, "tests", "inference"))
+    from test_hotword_model_dirs import write_seaco_dir
+    from test_infer import synth_wave, write_wav
+
+    waves = [synth_wave(1.5 + i, seed=90 + i) for i in range(3)]
+    model_dir = write_seaco_dir(str(tmp_path / "seaco"), waves)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text("".join(f"u{i} {write_wav(tmp_path / f'u{i}.wav', w)}\n"
+                                          for i, w in enumerate(waves)), encoding="utf-8")
+    (tmp_path / "hw.txt").write_text("大你\n他们\n", encoding="utf-8")
+    out = tmp_path / "hw.json"
+    stdout = run_script("benchmark_hotwords.py", ["--model_dir", model_dir, "--data_dir", str(data), "--lists",
+                                                  f"2={tmp_path / 'hw.txt'}", "--repeats", "2", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [row["hotwords"] for row in report["rows"]] == ["none", "2"]
+    assert report["rows"][0]["ratio"] == 1.0 and report["rows"][1]["ratio"] > 0
+    assert "| none |" in stdout
