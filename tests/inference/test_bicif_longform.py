@@ -89,3 +89,19 @@ def funasr_automodel_with(model_dir, **dirs):
 
     return AutoModel(model=model_dir, device="cpu", disable_update=True, disable_pbar=True, disable_log=True,
                      **dirs)
+
+
+def test_seaco_with_vad_and_hotwords_equals_automodel(tmp_path, recording):
+    """The long-form pipeline with hotwords (SeACo): AutoModel's text and times, one VAD segment per
+    FunASR batch (its filter and BLSTM read a batch's padding; ours are per utterance)."""
+    from test_hotword_model_dirs import HOTWORDS, write_seaco_dir
+    from test_infer import synth_wave
+
+    seaco = write_seaco_dir(str(tmp_path / "seaco"), [synth_wave(2.0, seed=s) for s in range(3)])
+    vad = released_vad_model_dir()
+    path, _ = recording
+    ours = SpeechRecognizer.from_model_dir(seaco, vad_model=vad, batch_size_s=20)(path, hotword=HOTWORDS)[0]
+    plain = SpeechRecognizer.from_model_dir(seaco, vad_model=vad, batch_size_s=20)(path)[0]
+    expected = funasr_automodel_with(seaco, vad_model=vad).generate(input=path, batch_size_s=1, hotword=HOTWORDS)[0]
+    assert ours["text"] == expected["text"].replace(" ", "") and ours["timestamp"] == expected["timestamp"]
+    assert ours["text"] != plain["text"] and len(ours["token"]) > 40
