@@ -5,19 +5,16 @@ Paraformer class, random weights, FunASR's config.yaml schema, tokens.json), so 
 entry point is tested on a dir it did not write.
 """
 
-import copy
-import json
 import os
 
 import numpy as np
 import soundfile
-import torch
-import yaml
 
 from funasr_lite.frontend.cmvn import write_am_mvn
 from funasr_lite.frontend.fbank import compute_fbank
 from funasr_lite.frontend.lfr import lfr_stack
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
+from funasr_dirs import build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
 
 SAMPLE_RATE = 16000
 CHARS = "的一是了我不人在他有这个上们来到时大地为子中你说"
@@ -116,18 +113,6 @@ def write_funasr_model_dir(path, cmvn_waves, seed=0, bicif=False, seaco=False):
                       seaco_decoder_conf={"attention_heads": 4, "linear_units": 32, "num_blocks": 4, "kernel_size": 5,
                                           "use_output_layer": False, "wo_input_layer": True})
         config["model_conf"].update(inner_dim=width, NO_BIAS=0, train_decoder=False, seaco_lsm_weight=0.1)
-    kwargs = {k: copy.deepcopy(v) for k, v in config.items()
-              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
-                           "train_conf", "optim", "optim_conf", "scheduler", "scheduler_conf")}
-    kwargs.update(config["model_conf"], input_size=560, vocab_size=len(TOKENS))
-    torch.manual_seed(seed)
-    model = FunasrParaformer(**kwargs)
-    with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(ALPHA_BIAS)
-    torch.save(model.state_dict(), os.path.join(path, "model.pt"))
-    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
-    with open(os.path.join(path, "tokens.json"), "w", encoding="utf-8") as f:
-        json.dump(TOKENS, f, ensure_ascii=False)
-    write_cmvn_from_waves(os.path.join(path, "am.mvn"), list(cmvn_waves))
+    model = build_funasr_model(FunasrParaformer, config, len(TOKENS), seed, ALPHA_BIAS)
+    save_funasr_dir(str(path), config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, list(cmvn_waves)))
     return str(path)

@@ -2,7 +2,6 @@
 timestamps equal AutoModel's from the same wavs; the exported dir round-trips and FunASR reads it;
 bin/finetune fine-tunes it."""
 
-import json
 import logging
 import os
 
@@ -18,6 +17,7 @@ from funasr_lite.inference.model_dir import load_model_dir
 from funasr_lite.inference.speech2text import Speech2Text, DecodeOptions, items_from_wav_files
 from funasr_lite.inference.writers import read_1best_recog
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
+from funasr_dirs import build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
 from test_funasr_model_dir import funasr_automodel  # tests/inference/test_funasr_model_dir.py
 from test_infer import TOKENS, write_cmvn_from_waves, write_corpus
 
@@ -38,24 +38,11 @@ def bicif_funasr_config():
 
 
 def write_bicif_dir(path, config, waves, seed=0, alpha_bias=-0.9, emit_unk=False):
-    kwargs = {k: v for k, v in config.items()
-              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
-                           "train_conf", "optim", "optim_conf")}
-    kwargs.update(config["model_conf"], input_size=560, vocab_size=len(TOKENS))
-    torch.manual_seed(seed)
-    model = FunasrBiCifParaformer(**kwargs)
-    with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(alpha_bias)  # fire often: several tokens per second
-        if not emit_unk:  # a trained model rarely says <unk>; FunASR misplaces the times after one
+    model = build_funasr_model(FunasrBiCifParaformer, config, len(TOKENS), seed, alpha_bias)
+    if not emit_unk:  # a trained model rarely says <unk>; FunASR misplaces the times after one
+        with torch.no_grad():
             model.decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
-    os.makedirs(path, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(path, "model.pt"))
-    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
-    with open(os.path.join(path, "tokens.json"), "w", encoding="utf-8") as f:
-        json.dump(TOKENS, f, ensure_ascii=False)
-    write_cmvn_from_waves(os.path.join(path, "am.mvn"), waves)
-    return path
+    return save_funasr_dir(path, config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, waves))
 
 
 @pytest.fixture(scope="module")

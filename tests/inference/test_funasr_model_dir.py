@@ -33,6 +33,7 @@ from test_infer import (
     write_corpus,
 )
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
+from funasr_dirs import build_funasr_model as build_funasr_class, save_funasr_dir  # tests/funasr_dirs.py
 
 logging.getLogger("funasr").setLevel(logging.WARNING)
 
@@ -49,15 +50,7 @@ def funasr_style_config():
 
 def build_funasr_model(config, vocab_size, seed=0, alpha_bias=-0.9):
     """funasr's own Paraformer, from the config, with the CIF output bias set so that it fires often."""
-    kwargs = {k: copy.deepcopy(v) for k, v in config.items()
-              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
-                           "train_conf", "optim", "optim_conf")}
-    kwargs.update(config["model_conf"], input_size=560, vocab_size=vocab_size)
-    torch.manual_seed(seed)
-    model = FunasrParaformer(**kwargs)
-    with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(alpha_bias)
-    return model.eval()
+    return build_funasr_class(FunasrParaformer, config, vocab_size, seed, alpha_bias)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +70,7 @@ def funasr_dir(tmp_path_factory, corpus):
     path = str(tmp_path_factory.mktemp("funasr_model"))
     config = funasr_style_config()
     model = build_funasr_model(config, len(TOKENS))
-    torch.save(model.state_dict(), os.path.join(path, "model.pt"))
-    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
-    with open(os.path.join(path, "tokens.json"), "w", encoding="utf-8") as f:
-        json.dump(TOKENS, f, ensure_ascii=False)
-    write_cmvn_from_waves(os.path.join(path, "am.mvn"), corpus[1].values())
+    save_funasr_dir(path, config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, corpus[1].values()))
     return path, model
 
 

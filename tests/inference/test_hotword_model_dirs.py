@@ -5,12 +5,10 @@ differences (missing file, empty lines, BOM, lists) are named."""
 
 import functools
 import http.server
-import json
 import os
 
 import pytest
 import torch
-import yaml
 
 from funasr.models.seaco_paraformer.model import SeacoParaformer as FunasrSeacoParaformer
 
@@ -24,6 +22,7 @@ from local_http import local_http_server  # tests/local_http.py
 from test_bicif_model_dir import V3_PREDICTOR_CONF, UTTERANCES, automodel_results
 from test_funasr_model_dir import funasr_automodel
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs
+from funasr_dirs import build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
 from test_infer import TOKENS, synth_wave, write_cmvn_from_waves, write_corpus, write_model_dir
 
 ENCODER_CONF, DECODER_CONF = funasr_sanm_confs(output_size=64, linear_units=128, kernel_size=11)
@@ -46,27 +45,11 @@ def seaco_funasr_config():
 
 def write_seaco_dir(path, waves, seg_dict=True, seed=0):
     config = seaco_funasr_config()
-    kwargs = {k: v for k, v in config.items()
-              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
-                           "train_conf", "optim", "optim_conf")}
-    kwargs.update(config["model_conf"], input_size=560, vocab_size=len(TOKENS))
-    torch.manual_seed(seed)
-    model = FunasrSeacoParaformer(**kwargs)
+    model = build_funasr_model(FunasrSeacoParaformer, config, len(TOKENS), seed)
     with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(-0.9)  # several tokens per second
         model.decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
         model.hotword_output_layer.bias[NO_BIAS] += 1.5  # the bias head fires on part of the tokens
-    os.makedirs(path, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(path, "model.pt"))
-    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
-    with open(os.path.join(path, "tokens.json"), "w", encoding="utf-8") as f:
-        json.dump(TOKENS, f, ensure_ascii=False)
-    if seg_dict:
-        with open(os.path.join(path, "seg_dict"), "w", encoding="utf-8") as f:
-            f.writelines(f"{token} {token}\n" for token in TOKENS[3:-1])
-    write_cmvn_from_waves(os.path.join(path, "am.mvn"), waves)
-    return path
+    return save_funasr_dir(path, config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, waves), seg_dict)
 
 
 @pytest.fixture(scope="module")
@@ -166,26 +149,11 @@ def write_contextual_dir(path, waves, seed=0):
     config["decoder"] = "ContextualParaformerDecoder"
     config["model"] = "ContextualParaformer"
     config["model_conf"].update(inner_dim=64)
-    kwargs = {k: v for k, v in config.items()
-              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
-                           "train_conf", "optim", "optim_conf")}
-    kwargs.update(config["model_conf"], input_size=560, vocab_size=len(TOKENS))
-    torch.manual_seed(seed)
-    model = FunasrContextualParaformer(**kwargs)
+    model = build_funasr_model(FunasrContextualParaformer, config, len(TOKENS), seed)
     with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(-0.9)
         model.decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
         model.decoder.bias_output.weight.mul_(4.0)  # a strong bias path: hotwords change the output
-    os.makedirs(path, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(path, "model.pt"))
-    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
-    with open(os.path.join(path, "tokens.json"), "w", encoding="utf-8") as f:
-        json.dump(TOKENS, f, ensure_ascii=False)
-    with open(os.path.join(path, "seg_dict"), "w", encoding="utf-8") as f:
-        f.writelines(f"{token} {token}\n" for token in TOKENS[3:-1])
-    write_cmvn_from_waves(os.path.join(path, "am.mvn"), waves)
-    return path
+    return save_funasr_dir(path, config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, waves), True)
 
 
 def test_contextual_dir_gives_automodels_text_with_and_without_hotwords(corpus, wav_paths, tmp_path):
