@@ -18,13 +18,12 @@ from funasr_lite.inference.speech2text import Speech2Text, DecodeOptions, items_
 from funasr_lite.inference.writers import read_1best_recog
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
 from funasr_dirs import build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
-from test_funasr_model_dir import funasr_automodel  # tests/inference/test_funasr_model_dir.py
-from test_infer import TOKENS, write_cmvn_from_waves, write_corpus
+from test_funasr_model_dir import UTTERANCES, corpus, funasr_automodel, wav_paths  # noqa: F401 (fixtures)
+from test_infer import TOKENS, write_cmvn_from_waves
 
 logging.getLogger("funasr").setLevel(logging.WARNING)
 
 ENCODER_CONF, DECODER_CONF = funasr_sanm_confs(output_size=64, linear_units=128, kernel_size=11)
-UTTERANCES = {"utt_a": 2.6, "utt_b": 1.2, "utt_c": 3.4}
 # The released paraformer-large-vad-punc predictor_conf, at width 64.
 V3_PREDICTOR_CONF = {"idim": 64, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45,
                      "smooth_factor2": 0.25, "noise_threshold2": 0.01, "upsample_times": 3,
@@ -43,17 +42,6 @@ def write_bicif_dir(path, config, waves, seed=0, alpha_bias=-0.9, emit_unk=False
         with torch.no_grad():
             model.decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
     return save_funasr_dir(path, config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, waves))
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return write_corpus(str(tmp_path_factory.mktemp("corpus")), UTTERANCES, with_feats=False)
-
-
-@pytest.fixture(scope="module")
-def wav_paths(corpus):
-    wav_dir = os.path.join(os.path.dirname(corpus[0]), "wav")
-    return [os.path.join(wav_dir, f"{key}.wav") for key in sorted(UTTERANCES)]
 
 
 @pytest.fixture(scope="module")

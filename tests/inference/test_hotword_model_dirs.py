@@ -20,10 +20,10 @@ from funasr_lite.inference.speech2text import DecodeError, DecodeOptions, Speech
 from funasr_lite.inference.writers import read_1best_recog
 from local_http import local_http_server  # tests/local_http.py
 from test_bicif_model_dir import V3_PREDICTOR_CONF, UTTERANCES, automodel_results
-from test_funasr_model_dir import funasr_automodel
+from test_funasr_model_dir import corpus, funasr_automodel, wav_paths  # noqa: F401 (fixtures)
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs
 from funasr_dirs import build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
-from test_infer import TOKENS, synth_wave, write_cmvn_from_waves, write_corpus, write_model_dir
+from test_infer import TOKENS, synth_wave, write_cmvn_from_waves, write_model_dir
 
 ENCODER_CONF, DECODER_CONF = funasr_sanm_confs(output_size=64, linear_units=128, kernel_size=11)
 NO_BIAS = 0  # <blank>: never a target, so free to mean "no hotword" (FunASR's 8377 fits its vocabulary only)
@@ -50,17 +50,6 @@ def write_seaco_dir(path, waves, seg_dict=True, seed=0):
         model.decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
         model.hotword_output_layer.bias[NO_BIAS] += 1.5  # the bias head fires on part of the tokens
     return save_funasr_dir(path, config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, waves), seg_dict)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return write_corpus(str(tmp_path_factory.mktemp("corpus")), UTTERANCES, with_feats=False)
-
-
-@pytest.fixture(scope="module")
-def wav_paths(corpus):
-    wav_dir = os.path.join(os.path.dirname(corpus[0]), "wav")
-    return [os.path.join(wav_dir, f"{key}.wav") for key in sorted(UTTERANCES)]
 
 
 @pytest.fixture(scope="module")
