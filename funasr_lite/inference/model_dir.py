@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from funasr_lite.decode.timestamps import TIME_SHIFT_FRAMES
 from funasr_lite.data.tokenizer import CharTokenizer, TokenListError, build_tokenizer, read_token_list
 from funasr_lite.frontend.cmvn import CmvnError, read_am_mvn
 from funasr_lite.frontend.wav_frontend import WavFrontend
@@ -89,6 +90,8 @@ class LoadedModel:
     encoder_frame_ms: duration of one encoder (predictor) frame;
     timestamp_frame_ms: duration of one frame of the signals timestamps are read from: the encoder
     frame, or a third of it for BiCifParaformer's x3 upsampled head (docs/spec.md §9);
+    timestamp_shift_frames: the fire delay (frames added to every fire): FunASR's -1.5, or the
+    config's ``timestamp_conf.time_shift_frames`` (``bin/calibrate_timestamps``; docs/timestamps.md);
     frontend: the :class:`WavFrontend` of frontend_conf + am.mvn (audio or raw fbank -> model input).
     """
 
@@ -104,6 +107,7 @@ class LoadedModel:
     timestamp_frame_ms: float
     device: torch.device
     frontend: WavFrontend
+    timestamp_shift_frames: float = TIME_SHIFT_FRAMES
 
     @property
     def sample_rate(self) -> int:
@@ -343,6 +347,24 @@ def check_consistency(
         )
 
 
+# timestamp_conf keys: the delay of the model's own timestamp signal, and of its CIF fires when
+# they are another signal (a BiCifParaformer decoded with timestamp_source cif).
+SHIFT_KEYS = {"model": "time_shift_frames", "cif": "cif_time_shift_frames"}
+
+
+def timestamp_shift_frames(config: Dict[str, Any], source: str, timestamp_source: str = "model") -> float:
+    """``timestamp_conf.time_shift_frames`` (``cif_time_shift_frames`` for the CIF of a BiCif model)
+    of a config, a number; else FunASR's -1.5."""
+    conf = config.get("timestamp_conf") or {}
+    if not isinstance(conf, dict):
+        raise ModelDirError(f"{source}: timestamp_conf must be a mapping, got {conf!r}")
+    key = SHIFT_KEYS[timestamp_source]
+    value = conf.get(key, TIME_SHIFT_FRAMES)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ModelDirError(f"{source}: timestamp_conf.{key} must be a number, got {value!r}")
+    return float(value)
+
+
 def _encoder_frame_ms(model: torch.nn.Module, frontend_conf: Dict[str, Any]) -> float:
     """Feature shift x LFR hop x the encoder's time subsampling (conv2d input layers)."""
     stages = getattr(getattr(model.encoder, "embed", None), "stages", None) or []
@@ -406,6 +428,7 @@ def load_model_dir(model_dir, checkpoint: Optional[str] = None, device="cpu") ->
         encoder_frame_ms=encoder_frame_ms,
         timestamp_frame_ms=encoder_frame_ms / getattr(model, "timestamp_upsample", 1), device=device,
         frontend=WavFrontend(frontend_conf, files.cmvn, cmvn=(cmvn_shift, cmvn_scale), source=files.config),
+        timestamp_shift_frames=timestamp_shift_frames(config, files.config),
     )
     logger.info(
         "loaded %s (weights %s, %d tokens, %d-dim input, %d parameters) on %s", files.model_dir,

@@ -44,6 +44,7 @@ from funasr_lite.inference.model_dir import (
     ModelFiles,
     read_model_config,
     resolve_frontend_conf,
+    timestamp_shift_frames,
 )
 from funasr_lite.models.paraformer.onnx_graph import (
     CLIENT_OUTPUT_NAMES,
@@ -313,6 +314,7 @@ def load_onnx_model_dir(model_dir, quantized: bool = False, threads: int = 1, ti
         model=model, config=config, files=files, token_list=token_list, tokenizer=tokenizer,
         frontend_conf=frontend_conf, cmvn_shift=cmvn_shift, cmvn_scale=cmvn_scale,
         encoder_frame_ms=model.cif_frame_ms, timestamp_frame_ms=model.cif_frame_ms, device=torch.device("cpu"),
+        timestamp_shift_frames=timestamp_shift_frames(config, config_path),
         frontend=WavFrontend(frontend_conf, cmvn_path, cmvn=(cmvn_shift, cmvn_scale), source=config_path),
     )
 

@@ -64,7 +64,7 @@ from funasr_lite.decode.timestamps import cif_timestamps
 from funasr_lite.frontend.audio import AudioEmptyError, AudioError
 from funasr_lite.frontend.fbank import WaveformTooShortError
 from funasr_lite.frontend.wav_frontend import FeatureOptionsError, WavFrontend, check_feature_options
-from funasr_lite.inference.model_dir import LoadedModel
+from funasr_lite.inference.model_dir import LoadedModel, timestamp_shift_frames
 from funasr_lite.inference.writers import merge_1best_recog, write_1best_recog
 from funasr_lite.utils.failures import FailureLog
 from funasr_lite.utils.progress import peak_rss_mb, progress
@@ -324,11 +324,13 @@ class Speech2Text:
             self.options.timestamps = False
         self._cif_timestamps = self.options.timestamp_source == "cif"
         self._timestamp_frame_ms = loaded.timestamp_frame_ms
+        self._timestamp_shift_frames = loaded.timestamp_shift_frames
         if self._cif_timestamps:
             if not hasattr(self.model, "timestamp_signals"):
                 raise DecodeError("timestamp_source cif needs a Paraformer on the PyTorch backend "
                                   f"({loaded.files.model_dir})")
             self._timestamp_frame_ms = loaded.encoder_frame_ms
+            self._timestamp_shift_frames = timestamp_shift_frames(loaded.config, loaded.files.config, "cif")
         self.context = self.hotword_context(self.options.hotword)
         self.frontend = loaded.frontend
         self._dropped_ids = {self.model.blank_id, self.model.sos, self.model.eos}
@@ -479,7 +481,8 @@ class Speech2Text:
         }
         if self.options.timestamps:
             result["timestamp"] = (
-                cif_timestamps(alphas, peaks, tokens, frame_ms=self._timestamp_frame_ms)
+                cif_timestamps(alphas, peaks, tokens, frame_ms=self._timestamp_frame_ms,
+                               time_shift_frames=self._timestamp_shift_frames)
                 if tokens and alphas is not None else []
             )
         return result

@@ -117,7 +117,8 @@ TOP_LEVEL_TYPES: Dict[str, Tuple[type, ...]] = {
     "cmvn_file": (str, _NONE),
     "seed": (int,),
     "init_param": (str, _NONE),
-    "freeze_param": (str, list, _NONE),  # FunASR's: parameter-name prefixes (comma-separated or a list) not trained
+    "freeze_param": (str, list, _NONE),
+    "timestamp_conf": (dict, _NONE),  # {time_shift_frames: x}: a calibrated fire delay (docs/timestamps.md)  # FunASR's: parameter-name prefixes (comma-separated or a list) not trained
     "seaco_decoder": (str, _NONE),  # SeacoParaformer's second decoder (FunASR keeps it at the top level)
     "seaco_decoder_conf": (dict, _NONE),
     "train_data": (str, _NONE),
