@@ -46,6 +46,7 @@ lm_weight=1.0              # LM shallow-fusion weight of the beam_lm mode (tuned
 punc_config=conf/punc.yaml # stage 9 (opt-in: --stop_stage 9): CT-Transformer punctuation model on People's Daily text, data/{dev,test} transcripts held out
 punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir; its model.pt is the engine's model.avg1.pt)
 punc_args=                 # extra punctuation trainer arguments, e.g. "++train_conf.max_epoch=3"
+calibrate_timestamps=false # stage 7: measure the fire delay on dev (greedy), write it into the exp's config.yaml, decode the other sets again (decode_<set>_greedy_calibrated; docs/timestamps.md)
 onnx_export=true           # stage 8: also export the model dir to ONNX (model.onnx, int8 model_quant.onnx, tokens.json, sherpa tokens.txt; Paraformer and BiCifParaformer; docs/deploy.md)
 hotword_config=conf/demo_seaco.yaml  # stage 11 (opt-in): the SeACo hotword branch, trained on a frozen BiCif model
 hotword_base=exp/demo_bicif  # stage 11: the BiCif exp (stage 4 with conf/demo_bicif.yaml) it starts from
@@ -227,6 +228,19 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
       local/score.sh "data/$x" "$dir"
     done
   done
+  if $calibrate_timestamps; then
+    log "stage 7: fire delay from $decode_exp/decode_dev_greedy -> $decode_exp/config.yaml (timestamp_conf)"
+    python -m funasr_lite.bin.calibrate_timestamps --data_dir data/dev --decode_dir "$decode_exp/decode_dev_greedy" \
+      --model_dir "$decode_exp" --checkpoint "$decode_checkpoint"
+    for x in $decode_sets; do
+      [ "$x" = dev ] && continue
+      dir=$decode_exp/decode_${x}_greedy_calibrated
+      mkdir -p "$dir/log"
+      $decode_cmd "$dir/log/decode.log" python -m funasr_lite.bin.infer --exp_dir "$decode_exp" \
+        --checkpoint "$decode_checkpoint" --data_dir "data/$x" --output_dir "$dir" --decode_mode greedy
+      local/score.sh "data/$x" "$dir"
+    done
+  fi
   grep -H . "$decode_exp"/decode_*/cer.txt "$decode_exp"/decode_*/timestamp.txt 2>/dev/null || true
 fi
 
