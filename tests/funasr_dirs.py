@@ -40,3 +40,29 @@ def save_funasr_dir(path: str, config: dict, model, tokens, write_cmvn, seg_dict
             f.writelines(f"{token} {token}\n" for token in tokens if not token.startswith("<"))
     write_cmvn(os.path.join(path, "am.mvn"))
     return path
+
+
+# A CIF count or fire this close to its threshold could flip with the last bits of a CPU's float
+# rounding (AVX-512 or not): parity inputs must stay farther off (docs: brief, "off decision thresholds").
+THRESHOLD_MARGIN = 2e-5  # float32 accumulations differ by ~1e-6 between implementations and CPUs
+
+
+def assert_off_cif_thresholds(loaded, items, margin: float = THRESHOLD_MARGIN) -> None:
+    """For each input of ``items`` (our InputItem list), the CIF token count (sum of alphas + tail)
+    and every timestamp fire (peaks against 1 - 1e-4) of ``loaded``'s model lie at least
+    ``margin`` away from their thresholds, so an exact comparison holds on any CPU."""
+    from funasr_lite.inference.speech2text import Speech2Text
+
+    speech2text = Speech2Text(loaded)
+    model = loaded.model
+    for index, item in enumerate(items):
+        prepared = speech2text.prepare(index, item)
+        feats, lengths = prepared.model_input[None], torch.tensor([prepared.num_frames])
+        with torch.no_grad():
+            encoder_out, encoder_lengths = model.encode(feats, lengths)
+            _, token_num, alphas, _ = model.calc_predictor(encoder_out, encoder_lengths)
+        count = float(alphas.double().sum())
+        assert abs(count - round(count)) > margin, f"{item.key}: CIF count {count} is on an integer"
+        signals = model.decode_greedy(feats, lengths)[0]
+        distance = float((signals["peaks"].double() - (1.0 - 1e-4)).abs().min())
+        assert distance > margin, f"{item.key}: a timestamp fire is {distance:.2e} from the threshold"

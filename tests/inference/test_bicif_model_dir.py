@@ -17,7 +17,7 @@ from funasr_lite.inference.model_dir import load_model_dir
 from funasr_lite.inference.speech2text import Speech2Text, DecodeOptions, items_from_wav_files
 from funasr_lite.inference.writers import read_1best_recog
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
-from funasr_dirs import build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
+from funasr_dirs import assert_off_cif_thresholds, build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
 from test_funasr_model_dir import UTTERANCES, corpus, funasr_automodel, wav_paths  # noqa: F401 (fixtures)
 from test_infer import TOKENS, write_cmvn_from_waves
 
@@ -46,7 +46,9 @@ def write_bicif_dir(path, config, waves, seed=0, alpha_bias=-0.9, emit_unk=False
 
 @pytest.fixture(scope="module")
 def bicif_dir(tmp_path_factory, corpus):
-    return write_bicif_dir(str(tmp_path_factory.mktemp("bicif_model")), bicif_funasr_config(), corpus[1].values())
+    # seed 1: every CIF count and fire of the three wavs is off its threshold (checked in the test)
+    return write_bicif_dir(str(tmp_path_factory.mktemp("bicif_model")), bicif_funasr_config(), corpus[1].values(),
+                           seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,7 @@ def test_automodel_text_and_timestamps_equal_ours(bicif_dir, wav_paths, tmp_path
     loaded = load_model_dir(bicif_dir)
     assert type(loaded.model).__name__ == "BiCifParaformer"
     assert loaded.encoder_frame_ms == 60.0 and loaded.timestamp_frame_ms == 20.0
+    assert_off_cif_thresholds(loaded, items_from_wav_files(wav_paths))  # exact equality holds on any CPU
     expected = automodel_results(bicif_dir, wav_paths)
     assert infer_cli.main(["--model_dir", bicif_dir, "--wav", *wav_paths, "--output_dir", str(tmp_path)]) == 0
     ours = {r["key"]: r for r in read_1best_recog(tmp_path / "1best_recog")}

@@ -16,13 +16,13 @@ from funasr_lite import SpeechRecognizer
 from funasr_lite.bin import infer as infer_cli
 from funasr_lite.data.hotwords import HotwordError, hotword_units
 from funasr_lite.inference.model_dir import load_model_dir
-from funasr_lite.inference.speech2text import DecodeError, DecodeOptions, Speech2Text
+from funasr_lite.inference.speech2text import DecodeError, DecodeOptions, Speech2Text, items_from_wav_files
 from funasr_lite.inference.writers import read_1best_recog
 from local_http import local_http_server  # tests/local_http.py
 from test_bicif_model_dir import V3_PREDICTOR_CONF, UTTERANCES, automodel_results
 from test_funasr_model_dir import corpus, funasr_automodel, wav_paths  # noqa: F401 (fixtures)
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs
-from funasr_dirs import build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
+from funasr_dirs import assert_off_cif_thresholds, build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
 from test_infer import TOKENS, synth_wave, write_cmvn_from_waves, write_model_dir
 
 ENCODER_CONF, DECODER_CONF = funasr_sanm_confs(output_size=64, linear_units=128, kernel_size=11)
@@ -49,12 +49,14 @@ def write_seaco_dir(path, waves, seg_dict=True, seed=0):
     with torch.no_grad():
         model.decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
         model.hotword_output_layer.bias[NO_BIAS] += 1.5  # the bias head fires on part of the tokens
+        model.hotword_output_layer.bias[TOKENS.index("<unk>")] = -100.0  # neither head says <unk>
     return save_funasr_dir(path, config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, waves), seg_dict)
 
 
 @pytest.fixture(scope="module")
 def seaco_dir(tmp_path_factory, corpus):
-    return write_seaco_dir(str(tmp_path_factory.mktemp("seaco")), corpus[1].values())
+    # seed 1: every CIF count and fire of the three wavs is off its threshold (checked in the test)
+    return write_seaco_dir(str(tmp_path_factory.mktemp("seaco")), corpus[1].values(), seed=1)
 
 
 def automodel_with_hotwords(model_dir, wav_paths, hotword):
@@ -71,6 +73,7 @@ def assert_equal_to(expected, ours):
 
 def test_hotword_string_gives_automodels_text_and_timestamps(seaco_dir, wav_paths):
     asr = SpeechRecognizer.from_model_dir(seaco_dir)
+    assert_off_cif_thresholds(asr.loaded, items_from_wav_files(wav_paths))  # hotwords leave the CIF as it is
     biased = asr(wav_paths, hotword=HOTWORDS)
     assert_equal_to(automodel_with_hotwords(seaco_dir, wav_paths, HOTWORDS), biased)
     plain = asr(wav_paths)
