@@ -4,6 +4,7 @@ Inputs are LFR+CMVN features; the first layer (`encoders0`) maps input_size -> o
 Submodule names follow FunASR's SANMEncoder so released checkpoints load with strict=True.
 """
 
+from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 import torch
@@ -13,7 +14,19 @@ from funasr_lite.models.modules.embedding import SinusoidalPositionEncoder
 from funasr_lite.models.modules.feed_forward import PositionwiseFeedForward
 from funasr_lite.models.modules.layer_norm import LayerNorm
 from funasr_lite.models.modules.mask import sequence_mask
-from funasr_lite.models.modules.sanm_attention import SANMSelfAttention
+from funasr_lite.models.modules.sanm_attention import SANMSelfAttention, chunk_attention
+
+
+@dataclass
+class EncoderChunkState:
+    """The streaming state of :meth:`SANMEncoder.forward_chunk` (FunASR's ``cache["encoder"]``):
+    chunk_size = (left, step, look-ahead) LFR frames, look_back = steps of K/V kept (-1: all)."""
+
+    chunk_size: Tuple[int, int, int] = (0, 10, 5)
+    look_back: int = 4
+    start: int = 0  # frames of the stream so far (position encoding)
+    window_tail: Optional[torch.Tensor] = None
+    kv: List[Optional[Tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=list)
 
 
 class SANMEncoderLayer(nn.Module):
@@ -30,6 +43,12 @@ class SANMEncoderLayer(nn.Module):
         self.norm2 = LayerNorm(size)
         self.dropout = nn.Dropout(dropout_rate)
         self.has_attention_residual = in_size == size
+
+    def forward_chunk(self, x: torch.Tensor, kv_cache, chunk_size, look_back: int):
+        """One streaming window (FunASR's EncoderLayerSANM.forward_chunk): -> (x, new K/V cache)."""
+        attended, kv_cache = chunk_attention(self.self_attn, self.norm1(x), kv_cache, chunk_size, look_back)
+        x = x + attended if self.has_attention_residual else attended
+        return x + self.feed_forward(self.norm2(x)), kv_cache
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, in_size), mask (B, T) bool -> (B, T, size)."""
@@ -108,6 +127,27 @@ class SANMEncoder(nn.Module):
 
     def output_size(self) -> int:
         return self._output_size
+
+    def forward_chunk(self, xs: torch.Tensor, state: "EncoderChunkState") -> torch.Tensor:
+        """One streaming step (FunASR's SANMEncoderChunkOpt.forward_chunk, look-ahead included):
+        xs (1, T, input_size) new frames -> (1, W, output_size) for the window = the previous
+        step's last chunk_size[0] + chunk_size[2] frames (zeros at the start) + xs. ``state``
+        is updated: stream position, window tail, per-layer K/V of the last ``look_back`` steps."""
+        xs = self.embed(xs * self._output_size**0.5, start=state.start)
+        state.start += xs.size(1)
+        tail = state.window_tail
+        if tail is None:
+            tail = xs.new_zeros(xs.size(0), state.chunk_size[0] + state.chunk_size[2], xs.size(2))
+        window = torch.cat([tail, xs], dim=1)
+        state.window_tail = window[:, window.size(1) - (state.chunk_size[0] + state.chunk_size[2]):]
+        layers = list(self.encoders0) + list(self.encoders)
+        if not state.kv:
+            state.kv = [None] * len(layers)
+        for index, layer in enumerate(layers):
+            window, kv = layer.forward_chunk(window, state.kv[index], state.chunk_size, state.look_back)
+            if state.look_back > 0 or state.look_back == -1:
+                state.kv[index] = kv
+        return self.after_norm(window)
 
     def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """xs (B, T, input_size), lengths (B,) -> (encoded (B, T, output_size), lengths (B,)).

@@ -31,6 +31,8 @@ def sinusoidal_position_encoding(
 class SinusoidalPositionEncoder(nn.Module):
     """x + PE: (B, T, D) -> (B, T, D). Parameter-free, so checkpoints hold no key for it."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """``start``: frames before x in a stream (FunASR's StreamSinusoidalPositionEncoder:
+        positions start + 1 ..)."""
         _, num_frames, dim = x.shape
-        return x + sinusoidal_position_encoding(num_frames, dim, x.dtype, x.device)[None]
+        return x + sinusoidal_position_encoding(start + num_frames, dim, x.dtype, x.device)[None, start:]

@@ -97,6 +97,27 @@ class SANMSelfAttention(nn.Module):
         return self.linear_out(context) + memory
 
 
+def chunk_attention(module, x: torch.Tensor, kv_cache, chunk_size, look_back: int):
+    """FunASR's ``MultiHeadedAttentionSANM.forward_chunk`` on one streaming window x (B, W, in):
+    the FSMN memory over the window alone, attention (no mask) over the window plus the K/V of
+    the last ``look_back`` steps. Returns (output (B, W, n_feat), the new K/V cache or None)."""
+    q, k, v = torch.split(module.linear_q_k_v(x), module.h * module.d_k, dim=-1)
+    q_h, k_h, v_h = (_split_heads(t, module.h) for t in (q, k, v))
+    new_cache = None
+    if look_back > 0 or look_back == -1:
+        look_ahead = chunk_size[2]
+        stride_k, stride_v = k_h[:, :, : k_h.size(2) - look_ahead], v_h[:, :, : v_h.size(2) - look_ahead]
+        if kv_cache is not None:
+            k_h, v_h = torch.cat([kv_cache[0], k_h], dim=2), torch.cat([kv_cache[1], v_h], dim=2)
+            stride_k, stride_v = torch.cat([kv_cache[0], stride_k], dim=2), torch.cat([kv_cache[1], stride_v], dim=2)
+            if look_back != -1:
+                keep = look_back * chunk_size[1]
+                stride_k, stride_v = stride_k[:, :, -keep:], stride_v[:, :, -keep:]
+        new_cache = (stride_k, stride_v)
+    memory = apply_fsmn(module.fsmn_block, v, None, module.fsmn_padding, module.dropout)
+    return module.linear_out(_masked_attention(q_h, k_h, v_h, None, 0.0)) + memory, new_cache
+
+
 class SANMDecoderMemory(nn.Module):
     """The decoder's "self-attention": an FSMN memory block only, (B, L, D) -> (B, L, D)."""
 
