@@ -28,7 +28,7 @@ from funasr_lite.utils.log import setup_logging
 MIN_CORRECT_CHARS = 100  # fewer: the mean is too noisy to calibrate on
 
 
-def main(argv=None) -> int:
+def build_parser():
     parser = make_parser("funasr_lite.bin.calibrate_timestamps", __doc__)
     parser.add_argument("--data_dir", required=True, help="a data dir with text and char_timestamps (dev)")
     parser.add_argument("--decode_dir", required=True, help="its decode by the model (holds 1best_recog/)")
@@ -37,7 +37,11 @@ def main(argv=None) -> int:
     parser.add_argument("--timestamp_source", choices=("model", "cif"), default="model",
                         help="the signal the decode dir was decoded with (infer --timestamp_source)")
     parser.add_argument("--dry_run", action="store_true", help="print the delay, change nothing")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging()
     try:
         loaded = load_model_dir(args.model_dir, args.checkpoint)

@@ -13,7 +13,7 @@ from funasr_lite.utils.cli import make_parser
 from funasr_lite.utils.log import setup_logging
 
 
-def main(argv=None) -> int:
+def build_parser():
     parser = make_parser("funasr_lite.bin.make_hotword_set", __doc__)
     parser.add_argument("--corpus", required=True, help="the corpus dir (holds data_aishell/)")
     parser.add_argument("--train_text", required=True, help="the train split's Kaldi text: its words are not hotwords")
@@ -24,7 +24,11 @@ def main(argv=None) -> int:
     parser.add_argument("--nj", type=int, default=2)
     parser.add_argument("--num_hotwords", type=int, default=200)
     parser.add_argument("--list_sizes", type=int, nargs="+", default=[200, 1000, 4000])
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging()
     try:
         summary = build_hotword_set(args.corpus, args.train_text, args.out, args.text or default_text_path(),
