@@ -2,7 +2,6 @@
 the predictor's both heads, the training losses (loss_pre2 included), greedy text and the
 timestamps FunASR's BiCif inference reads off the upsampled head (ts_prediction_lfr6_standard)."""
 
-import copy
 
 import pytest
 import torch
@@ -20,6 +19,7 @@ from funasr_dirs import THRESHOLD_MARGIN  # tests/funasr_dirs.py
 from test_sanm_parity import (  # tests/models/test_sanm_parity.py
     DECODER_CONF,
     ENCODER_CONF,
+    build_pair as build_funasr_pair,
     fire_every_target_token,
     load_funasr_weights,
 )
@@ -106,11 +106,7 @@ def bicif_config(length_normalized_loss=False, upsample_type="cnn_blstm"):
 
 
 def build_pair(config, seed=0):
-    their_kwargs = {key: copy.deepcopy(value) for key, value in config.items() if key not in ("model", "model_conf")}
-    their_kwargs.update(config["model_conf"])
-    torch.manual_seed(seed)
-    theirs = FunasrBiCifParaformer(**their_kwargs)
-    return load_funasr_weights(build_model(copy.deepcopy(config)), theirs)
+    return build_funasr_pair(config, FunasrBiCifParaformer, seed)
 
 
 def test_state_dict_is_funasrs_and_the_head_adds_its_parameters():

@@ -1,16 +1,14 @@
 """ContextualParaformer against funasr's own class on the same random weights: the state dict, the
 decoder biased by hotwords (clas_scale too), decoding with and without hotwords, the training loss."""
 
-import copy
 
 import pytest
 import torch
 
 from funasr.models.contextual_paraformer.model import ContextualParaformer as FunasrContextualParaformer
 
-from funasr_lite.models import build_model
 from funasr_lite.models.paraformer.contextual import ContextualParaformer
-from test_sanm_parity import fire_every_target_token, load_funasr_weights, small_paraformer_config
+from test_sanm_parity import build_pair as build_funasr_pair, fire_every_target_token, small_paraformer_config
 from test_seaco_parity import random_hotwords
 
 
@@ -23,11 +21,7 @@ def contextual_config(use_decoder_embedding=False, length_normalized_loss=False,
 
 
 def build_pair(config, seed=0):
-    kwargs = {key: copy.deepcopy(value) for key, value in config.items() if key not in ("model", "model_conf")}
-    kwargs.update(copy.deepcopy(config["model_conf"]))
-    torch.manual_seed(seed)
-    theirs = FunasrContextualParaformer(**kwargs)
-    return load_funasr_weights(build_model(copy.deepcopy(config)), theirs)
+    return build_funasr_pair(config, FunasrContextualParaformer, seed)
 
 
 @pytest.mark.parametrize("use_decoder_embedding", [False, True])

@@ -229,10 +229,17 @@ def fire_every_target_token(predictor):
     predictor.forward = nudged_forward
 
 
-def build_pair(config):
+def build_pair(config, funasr_cls=FunasrParaformer, seed=None, adjust=None):
+    """(ours, theirs) from one config: funasr's ``funasr_cls`` built as AutoModel builds it (seeded
+    when ``seed`` is given, ``adjust(theirs)`` applied), its weights loaded into ours; both in eval mode."""
     their_kwargs = {key: copy.deepcopy(value) for key, value in config.items() if key not in ("model", "model_conf")}
-    their_kwargs.update(config["model_conf"])
-    theirs = FunasrParaformer(**their_kwargs)
+    their_kwargs.update(copy.deepcopy(config["model_conf"]))
+    if seed is not None:
+        torch.manual_seed(seed)
+    theirs = funasr_cls(**their_kwargs)
+    if adjust is not None:
+        with torch.no_grad():
+            adjust(theirs)
     return load_funasr_weights(build_model(copy.deepcopy(config)), theirs)
 
 

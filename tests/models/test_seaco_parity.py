@@ -2,7 +2,6 @@
 encoder, the seaco decoder's attention filter (ASF), the biased log-probs with and without the
 filter and with a blend weight, the training loss, and no-hotword decoding equal to BiCif's."""
 
-import copy
 
 import pytest
 import torch
@@ -10,9 +9,9 @@ import torch
 from funasr.models.seaco_paraformer.model import SeacoParaformer as FunasrSeacoParaformer
 
 from funasr_lite.models import ConfigError, build_model
-from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.paraformer.seaco import ASF_LAYER, SeacoParaformer
-from test_bicif_parity import bicif_config, load_funasr_weights  # tests/models/test_bicif_parity.py
+from test_bicif_parity import bicif_config  # tests/models/test_bicif_parity.py
+from test_sanm_parity import build_pair as build_funasr_pair
 
 NO_BIAS = 7
 VOCAB = 30
@@ -34,13 +33,10 @@ def seaco_config(train_decoder=False, length_normalized_loss=False, top_level=Tr
 
 
 def build_pair(config, seed=0):
-    kwargs = {key: copy.deepcopy(value) for key, value in config.items() if key not in ("model", "model_conf")}
-    kwargs.update(copy.deepcopy(config["model_conf"]))
-    torch.manual_seed(seed)
-    theirs = FunasrSeacoParaformer(**kwargs)
-    with torch.no_grad():  # the bias head says NO_BIAS about half the time, so both branches are used
+    def fire_half_the_time(theirs):  # the bias head says NO_BIAS about half the time: both branches used
         theirs.hotword_output_layer.bias[NO_BIAS] += 1.5
-    return load_funasr_weights(build_model(copy.deepcopy(config)), theirs)
+
+    return build_funasr_pair(config, FunasrSeacoParaformer, seed, fire_half_the_time)
 
 
 def random_hotwords(count, seed=1):
