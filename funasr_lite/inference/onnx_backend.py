@@ -53,7 +53,7 @@ from funasr_lite.models.paraformer.onnx_graph import (
     INPUT_NAMES,
     TIMESTAMP_OUTPUT_NAMES,
 )
-from funasr_lite.models.paraformer.seaco import HotwordContext
+from funasr_lite.models.paraformer.seaco import HotwordContext, pad_hotwords
 
 logger = logging.getLogger(__name__)
 
@@ -182,11 +182,8 @@ class OnnxParaformer:
                            "ranks first); results may differ from the PyTorch backend", len(hotwords) - 1, nfilter)
         if seaco_weight != 1.0:
             logger.warning("seaco_weight %s: the ONNX graph uses 1.0 (FunASR's switch)", seaco_weight)
-        lengths = np.array([len(word) for word in hotwords])
-        pad = np.zeros((len(hotwords), int(lengths.max())), dtype=np.int32)
-        for row, word in enumerate(hotwords):
-            pad[row, : len(word)] = word
-        steps = self.embedder.run(None, {EMBEDDER_INPUT_NAME: pad})[0]  # (L, N, D)
+        pad, lengths = (t.numpy() for t in pad_hotwords(hotwords))
+        steps = self.embedder.run(None, {EMBEDDER_INPUT_NAME: pad.astype(np.int32)})[0]  # (L, N, D)
         embeddings = steps[lengths - 1, np.arange(len(hotwords))]
         return HotwordContext(torch.from_numpy(np.ascontiguousarray(embeddings)), 0, 1.0)
 

@@ -339,16 +339,17 @@ class Speech2Text:
     # ------------------------------------------------------------ hotwords
     def hotword_context(self, spec):
         """The model's decoding context for the hotwords of ``spec`` (data/hotwords.py), None for none."""
+        if spec is None:
+            return None
+        seg_dict_path = os.path.join(os.path.dirname(self.loaded.files.cmvn), SEG_DICT_NAME)  # where FunASR looks
+        seg_dict = read_seg_dict(seg_dict_path) if os.path.isfile(seg_dict_path) else None
         try:
-            words, ids = hotword_ids(spec, self.loaded.tokenizer, self.model.sos)
+            words, ids = hotword_ids(spec, self.loaded.tokenizer, self.model.sos, seg_dict)
             if not ids:
                 return None
             if not getattr(self.model, "takes_hotwords", False):
                 raise DecodeError(f"{self.loaded.files.model_dir}: {type(self.model).__name__} takes no hotwords "
                                   "(SeacoParaformer does)")
-            seg_dict_path = os.path.join(os.path.dirname(self.loaded.files.cmvn), SEG_DICT_NAME)
-            if os.path.isfile(seg_dict_path):  # where FunASR looks: beside am.mvn
-                words, ids = hotword_ids(spec, self.loaded.tokenizer, self.model.sos, read_seg_dict(seg_dict_path))
         except HotwordError as e:
             raise DecodeError(str(e)) from None
         logger.info("%d hotwords (and <s>): %s", len(words) - 1, " ".join(words[:-1][:20]) +

@@ -20,6 +20,7 @@ from test_sanm_parity import (  # tests/models/test_sanm_parity.py
     DECODER_CONF,
     ENCODER_CONF,
     build_pair as build_funasr_pair,
+    small_paraformer_config,
     fire_every_target_token,
     load_funasr_weights,
 )
@@ -90,19 +91,11 @@ def test_predictor_v3_config_errors_are_named():
 
 
 def bicif_config(length_normalized_loss=False, upsample_type="cnn_blstm"):
-    return {
-        "model": "BiCifParaformer",
-        "model_conf": dict(ctc_weight=0.3, lsm_weight=0.1, length_normalized_loss=length_normalized_loss,
-                           predictor_weight=1.0, predictor_bias=1, sampling_ratio=0.0),
-        "input_size": 40,
-        "vocab_size": 30,
-        "encoder": "SANMEncoder",
-        "encoder_conf": dict(ENCODER_CONF, num_blocks=2),
-        "decoder": "ParaformerSANMDecoder",
-        "decoder_conf": dict(DECODER_CONF),
-        "predictor": "CifPredictorV3",
-        "predictor_conf": dict(V3_CONF, upsample_type=upsample_type),
-    }
+    """test_sanm_parity's Paraformer config as a BiCifParaformer with the released predictor_conf."""
+    config = small_paraformer_config(length_normalized_loss)
+    config.update(model="BiCifParaformer", predictor="CifPredictorV3",
+                  predictor_conf=dict(V3_CONF, upsample_type=upsample_type))
+    return config
 
 
 def build_pair(config, seed=0):

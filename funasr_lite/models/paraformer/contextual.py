@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from funasr_lite.models.paraformer.model import Paraformer
-from funasr_lite.models.paraformer.seaco import HotwordContext
+from funasr_lite.models.paraformer.seaco import HotwordContext, pad_hotwords
 
 
 class ContextualParaformer(Paraformer):
@@ -48,13 +48,7 @@ class ContextualParaformer(Paraformer):
     def hotword_context(self, hotwords: Sequence[Sequence[int]], nfilter: int = 0,
                         seaco_weight: float = 1.0) -> HotwordContext:
         """Token-id lists (``<s>`` last) -> embeddings (no filter: FunASR's Contextual has none)."""
-        if not hotwords or any(len(word) == 0 for word in hotwords):
-            raise ValueError("hotwords must be non-empty token-id lists")
-        device = self.bias_embed.weight.device
-        lengths = torch.tensor([len(word) for word in hotwords], device=device)
-        pad = torch.zeros(len(hotwords), int(lengths.max()), dtype=torch.long, device=device)
-        for row, word in enumerate(hotwords):
-            pad[row, : len(word)] = torch.tensor(list(word), dtype=torch.long)
+        pad, lengths = pad_hotwords(hotwords, self.bias_embed.weight.device)
         return HotwordContext(self.hotword_embeddings(pad, lengths), 0, 1.0)
 
     def _contextual_info(self, batch: int, context: Optional[HotwordContext]) -> torch.Tensor:

@@ -30,6 +30,17 @@ from funasr_lite.models.paraformer.model import BiCifParaformer
 ASF_LAYER = 5
 
 
+def pad_hotwords(hotwords: Sequence[Sequence[int]], device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists -> (ids (N, L) padded with 0, lengths (N,)); each list must be non-empty."""
+    if not hotwords or any(len(word) == 0 for word in hotwords):
+        raise ValueError("hotwords must be non-empty token-id lists")
+    lengths = torch.tensor([len(word) for word in hotwords], device=device)
+    pad = torch.zeros(len(hotwords), int(lengths.max()), dtype=torch.long, device=device)
+    for row, word in enumerate(hotwords):
+        pad[row, : len(word)] = torch.tensor(list(word), dtype=torch.long)
+    return pad, lengths
+
+
 @dataclass
 class HotwordContext:
     """Hotwords ready for decoding: embeddings (N, D) (the last is ``<s>``), the filter size and
@@ -112,15 +123,9 @@ class SeacoParaformer(BiCifParaformer):
                         seaco_weight: float = 1.0) -> HotwordContext:
         """Token-id lists (``<s>`` last, as :func:`funasr_lite.data.hotwords.hotword_ids` makes them)
         -> the embeddings decoding uses."""
-        if not hotwords or any(len(word) == 0 for word in hotwords):
-            raise ValueError("hotwords must be non-empty token-id lists")
         if not 0.0 < seaco_weight <= 1.0:
             raise ValueError(f"seaco_weight must be in (0, 1], got {seaco_weight}")
-        device = self.hotword_output_layer.weight.device
-        lengths = torch.tensor([len(word) for word in hotwords], device=device)
-        pad = torch.zeros(len(hotwords), int(lengths.max()), dtype=torch.long, device=device)
-        for row, word in enumerate(hotwords):
-            pad[row, : len(word)] = torch.tensor(list(word), dtype=torch.long)
+        pad, lengths = pad_hotwords(hotwords, self.hotword_output_layer.weight.device)
         return HotwordContext(self.hotword_embeddings(pad, lengths), int(nfilter), float(seaco_weight))
 
     def _attend(self, hotwords: torch.Tensor, queries: torch.Tensor, query_lengths: torch.Tensor) -> torch.Tensor:
@@ -204,4 +209,4 @@ class SeacoParaformer(BiCifParaformer):
         return loss, stats, weight
 
 
-__all__ = ["ASF_LAYER", "HotwordContext", "SeacoParaformer"]
+__all__ = ["ASF_LAYER", "HotwordContext", "SeacoParaformer", "pad_hotwords"]
