@@ -28,6 +28,8 @@ _CONFORMER = "funasr_lite.models.encoders.conformer:ConformerEncoder"
 _SAN_DECODER = "funasr_lite.models.paraformer.decoder_san:ParaformerSANDecoder"
 _TRANSFORMER_DECODER = "funasr_lite.models.aed.decoder:TransformerDecoder"
 _CONFORMER_AED = "funasr_lite.models.aed.model:Conformer"
+_SANM_CHUNK = "funasr_lite.models.encoders.sanm:SANMEncoderChunkOpt"
+_STREAMING = "funasr_lite.models.paraformer.streaming:ParaformerStreaming"
 _SEACO = "funasr_lite.models.paraformer.seaco:SeacoParaformer"
 _CONTEXTUAL = "funasr_lite.models.paraformer.contextual:ContextualParaformer"
 _CONTEXTUAL_DECODER = "funasr_lite.models.paraformer.decoder_contextual:ContextualParaformerDecoder"
@@ -39,6 +41,8 @@ ENCODERS = {
     "SANMEncoder": SANMEncoder,
     "conformer": _CONFORMER,
     "ConformerEncoder": _CONFORMER,
+    "sanm_chunk_opt": _SANM_CHUNK,
+    "SANMEncoderChunkOpt": _SANM_CHUNK,
 }
 DECODERS = {
     "paraformer_decoder_sanm": ParaformerSANMDecoder,
@@ -73,6 +77,8 @@ MODELS = {
     "SeacoParaformer": _SEACO,
     "contextual_paraformer": _CONTEXTUAL,
     "ContextualParaformer": _CONTEXTUAL,
+    "paraformer_streaming": _STREAMING,
+    "ParaformerStreaming": _STREAMING,
     "conformer": _CONFORMER_AED,  # the attention encoder-decoder (FunASR's Conformer model class)
     "Conformer": _CONFORMER_AED,
 }

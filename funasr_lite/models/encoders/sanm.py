@@ -5,7 +5,7 @@ Submodule names follow FunASR's SANMEncoder so released checkpoints load with st
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -128,18 +128,31 @@ class SANMEncoder(nn.Module):
     def output_size(self) -> int:
         return self._output_size
 
-    def forward_chunk(self, xs: torch.Tensor, state: "EncoderChunkState") -> torch.Tensor:
+    def forward_chunk(self, xs: Optional[torch.Tensor], state: "EncoderChunkState") -> torch.Tensor:
         """One streaming step (FunASR's SANMEncoderChunkOpt.forward_chunk, look-ahead included):
         xs (1, T, input_size) new frames -> (1, W, output_size) for the window = the previous
         step's last chunk_size[0] + chunk_size[2] frames (zeros at the start) + xs. ``state``
-        is updated: stream position, window tail, per-layer K/V of the last ``look_back`` steps."""
-        xs = self.embed(xs * self._output_size**0.5, start=state.start)
-        state.start += xs.size(1)
-        tail = state.window_tail
-        if tail is None:
-            tail = xs.new_zeros(xs.size(0), state.chunk_size[0] + state.chunk_size[2], xs.size(2))
-        window = torch.cat([tail, xs], dim=1)
-        state.window_tail = window[:, window.size(1) - (state.chunk_size[0] + state.chunk_size[2]):]
+        is updated: stream position, window tail, per-layer K/V of the last ``look_back`` steps.
+
+        xs None is FunASR's *tail chunk* (a final step of under one LFR frame of audio): the
+        window is the kept tail alone, scaled by sqrt(output_size) a second time, as FunASR's
+        in-place ``xs_pad *= ...`` on its cached frames does (its position is counted, not added)."""
+        context = state.chunk_size[0] + state.chunk_size[2]
+        if xs is None:
+            window = state.window_tail
+            if window is None:  # a stream that ends before its first step: FunASR's zero frames
+                window = torch.zeros(1, context, self.encoders0[0].self_attn.linear_q_k_v.in_features,
+                                     device=self.after_norm.weight.device)
+            window = window * self._output_size**0.5
+            state.start += window.size(1)
+        else:
+            xs = self.embed(xs * self._output_size**0.5, start=state.start)
+            state.start += xs.size(1)
+            tail = state.window_tail
+            if tail is None:
+                tail = xs.new_zeros(xs.size(0), context, xs.size(2))
+            window = torch.cat([tail, xs], dim=1)
+            state.window_tail = window[:, window.size(1) - context:]
         layers = list(self.encoders0) + list(self.encoders)
         if not state.kv:
             state.kv = [None] * len(layers)
@@ -162,3 +175,32 @@ class SANMEncoder(nn.Module):
         for layer in self.encoders:
             xs = layer(xs, mask)
         return self.after_norm(xs), lengths
+
+
+class SANMEncoderChunkOpt(SANMEncoder):
+    """FunASR's streaming SAN-M encoder (``SANMEncoderChunkOpt``, ParaformerStreaming's): the same
+    layers and weights as :class:`SANMEncoder`, plus the SCAMA chunk configurations its training
+    samples from (``chunk_size``/``stride``/``pad_left`` and the look-back factors, one entry per
+    configuration) and the streaming position encoding ``pe_online`` (the same sines, continued
+    across steps by :meth:`forward_chunk`). Decoding runs step by step (:meth:`forward_chunk`);
+    the full-utterance SCAMA forward of training is not built yet (issue #23)."""
+
+    def __init__(self, input_size: int, chunk_size: Sequence[int] = (16,), stride: Sequence[int] = (10,),
+                 pad_left: Sequence[int] = (0,), encoder_att_look_back_factor: Sequence[int] = (1,),
+                 decoder_att_look_back_factor: Sequence[int] = (1,), input_layer: Optional[str] = "pe_online",
+                 **kwargs):
+        if input_layer not in ("pe", "pe_online"):
+            raise NotImplementedError(f"SANMEncoderChunkOpt: input_layer={input_layer!r} is not supported "
+                                      "(only 'pe_online' or 'pe')")
+        super().__init__(input_size, input_layer="pe", **kwargs)
+        configs = [list(chunk_size), list(stride), list(pad_left), list(encoder_att_look_back_factor),
+                   list(decoder_att_look_back_factor)]
+        if len({len(c) for c in configs}) != 1:
+            raise ValueError("SANMEncoderChunkOpt: chunk_size, stride, pad_left and the look-back factors "
+                             f"need one entry per configuration, got lengths {[len(c) for c in configs]}")
+        self.chunk_configs = list(zip(*configs))
+
+    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError(
+            "SANMEncoderChunkOpt decodes in streaming mode (forward_chunk: SpeechRecognizer.stream(), "
+            "infer --streaming); its full-utterance SCAMA forward (training) is not built yet (issue #23)")

@@ -130,6 +130,20 @@ class SANMDecoderMemory(nn.Module):
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         return apply_fsmn(self.fsmn_block, x, mask, self.fsmn_padding, self.dropout)
 
+    def forward_chunk(self, x: torch.Tensor, cache: Optional[torch.Tensor]):
+        """One streaming step (FunASR's MultiHeadedAttentionSANMDecoder.forward with a cache), ported
+        literally: the first step pads both sides and keeps the padded input (B, D, T+k-1) as the
+        cache, right padding included; later steps prepend ``cache[:, :, 1:]`` and keep the last
+        k-1+T frames. -> (output (B, T, D), new cache)."""
+        frames = x.transpose(1, 2)
+        if cache is None:
+            frames = F.pad(frames, self.fsmn_padding)
+        else:
+            kernel_size = self.fsmn_block.kernel_size[0]
+            frames = torch.cat([cache[:, :, 1:], frames], dim=2)[:, :, -(kernel_size + x.size(1) - 1):]
+        out = self.fsmn_block(frames).transpose(1, 2)
+        return self.dropout(out + x), frames
+
 
 class SANMCrossAttention(nn.Module):
     """Source attention from decoder states (B, L, n_feat) to encoder memory (B, T, memory_dim)."""
@@ -154,6 +168,21 @@ class SANMCrossAttention(nn.Module):
             memory_mask, dropout_p,
         )
         return self.linear_out(context)
+
+    def forward_chunk(self, x: torch.Tensor, memory: torch.Tensor, kv_cache, chunk_size, look_back: int):
+        """One streaming step (FunASR's MultiHeadedAttentionCrossAtt.forward_chunk): attention (no
+        mask) over the cached K/V plus this window's; with ``look_back`` > 0 the cache keeps the
+        last look_back * chunk_size[1] frames of both (the window's look-ahead included, as
+        FunASR does). -> (output (B, L, D), new cache or None)."""
+        k, v = torch.split(self.linear_k_v(memory), self.h * self.d_k, dim=-1)
+        k_h, v_h = _split_heads(k, self.h), _split_heads(v, self.h)
+        new_cache = None
+        if look_back > 0:
+            if kv_cache is not None:
+                k_h, v_h = torch.cat([kv_cache[0], k_h], dim=2), torch.cat([kv_cache[1], v_h], dim=2)
+            keep = look_back * chunk_size[1]
+            new_cache = (k_h[:, :, -keep:], v_h[:, :, -keep:])
+        return self.linear_out(_masked_attention(_split_heads(self.linear_q(x), self.h), k_h, v_h, None, 0.0)), new_cache
 
     def attention_probs(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
         """The softmax attention weights (B, H, L, T), 0 at masked memory frames (memory_mask (B, T) bool)."""

@@ -147,6 +147,35 @@ class CifPredictorBase(nn.Module):
             return embeds[:, :width], token_num, alphas, peaks
 
 
+    def forward_chunk(self, hidden: torch.Tensor, carry: Tuple[torch.Tensor, torch.Tensor], chunk_size,
+                      is_final: bool) -> Tuple[torch.Tensor, int, Tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """One streaming step (FunASR's ``CifPredictorV2.forward_chunk``) on the encoder window
+        hidden (1, W, D). The first chunk_size[0] frames and, until ``is_final``, the look-ahead
+        frames past chunk_size[0] + chunk_size[1] get alpha 0. ``carry`` = (hidden (1, 1, D),
+        alpha (1, 1)): the weight integrated since the last fire, as one frame, prepended; at the
+        end a zero frame with alpha tail_threshold. -> (embeds (1, N, D) of the N tokens fired,
+        N, the new carry, the window's alphas (1, W) as counted)."""
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            hidden = hidden.float()
+            alphas = self.compute_alphas(hidden, torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device))
+            alphas[:, : chunk_size[0]] = 0.0
+            if not is_final:
+                alphas[:, chunk_size[0] + chunk_size[1]:] = 0.0
+            window_alphas = alphas
+            hidden = torch.cat([carry[0].to(hidden), hidden], dim=1)
+            alphas = torch.cat([carry[1].to(alphas), alphas], dim=1)
+            if is_final:
+                hidden = torch.cat([hidden, hidden.new_zeros(hidden.size(0), 1, hidden.size(2))], dim=1)
+                alphas = F.pad(alphas, (0, 1), value=self.tail_threshold)
+            total = float(alphas.double().sum()) / self.threshold
+            fired = int(total)
+            weights, _, _ = cif_integrate(hidden, alphas, self.threshold, num_tokens=torch.tensor([fired + 1]))
+            left = (total - fired) * self.threshold
+            partial = weights[:, fired:fired + 1]
+            carry = (partial / left if left > 0.0 else partial, alphas.new_full((1, 1), left))
+            return weights[:, :fired], fired, carry, window_alphas
+
+
 class CifPredictor(CifPredictorBase):
     """CIF predictor V1: depthwise conv with residual -> dropout -> relu -> Linear(idim, 1) -> sigmoid."""
 

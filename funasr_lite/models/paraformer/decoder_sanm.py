@@ -4,6 +4,7 @@ Submodule names (decoders, decoders2, decoders3, embed, after_norm, output_layer
 ParaformerSANMDecoder so released checkpoints load with strict=True.
 """
 
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, List, Tuple
 
 import torch
@@ -12,6 +13,18 @@ from torch import nn
 from funasr_lite.models.modules.layer_norm import LayerNorm
 from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.modules.sanm_attention import SANMCrossAttention, SANMDecoderMemory
+
+
+@dataclass
+class DecoderChunkState:
+    """The streaming state of :meth:`ParaformerSANMDecoder.forward_chunk` (FunASR's
+    ``cache["decoder"]``): per-layer FSMN input caches and source-attention K/V of the last
+    ``look_back`` steps (chunk_size[1] frames a step)."""
+
+    chunk_size: Tuple[int, int, int] = (0, 10, 5)
+    look_back: int = 1
+    fsmn: List[Optional[torch.Tensor]] = field(default_factory=list)
+    kv: List[Optional[Tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=list)
 
 
 class DecoderFeedForwardSANM(nn.Module):
@@ -65,6 +78,19 @@ class SANMDecoderLayer(nn.Module):
         if self.src_attn is not None:
             out = out + self.dropout(self.src_attn(self.norm3(out), memory, memory_mask))
         return out
+
+    def forward_chunk(self, x: torch.Tensor, memory: torch.Tensor, fsmn_cache=None, kv_cache=None,
+                      chunk_size=None, look_back: int = 0):
+        """One streaming step (FunASR's DecoderLayerSANM.forward_chunk): -> (x, fsmn cache, K/V cache)."""
+        transformed = self.feed_forward(self.norm1(x))
+        out = transformed
+        if self.self_attn is not None:
+            memory_out, fsmn_cache = self.self_attn.forward_chunk(self.norm2(transformed), fsmn_cache)
+            out = x + self.dropout(memory_out)
+        if self.src_attn is not None:
+            attended, kv_cache = self.src_attn.forward_chunk(self.norm3(out), memory, kv_cache, chunk_size, look_back)
+            out = out + attended
+        return out, fsmn_cache, kv_cache
 
 
 class ParaformerSANMDecoder(nn.Module):
@@ -173,6 +199,32 @@ class ParaformerSANMDecoder(nn.Module):
         for layer in self.decoders3:
             x = layer(x, token_mask, encoder_out, memory_mask)
         return self.after_norm(x)
+
+    def forward_chunk(self, memory: torch.Tensor, acoustic_embeds: torch.Tensor,
+                      state: DecoderChunkState) -> torch.Tensor:
+        """One streaming step (FunASR's ParaformerSANMDecoder.forward_chunk): memory (1, W, De) the
+        encoder window, acoustic_embeds (1, L, D) the tokens CIF fired in it -> logits (1, L, V)
+        (hidden states without an output layer). ``state`` keeps the FSMN inputs and K/V.
+        As FunASR, ``decoders2`` runs only when there are two or more of them."""
+        plain = list(self.decoders2 or ())
+        if not state.fsmn:
+            state.fsmn = [None] * (len(self.decoders) + len(plain))
+        if not state.kv:
+            state.kv = [None] * len(self.decoders)
+        x = acoustic_embeds
+        for index, layer in enumerate(self.decoders):
+            x, state.fsmn[index], kv = layer.forward_chunk(x, memory, state.fsmn[index], state.kv[index],
+                                                           state.chunk_size, state.look_back)
+            if state.look_back > 0 or state.look_back == -1:
+                state.kv[index] = kv
+        if len(plain) > 1:
+            for offset, layer in enumerate(plain):
+                index = len(self.decoders) + offset
+                x, state.fsmn[index], _ = layer.forward_chunk(x, memory, state.fsmn[index])
+        for layer in self.decoders3:
+            x, _, _ = layer.forward_chunk(x, memory)
+        x = self.after_norm(x)
+        return x if self.output_layer is None else self.output_layer(x)
 
     def forward(
         self,
