@@ -306,6 +306,18 @@ class SpeechRecognizer:
         """FunASR ``AutoModel.generate(input=...)`` spelling of :meth:`__call__`."""
         return self(input, **kwargs)
 
+    def stream(self, chunk_size=(0, 10, 5), encoder_chunk_look_back: int = 4, decoder_chunk_look_back: int = 1,
+               tail: str = "funasr", audio_fs: Optional[int] = None):
+        """A new stream of a ParaformerStreaming model dir (docs/streaming.md):
+        ``s = asr.stream(); s.feed(samples) -> new text; s.finish() -> StreamResult`` (text, tokens,
+        timestamp, partials). Samples are floats in [-1, 1] at ``audio_fs`` (default :attr:`sample_rate`;
+        another rate is resampled as the stream goes). Streams share
+        the model and keep their own state: open as many as you like, drop them when done."""
+        from funasr_lite.inference.streaming import StreamingSession
+
+        return StreamingSession(self.loaded, chunk_size, encoder_chunk_look_back, decoder_chunk_look_back, tail,
+                                audio_fs)
+
 
 
 class VAD:

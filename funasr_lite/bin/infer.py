@@ -8,6 +8,8 @@ Usage:
   python -m funasr_lite.bin.infer --model_dir DIR --backend onnx [--quantized] --wav a.wav  # after bin.export
   python -m funasr_lite.bin.infer --model_dir DIR --vad_model_dir VAD --punc_model_dir PUNC \
       --wav meeting.wav --output_dir D          # long recordings: + 1best_recog/sentences, srt/
+  python -m funasr_lite.bin.infer --model_dir STREAMING_DIR --streaming --data_dir data/test \
+      --output_dir D [--piece_ms 600 --chunk_size 0,10,5]   # + D/partials.jsonl, D/latency.json
 
 Parallel jobs, the Kaldi way (egs/aishell1/run.sh stage 6): split the data dir, decode each part
 with a plain infer, merge the parts by their keys (no model needed):
@@ -52,8 +54,9 @@ from funasr_lite.inference.speech2text import (
     items_from_wav_files,
     items_from_wav_scp,
     merge_split_dirs,
+    summarize,
 )
-from funasr_lite.inference.writers import FAILED_FILE
+from funasr_lite.inference.writers import FAILED_FILE, write_1best_recog
 from funasr_lite.utils.cli import make_parser
 from funasr_lite.utils.failures import EXIT_SOME_FAILED, FailureLog
 from funasr_lite.utils.log import setup_logging
@@ -108,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     longform.add_argument("--punc_model_dir", help="FunASR CT-Transformer punctuation model dir")
     longform.add_argument("--batch_size_s", type=float, default=300.0, help="padded seconds of segments per batch")
     longform.add_argument("--max_segment_s", type=float, default=60.0, help="longer VAD segments are cut")
+    streaming = parser.add_argument_group("streaming (a ParaformerStreaming model; funasr_lite/inference/streaming.py; "
+                                          "docs/streaming.md)")
+    streaming.add_argument("--streaming", action="store_true",
+                           help="feed each utterance's audio (wav.scp, even beside feats.scp) through a stream in "
+                                "pieces of --piece_ms; also write partials.jsonl and latency.json")
+    streaming.add_argument("--piece_ms", type=float, default=600.0, help="audio per feed() call, as a live source")
+    streaming.add_argument("--chunk_size", default="0,10,5",
+                           help="left,step,look-ahead LFR frames (FunASR's chunk_size; 0,8,4 = 480 ms steps)")
+    streaming.add_argument("--encoder_chunk_look_back", type=int, default=4, help="steps of encoder K/V kept (-1: all)")
+    streaming.add_argument("--decoder_chunk_look_back", type=int, default=1, help="steps of decoder K/V kept")
+    streaming.add_argument("--tail", choices=("funasr", "pad"), default="funasr",
+                           help="a final piece under one LFR frame: funasr drops it (FunASR's tail chunk), pad decodes it")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
@@ -135,6 +150,50 @@ def _items(args, frontend=None):
 def _print_results(results) -> None:
     for result in results:
         print(f"{result['key']} {result['text']}")
+
+
+def _decode_streaming(args, model_dir) -> int:
+    """infer --streaming: each utterance through a stream (funasr_lite.inference.streaming)."""
+    import json
+
+    from funasr_lite.inference.streaming import decode_streaming, latency_summary
+    from funasr_lite.utils.fileio import atomic_open
+
+    if args.backend != "torch" or args.audio:
+        raise DecodeError("--streaming runs the torch backend on --data_dir, --wav_scp or --wav")
+    try:
+        chunk_size = tuple(int(v) for v in args.chunk_size.split(","))
+    except ValueError:
+        raise DecodeError(f"--chunk_size {args.chunk_size!r}: give three integers, e.g. 0,10,5") from None
+    loaded = load_model_dir(model_dir, args.checkpoint, args.device)
+    if args.data_dir:  # a stream reads audio: wav.scp, even where feats.scp is there too
+        wav_scp = os.path.join(args.data_dir, "wav.scp")
+        if not os.path.isfile(wav_scp):
+            raise DecodeError(f"{args.data_dir}: --streaming needs wav.scp")
+        items = items_from_wav_scp(wav_scp)
+        for item in items:
+            item.channel = args.channel
+    else:
+        items = _items(args)
+    options = dict(chunk_size=chunk_size, encoder_chunk_look_back=args.encoder_chunk_look_back,
+                   decoder_chunk_look_back=args.decoder_chunk_look_back, tail=args.tail)
+    failures = FailureLog(args.max_failures, what="utterance")
+    results = decode_streaming(loaded, items, args.piece_ms, failures, **options)
+    if args.output_dir:
+        recog_dir = write_1best_recog(args.output_dir, results, failures.failures)
+        with atomic_open(os.path.join(args.output_dir, "partials.jsonl")) as f:
+            for result in results:
+                for index, partial in enumerate(result["partials"]):
+                    f.write(json.dumps({"key": result["key"], "call": index, **partial}, ensure_ascii=False) + "\n")
+        summary = latency_summary(results, args.piece_ms, options)
+        with atomic_open(os.path.join(args.output_dir, "latency.json")) as f:
+            json.dump(summary, f, indent=1)
+        logger.info("%s -> %s; latency: finish %s ms, RTF %s", summarize(results), recog_dir,
+                    summary["finish_ms"], summary["rtf"])
+    else:
+        _print_results(results)
+    (logger.warning if len(failures) else logger.info)("%s", failures.summary(len(results)))
+    return EXIT_SOME_FAILED if len(failures) else 0
 
 
 def main(argv=None) -> int:
@@ -189,6 +248,8 @@ def main(argv=None) -> int:
             if not args.output_dir:
                 _print_results([r for r in results if "error" not in r])
             return EXIT_SOME_FAILED if any("error" in r for r in results) else 0
+        if args.streaming:
+            return _decode_streaming(args, model_dir)
         loaded = load_for_backend(model_dir, args.backend, args.checkpoint, args.device, args.quantized,
                                   args.onnx_threads, options.timestamps, options.decode_mode)
         items = _items(args, loaded.frontend)

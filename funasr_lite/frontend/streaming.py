@@ -14,10 +14,12 @@ ones up to float rounding of the batched FFT and mel product (tested against Wav
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
 import torch
+import torchaudio
 
 from funasr_lite.frontend.cmvn import apply_cmvn
 from funasr_lite.frontend.fbank import num_fbank_frames
@@ -100,4 +102,70 @@ class StreamingFrontend:
         return apply_cmvn(stacked, self.frontend.cmvn_shift, self.frontend.cmvn_scale).float()
 
 
-__all__ = ["StreamingFrontend"]
+class StreamResampler:
+    """The toolkit's resampler (``frontend.audio.resample_waveform``: torchaudio's windowed sinc,
+    its defaults) on audio that arrives in pieces: ``accept(samples)`` returns the output samples
+    that no later input can change, ``finish()`` the rest; together they equal resampling the
+    whole signal at once (up to float rounding). Output block b (``new`` samples after dividing
+    both rates by their gcd) reads input [b*orig - width, (b+1)*orig + width), so each call
+    resamples the unfinished input plus a block-aligned history of at least ``width`` samples."""
+
+    LOWPASS_FILTER_WIDTH = 6  # torchaudio's defaults
+    ROLLOFF = 0.99
+
+    def __init__(self, from_rate: int, to_rate: int):
+        self.from_rate, self.to_rate = int(from_rate), int(to_rate)
+        divisor = math.gcd(self.from_rate, self.to_rate)
+        self.orig, self.new = self.from_rate // divisor, self.to_rate // divisor
+        width = math.ceil(self.LOWPASS_FILTER_WIDTH * self.orig / (min(self.orig, self.new) * self.ROLLOFF))
+        self.history_blocks = math.ceil(width / self.orig)
+        self.width = width
+        self.reset()
+
+    def reset(self) -> None:
+        self._buffer = np.zeros(0, dtype=np.float32)  # input from block self._first_block - history on
+        self._buffer_block = 0  # the block where _buffer starts
+        self._next_block = 0  # the first block not yet emitted
+        self._seen = 0
+        self._emitted = 0
+
+    def _resample(self) -> np.ndarray:
+        return torchaudio.functional.resample(torch.from_numpy(self._buffer), self.orig, self.new).numpy()
+
+    def accept(self, samples) -> np.ndarray:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if self.orig == self.new:
+            self._seen += samples.size
+            return samples
+        self._seen += samples.size
+        self._buffer = np.concatenate([self._buffer, samples])
+        end = self._buffer_block * self.orig + self._buffer.size  # absolute input samples available
+        complete = max((end - self.width) // self.orig, 0)  # blocks whose whole input is here
+        if complete <= self._next_block:
+            return np.zeros(0, dtype=np.float32)
+        out = self._resample()
+        start = (self._next_block - self._buffer_block) * self.new
+        stop = (complete - self._buffer_block) * self.new
+        emitted = out[start:stop]
+        self._next_block = complete
+        keep_block = max(complete - self.history_blocks, self._buffer_block)
+        self._buffer = self._buffer[(keep_block - self._buffer_block) * self.orig:]
+        self._buffer_block = keep_block
+        self._emitted += emitted.size
+        return emitted
+
+    def finish(self) -> np.ndarray:
+        """The rest of the output (the whole signal's length: ceil(N * new / orig))."""
+        if self.orig == self.new:
+            return np.zeros(0, dtype=np.float32)
+        total = math.ceil(self._seen * self.new / self.orig)
+        if total <= self._emitted or self._buffer.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        out = self._resample()
+        start = (self._next_block - self._buffer_block) * self.new
+        rest = out[start:start + total - self._emitted]
+        self._emitted += rest.size
+        return rest
+
+
+__all__ = ["StreamingFrontend", "StreamResampler"]

@@ -317,6 +317,9 @@ class Speech2Text:
                 logger.warning("lm_dir %s is unused: lm_weight is 0", self.options.lm_dir)
         elif self.options.lm_dir:
             logger.warning("lm_dir %s is unused: greedy decoding", self.options.lm_dir)
+        if getattr(self.model, "streaming", False) and self.options.decode_mode != "greedy":
+            raise DecodeError(f"{loaded.files.model_dir} is a streaming model ({loaded.config.get('model')}): "
+                              f"decode_mode greedy only, got {self.options.decode_mode}")
         if self.options.decode_mode == "ctc_greedy" and getattr(self.model, "ctc", None) is None:
             raise DecodeError(f"decode_mode ctc_greedy but {loaded.files.model_dir} has no CTC head")
         if self.options.timestamps and getattr(self.model, "autoregressive", False) and self.model.ctc is None:

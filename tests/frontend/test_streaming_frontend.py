@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from funasr_lite.frontend.streaming import StreamingFrontend
+from funasr_lite.frontend.audio import resample_waveform
+from funasr_lite.frontend.streaming import StreamingFrontend, StreamResampler
 from funasr_lite.frontend.wav_frontend import WavFrontend
 
 CONF = {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10, "lfr_m": 7,
@@ -67,3 +68,21 @@ def test_short_streams_reset_and_finish():
     wave = audio(0.5)
     out = torch.cat([stream.accept(wave), stream.finish()])
     torch.testing.assert_close(out, frontend()(wave), atol=1e-4, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- StreamResampler
+
+@pytest.mark.parametrize("rates", [(8000, 16000), (44100, 16000), (48000, 16000), (22050, 16000), (16000, 8000),
+                                    (16000, 16000)])
+@pytest.mark.parametrize("piece", [1, 7, 1234, 10**6])
+def test_resampling_in_pieces_equals_resampling_the_whole_signal(rates, piece):
+    from_rate, to_rate = rates
+    signal = (np.random.default_rng(0).standard_normal(from_rate + 37) * 0.1).astype(np.float32)
+    whole = resample_waveform(signal, from_rate, to_rate)
+    resampler = StreamResampler(from_rate, to_rate)
+    parts = [resampler.accept(signal[start:start + piece]) for start in range(0, signal.size, piece)]
+    got = np.concatenate(parts + [resampler.finish()])
+    assert got.shape == whole.shape
+    np.testing.assert_allclose(got, whole, atol=1e-6, rtol=0)
+    if piece == 1234 and from_rate != to_rate:  # output comes while the input arrives, not all at the end
+        assert sum(part.size for part in parts) > 0.9 * whole.size

@@ -16,7 +16,7 @@ from funasr import AutoModel
 from funasr.models.paraformer_streaming.model import ParaformerStreaming as FunasrParaformerStreaming
 
 from funasr_lite.inference.model_dir import load_model_dir
-from funasr_lite.inference.speech2text import Speech2Text, items_from_wav_files
+from funasr_lite.inference.speech2text import DecodeOptions, Speech2Text, items_from_wav_files
 from funasr_lite.inference.streaming import StreamingError, StreamingSession
 from funasr_configs import funasr_paraformer_config, funasr_sanm_confs  # tests/funasr_configs.py
 from funasr_dirs import THRESHOLD_MARGIN, build_funasr_model, save_funasr_dir  # tests/funasr_dirs.py
@@ -189,3 +189,83 @@ def test_bad_options_are_refused(streaming_dir):
         StreamingSession(loaded, chunk_size=(0, 0, 5))
     with pytest.raises(StreamingError, match="look_back"):
         StreamingSession(loaded, encoder_chunk_look_back=-2)
+
+
+def test_whole_files_decode_as_funasrs_generate_of_a_file(streaming_dir, audios, tmp_path):
+    """The offline API on a streaming dir = FunASR's generate(input=path): the file in steps, final."""
+    _, loaded, automodel = streaming_dir
+    paths = []
+    for name in ("over_one_frame", "on_boundary"):  # (0 < r < 960 keeps its last frame: documented)
+        paths.append(str(tmp_path / f"{name}.wav"))
+        soundfile.write(paths[-1], audios[name], 16000, subtype="FLOAT")
+    ours = Speech2Text(loaded).decode(items_from_wav_files(paths))
+    for path, result in zip(paths, ours):
+        expected = automodel.generate(input=path, chunk_size=[0, 10, 5], encoder_chunk_look_back=4,
+                                      decoder_chunk_look_back=1)[0]["text"]
+        assert result["text"] == expected and len(expected) >= 3
+        assert len(result["timestamp"]) == len(result["token"])
+    with pytest.raises(Exception, match="greedy only"):
+        Speech2Text(loaded, DecodeOptions(decode_mode="beam"))
+
+
+def test_infer_streaming_writes_1best_recog_partials_and_latency(streaming_dir, audios, tmp_path):
+    import json
+
+    from funasr_lite.bin import infer as infer_cli
+    from funasr_lite.inference.writers import read_1best_recog
+
+    path, loaded, automodel = streaming_dir
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    lines = []
+    for name in ("over_one_frame", "on_boundary"):
+        wav = str(tmp_path / f"{name}.wav")
+        soundfile.write(wav, audios[name], 16000, subtype="FLOAT")
+        lines.append(f"{name} {wav}\n")
+    lines.append(f"missing {tmp_path / 'missing.wav'}\n")
+    (data_dir / "wav.scp").write_text("".join(lines))
+    out = tmp_path / "decode"
+    rc = infer_cli.main(["--model_dir", path, "--streaming", "--data_dir", str(data_dir), "--output_dir", str(out),
+                         "--piece_ms", "100"])
+    assert rc == 3  # the missing wav is named and counted; the others are decoded
+    recog = {r["key"]: r["text"] for r in read_1best_recog(str(out / "1best_recog"))}
+    for name in ("over_one_frame", "on_boundary"):
+        expected = "".join(funasr_calls(automodel, audios[name], [1600] * 1000, encoder_chunk_look_back=4,
+                                        decoder_chunk_look_back=1))
+        assert recog[name] == expected
+    assert "missing" in (out / "1best_recog" / "failed").read_text()
+    partials = [json.loads(line) for line in (out / "partials.jsonl").read_text().splitlines()]
+    assert {p["key"] for p in partials} == {"over_one_frame", "on_boundary"}
+    assert len([p for p in partials if p["key"] == "on_boundary"]) == 3 * STEP // 1600  # one per 100 ms piece
+    latency = json.loads((out / "latency.json").read_text())
+    assert latency["utterances"] == 2 and latency["chunk_size"] == [0, 10, 5] and latency["rtf"] > 0
+    assert latency["finish_ms"]["median"] > 0 and latency["first_partial_audio_ms"]["median"] >= 600
+
+
+def test_the_api_streams_and_decodes_whole_files(streaming_dir, audios, tmp_path):
+    from funasr_lite.api import SpeechRecognizer
+
+    path, _, automodel = streaming_dir
+    asr = SpeechRecognizer.from_model_dir(path)
+    audio = audios["over_one_frame"]
+    stream = asr.stream()
+    texts = [stream.feed(audio[start:start + 3200]) for start in range(0, audio.size - 3200, 3200)]
+    result = stream.finish(audio[(audio.size - 1) // 3200 * 3200:])
+    assert result.text == "".join(texts) + result.last_text
+    wav = str(tmp_path / "a.wav")
+    soundfile.write(wav, audio, 16000, subtype="FLOAT")
+    assert asr(wav)[0]["text"] == result.text == automodel.generate(
+        input=wav, chunk_size=[0, 10, 5], encoder_chunk_look_back=4, decoder_chunk_look_back=1)[0]["text"]
+
+
+def test_a_stream_at_another_rate_equals_the_resampled_stream(streaming_dir, audios):
+    from funasr_lite.frontend.audio import resample_waveform
+
+    _, loaded, _ = streaming_dir
+    audio_8k = resample_waveform(audios["over_one_frame"], 16000, 8000)
+    at_16k, _ = our_calls(loaded, resample_waveform(audio_8k, 8000, 16000), [STEP] * 40)
+    session, texts = StreamingSession(loaded, audio_fs=8000), []
+    for start in range(0, audio_8k.size, 1000):
+        texts.append(session.feed(audio_8k[start:start + 1000]))
+    texts.append(session.finish().last_text)
+    assert "".join(texts) == "".join(at_16k) and len("".join(texts)) >= 3

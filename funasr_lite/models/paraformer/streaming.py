@@ -18,7 +18,7 @@ per-stream state lives in a :class:`StreamState`, never on the model: many strea
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -65,6 +65,8 @@ class ParaformerStreaming(Paraformer):
             raise NotImplementedError(f"decoder_attention_chunk_type={decoder_attention_chunk_type!r} "
                                       "(only 'chunk', FunASR's)")
         self.decoder_attention_chunk_type = decoder_attention_chunk_type
+
+    streaming = True  # decoded step by step; Speech2Text allows greedy search only
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("training ParaformerStreaming needs the SCAMA masks, not built yet (issue #23); "
@@ -115,6 +117,40 @@ class ParaformerStreaming(Paraformer):
         best, ids = log_probs.max(dim=-1)
         keep = [(int(i), float(s)) for i, s in zip(ids, best) if int(i) not in (self.blank_id, self.sos, self.eos)]
         return StepOutput([i for i, _ in keep], [s for _, s in keep], fired)
+
+    def decode_greedy(self, feats: torch.Tensor, feats_lengths: torch.Tensor, timestamp_source: str = "model",
+                      context=None) -> List[Dict]:
+        """Whole utterances (the offline API, ``infer`` without ``--streaming``) decoded as FunASR's
+        ``generate`` decodes a file with this model: in streaming steps of chunk_size[1] frames of
+        the default stream (chunk [0, 10, 5], look-backs 4 and 1), the rest of the frames as the
+        final step, none left: the tail chunk. (From audio FunASR also drops a last piece under
+        960 samples; from frames that piece is the last frame, kept.) Same dicts as
+        :meth:`Paraformer.decode_greedy`; alphas are the counted track from frame 0 (the weight of
+        the zero frames before the first step added to frame 0's), peaks None."""
+        if context is not None:
+            raise ValueError("ParaformerStreaming takes no hotwords")
+        results = []
+        for index in range(feats.size(0)):
+            state = self.init_stream()
+            frames = feats[index, : int(feats_lengths[index])][None]
+            step = state.encoder.chunk_size[1]
+            full = frames.size(1) // step
+            ids: List[int] = []
+            scores: List[float] = []
+            fired = 0
+            for start in range(0, full * step, step):
+                output = self.forward_step(frames[:, start:start + step], state, is_final=False)
+                ids, scores, fired = ids + output.token_ids, scores + output.scores, fired + output.fired
+            rest = frames[:, full * step:]
+            output = self.forward_step(rest if rest.size(1) else None, state, is_final=True)
+            ids, scores, fired = ids + output.token_ids, scores + output.scores, fired + output.fired
+            alphas = torch.cat(state.alphas)
+            before = -state.alpha_start  # frames counted before frame 0
+            if before > 0:
+                alphas = torch.cat([alphas[before:before + 1] + alphas[:before].sum(), alphas[before + 1:]])
+            results.append({"token_ids": ids, "score": float(sum(scores)), "token_num": fired, "alphas": alphas,
+                            "peaks": None})
+        return results
 
 
 __all__ = ["ParaformerStreaming", "StreamState", "StepOutput"]
