@@ -14,6 +14,7 @@ from funasr_lite.models.modules.embedding import SinusoidalPositionEncoder
 from funasr_lite.models.modules.feed_forward import PositionwiseFeedForward
 from funasr_lite.models.modules.layer_norm import LayerNorm
 from funasr_lite.models.modules.mask import sequence_mask
+from funasr_lite.models.modules.scama import ChunkConfig, chunk_plan, split_chunk
 from funasr_lite.models.modules.sanm_attention import SANMSelfAttention, chunk_attention
 
 
@@ -50,9 +51,10 @@ class SANMEncoderLayer(nn.Module):
         x = x + attended if self.has_attention_residual else attended
         return x + self.feed_forward(self.norm2(x)), kv_cache
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, in_size), mask (B, T) bool -> (B, T, size)."""
-        attended = self.dropout(self.self_attn(self.norm1(x), mask))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, fsmn_mask: Optional[torch.Tensor] = None,
+                att_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, T, in_size), mask (B, T) bool -> (B, T, size); SCAMA masks: SANMSelfAttention."""
+        attended = self.dropout(self.self_attn(self.norm1(x), mask, fsmn_mask, att_mask))
         x = x + attended if self.has_attention_residual else attended
         return x + self.dropout(self.feed_forward(self.norm2(x)))
 
@@ -182,8 +184,8 @@ class SANMEncoderChunkOpt(SANMEncoder):
     layers and weights as :class:`SANMEncoder`, plus the SCAMA chunk configurations its training
     samples from (``chunk_size``/``stride``/``pad_left`` and the look-back factors, one entry per
     configuration) and the streaming position encoding ``pe_online`` (the same sines, continued
-    across steps by :meth:`forward_chunk`). Decoding runs step by step (:meth:`forward_chunk`);
-    the full-utterance SCAMA forward of training is not built yet (issue #23)."""
+    across steps by :meth:`forward_chunk`). Training runs whole utterances through the SCAMA
+    chunking (:meth:`forward_scama`), decoding step by step (:meth:`forward_chunk`)."""
 
     def __init__(self, input_size: int, chunk_size: Sequence[int] = (16,), stride: Sequence[int] = (10,),
                  pad_left: Sequence[int] = (0,), encoder_att_look_back_factor: Sequence[int] = (1,),
@@ -199,8 +201,34 @@ class SANMEncoderChunkOpt(SANMEncoder):
             raise ValueError("SANMEncoderChunkOpt: chunk_size, stride, pad_left and the look-back factors "
                              f"need one entry per configuration, got lengths {[len(c) for c in configs]}")
         self.chunk_configs = list(zip(*configs))
+        self.shift_fsmn = (int(kwargs.get("kernel_size", 11)) - 1) // 2  # FunASR's shfit_fsmn
+
+    def choose_config(self, training: bool) -> int:
+        """The chunk configuration of a step: drawn with ``torch.randint`` from the global torch
+        generator in training when there are several (FunASR's ``random_choice``, same draw), 0 else."""
+        if training and len(self.chunk_configs) > 1:
+            return int(torch.randint(0, len(self.chunk_configs), ()).item())
+        return 0
+
+    def chunk_config(self, index: int) -> ChunkConfig:
+        size, stride, pad_left, encoder_look_back, decoder_look_back = self.chunk_configs[index]
+        return ChunkConfig(size, stride, pad_left, encoder_look_back, decoder_look_back, self.shift_fsmn)
+
+    def forward_scama(self, xs: torch.Tensor, lengths: torch.Tensor, index: int = 0):
+        """Whole utterances through configuration ``index``'s SCAMA chunking (FunASR's
+        SANMEncoderChunkOpt.forward, training and its full-utterance loss): -> (encoder output in
+        the chunk domain (B, Tc, D), chunk-domain lengths (B,), the ChunkPlan)."""
+        xs = self.embed(xs * self._output_size**0.5)
+        plan = chunk_plan(lengths, self.chunk_config(index))
+        xs, chunk_lengths = split_chunk(xs, lengths, plan)
+        mask = sequence_mask(chunk_lengths, xs.size(1))
+        fsmn_mask = plan.tensor("mask_shift", xs, xs.size(0))[..., 0] > 0
+        att_mask = plan.tensor("mask_att_encoder", xs, xs.size(0)) > 0
+        for layer in list(self.encoders0) + list(self.encoders):
+            xs = layer(xs, mask, fsmn_mask, att_mask)
+        return self.after_norm(xs), chunk_lengths, plan
 
     def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError(
-            "SANMEncoderChunkOpt decodes in streaming mode (forward_chunk: SpeechRecognizer.stream(), "
-            "infer --streaming); its full-utterance SCAMA forward (training) is not built yet (issue #23)")
+            "SANMEncoderChunkOpt runs in chunks: forward_scama (training) or forward_chunk (streaming: "
+            "SpeechRecognizer.stream(), infer --streaming)")

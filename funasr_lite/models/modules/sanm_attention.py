@@ -59,6 +59,18 @@ def _masked_attention(
     return out.transpose(1, 2).reshape(batch, length, heads * dim)
 
 
+def _masked_attention_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                           dropout_p: float) -> torch.Tensor:
+    """Attention with a per-query mask (B, Tq, Tk) bool, FunASR's way: a query row with no key
+    gets zero weights (not NaN). -> (B, Tq, H*d)."""
+    scores = torch.matmul(q, k.transpose(-2, -1)) / q.size(-1) ** 0.5
+    blocked = ~mask[:, None]
+    weights = torch.softmax(scores.masked_fill(blocked, float("-inf")), dim=-1).masked_fill(blocked, 0.0)
+    out = torch.matmul(F.dropout(weights, dropout_p) if dropout_p > 0.0 else weights, v)
+    batch, heads, length, dim = out.shape
+    return out.transpose(1, 2).reshape(batch, length, heads * dim)
+
+
 class SANMSelfAttention(nn.Module):
     """Multi-head self-attention plus FSMN memory on the values (SAN-M).
 
@@ -86,14 +98,20 @@ class SANMSelfAttention(nn.Module):
         self.dropout = nn.Dropout(dropout_rate)
         self.attention_dropout_rate = dropout_rate
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """x (B, T, in_feat), mask (B, T) bool -> (B, T, n_feat)."""
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], fsmn_mask: Optional[torch.Tensor] = None,
+                att_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, T, in_feat), mask (B, T) bool -> (B, T, n_feat). SCAMA training (streaming
+        models) adds fsmn_mask (B, T) bool, frames the FSMN may read, and att_mask (B, T, T) bool,
+        which frames each frame attends to (a row with none attends to nothing: zeros, as FunASR)."""
         q, k, v = torch.split(self.linear_q_k_v(x), self.h * self.d_k, dim=-1)
-        memory = apply_fsmn(self.fsmn_block, v, mask, self.fsmn_padding, self.dropout)
+        memory_mask = mask if fsmn_mask is None else mask & fsmn_mask
+        memory = apply_fsmn(self.fsmn_block, v, memory_mask, self.fsmn_padding, self.dropout)
         dropout_p = self.attention_dropout_rate if self.training else 0.0
-        context = _masked_attention(
-            _split_heads(q, self.h), _split_heads(k, self.h), _split_heads(v, self.h), mask, dropout_p
-        )
+        q_h, k_h, v_h = _split_heads(q, self.h), _split_heads(k, self.h), _split_heads(v, self.h)
+        if att_mask is None:
+            context = _masked_attention(q_h, k_h, v_h, mask, dropout_p)
+        else:
+            context = _masked_attention_rows(q_h, k_h, v_h, mask[:, None, :] & att_mask, dropout_p)
         return self.linear_out(context) + memory
 
 
@@ -160,14 +178,14 @@ class SANMCrossAttention(nn.Module):
         self.attention_dropout_rate = dropout_rate
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """x (B, L, D), memory (B, T, Dm), memory_mask (B, T) bool -> (B, L, D)."""
+        """x (B, L, D), memory (B, T, Dm), memory_mask (B, T) bool, or (B, L, T) bool per token
+        (a streaming model's SCAMA mask) -> (B, L, D)."""
         k, v = torch.split(self.linear_k_v(memory), self.h * self.d_k, dim=-1)
         dropout_p = self.attention_dropout_rate if self.training else 0.0
-        context = _masked_attention(
-            _split_heads(self.linear_q(x), self.h), _split_heads(k, self.h), _split_heads(v, self.h),
-            memory_mask, dropout_p,
-        )
-        return self.linear_out(context)
+        q_h, k_h, v_h = _split_heads(self.linear_q(x), self.h), _split_heads(k, self.h), _split_heads(v, self.h)
+        if memory_mask is not None and memory_mask.dim() == 3:
+            return self.linear_out(_masked_attention_rows(q_h, k_h, v_h, memory_mask, dropout_p))
+        return self.linear_out(_masked_attention(q_h, k_h, v_h, memory_mask, dropout_p))
 
     def forward_chunk(self, x: torch.Tensor, memory: torch.Tensor, kv_cache, chunk_size, look_back: int):
         """One streaming step (FunASR's MultiHeadedAttentionCrossAtt.forward_chunk): attention (no

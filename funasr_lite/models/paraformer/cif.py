@@ -113,8 +113,10 @@ class CifPredictorBase(nn.Module):
         hidden: torch.Tensor,
         mask: torch.Tensor,
         target_lengths: Optional[torch.Tensor] = None,
+        alpha_mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Predict token count and integrate.
+        """Predict token count and integrate. ``alpha_mask`` (B, T): frames whose alphas count
+        (a streaming model's SCAMA windows: their stride frames), applied before the rescaling.
 
         Args:
             hidden: (B, T, D) encoder output.
@@ -131,6 +133,8 @@ class CifPredictorBase(nn.Module):
             # or not it is padded in a batch.
             hidden = hidden.float() * mask.unsqueeze(-1).to(torch.float32)
             alphas = self.compute_alphas(hidden, mask)
+            if alpha_mask is not None:
+                alphas = alphas * alpha_mask.to(alphas.dtype)
             token_num = alphas.sum(-1)
             if target_lengths is not None:
                 target_lengths = target_lengths.to(alphas.device)

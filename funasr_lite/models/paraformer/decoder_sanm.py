@@ -187,10 +187,16 @@ class ParaformerSANMDecoder(nn.Module):
         encoder_out_lens: torch.Tensor,
         acoustic_embeds: torch.Tensor,
         token_lengths: torch.Tensor,
+        chunk_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Decoder states after `after_norm`: (B, L, D)."""
+        """Decoder states after `after_norm`: (B, L, D). ``chunk_mask`` (B, L, T) 0/1: the
+        encoder frames each token may attend to (a streaming model's SCAMA mask, training)."""
         token_mask = sequence_mask(token_lengths, acoustic_embeds.size(1))
         memory_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
+        if chunk_mask is not None:
+            memory_mask = memory_mask[:, None, :] & (chunk_mask > 0)
+            if memory_mask.size(1) != acoustic_embeds.size(1):  # FunASR repeats the last-but-one row
+                memory_mask = torch.cat([memory_mask, memory_mask[:, -2:-1, :]], dim=1)
         x = acoustic_embeds
         for layer in self.decoders:
             x = layer(x, token_mask, encoder_out, memory_mask)
@@ -232,9 +238,10 @@ class ParaformerSANMDecoder(nn.Module):
         encoder_out_lens: torch.Tensor,
         acoustic_embeds: torch.Tensor,
         token_lengths: torch.Tensor,
+        chunk_mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """-> (logits (B, L, V), token_lengths (B,)); (hidden (B, L, D), ...) without an output layer."""
-        hidden = self.forward_hidden(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths)
+        hidden = self.forward_hidden(encoder_out, encoder_out_lens, acoustic_embeds, token_lengths, chunk_mask)
         if self.output_layer is None:
             return hidden, token_lengths
         return self.output_layer(hidden), token_lengths

@@ -153,17 +153,27 @@ class Paraformer(nn.Module):
         (a disabled branch reports 0); weight is the batch size, or the number of target tokens
         with length_normalized_loss, for averaging across workers.
         """
-        batch_size = speech.size(0)
         text = text[:, : int(text_lengths.max())]
         encoder_out, encoder_out_lens = self.encode(speech, speech_lengths)
+        return self.losses(encoder_out, encoder_out_lens, text, text_lengths)
+
+    def losses(self, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor, text: torch.Tensor,
+               text_lengths: torch.Tensor, ctc_input: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+               **branch_options) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """The training losses from the encoder output (see :meth:`forward`). ``ctc_input``: what
+        the CTC branch reads instead of the encoder output (a streaming model's frames taken back
+        out of its chunk domain); ``branch_options`` go to :meth:`attention_branch`."""
+        batch_size = encoder_out.size(0)
         zero = encoder_out.new_zeros(())
 
         loss_ctc = zero
         if self.ctc is not None:
-            loss_ctc = self.ctc(encoder_out, encoder_out_lens, text, text_lengths)
+            ctc_out, ctc_lens = ctc_input if ctc_input is not None else (encoder_out, encoder_out_lens)
+            loss_ctc = self.ctc(ctc_out, ctc_lens, text, text_lengths)
 
         use_mwer = self.mwer_weight > 0.0
-        branch = self.attention_branch(encoder_out, encoder_out_lens, text, text_lengths, first_pass_grad=use_mwer)
+        branch = self.attention_branch(encoder_out, encoder_out_lens, text, text_lengths, first_pass_grad=use_mwer,
+                                       **branch_options)
         targets, target_lengths, first_logits = branch["targets"], branch["target_lengths"], branch["first_logits"]
         loss_att, acc, loss_pre = branch["loss_att"], branch["acc"], branch["loss_pre"]
 
@@ -212,12 +222,16 @@ class Paraformer(nn.Module):
         text: torch.Tensor,
         text_lengths: torch.Tensor,
         first_pass_grad: bool = False,
+        alpha_mask: Optional[torch.Tensor] = None,
+        chunk_mask_fn=None,
     ) -> Dict[str, torch.Tensor]:
         """CIF with target lengths, glancing sampler, decoder: FunASR's ``_calc_att_loss``.
 
         Returns targets and target_lengths (</s> appended with predictor_bias), encoder_mask,
         acoustic_embeds, token_num, first_logits (the sampler's first pass; with gradients only
         when ``first_pass_grad``, as MWER needs), logits, loss_att, acc, loss_pre.
+        A streaming model's SCAMA training adds ``alpha_mask`` (B, T), the frames CIF counts, and
+        ``chunk_mask_fn(alphas, target_lengths)`` -> the decoder's (B, L, T) ``chunk_mask``.
         """
         targets, target_lengths = text, text_lengths
         if self.predictor_bias == 1:
@@ -225,8 +239,12 @@ class Paraformer(nn.Module):
             target_lengths = text_lengths + 1
 
         encoder_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
-        acoustic_embeds, token_num, _, _ = self.predictor(encoder_out, encoder_mask, target_lengths=target_lengths)
+        masked = {} if alpha_mask is None else {"alpha_mask": alpha_mask}
+        acoustic_embeds, token_num, alphas, _ = self.predictor(encoder_out, encoder_mask, target_lengths=target_lengths,
+                                                               **masked)
         extra = self.decoder_kwargs(encoder_out.size(0))
+        if chunk_mask_fn is not None:
+            extra["chunk_mask"] = chunk_mask_fn(alphas.detach(), target_lengths)
 
         if self.sampling_ratio > 0.0:
             # The first pass only picks glance positions, unless MWER needs its gradients.

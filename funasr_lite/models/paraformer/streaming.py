@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from funasr_lite.models.encoders.sanm import EncoderChunkState, SANMEncoderChunkOpt
+from funasr_lite.models.modules.scama import cross_attention_mask, frame_alignments, remove_chunk
 from funasr_lite.models.paraformer.decoder_sanm import DecoderChunkState
 from funasr_lite.models.paraformer.model import Paraformer
 
@@ -68,9 +69,30 @@ class ParaformerStreaming(Paraformer):
 
     streaming = True  # decoded step by step; Speech2Text allows greedy search only
 
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError("training ParaformerStreaming needs the SCAMA masks, not built yet (issue #23); "
-                                  "decode with SpeechRecognizer.stream() or infer --streaming")
+    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                text_lengths: torch.Tensor):
+        """Training (FunASR's ParaformerStreaming.forward): each step draws one of the encoder's
+        chunk configurations (``torch.randint`` on the global generator, as FunASR; the first in
+        eval), runs whole utterances through its SCAMA chunking, and computes Paraformer's losses
+        in the chunk domain: CIF counts each window's stride frames only, each target token
+        attends to the windows up to the one where CIF fired it (``cross_attention_mask``), the
+        CTC branch reads the frames taken back out of the chunk domain."""
+        text = text[:, : int(text_lengths.max())]
+        index = self.encoder.choose_config(self.training)
+        if self.specaug is not None and self.training:
+            speech, speech_lengths = self.specaug(speech, speech_lengths)
+        encoder_out, encoder_lens, plan = self.encoder.forward_scama(speech, speech_lengths, index)
+        ctc_input = remove_chunk(encoder_out, encoder_lens, plan) if self.ctc is not None else None
+        encoder_out = encoder_out * plan.tensor("mask_shift", encoder_out, encoder_out.size(0))
+        training = self.training
+
+        def chunk_mask(alphas: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+            alignments = frame_alignments(alphas, encoder_lens, training)
+            return cross_attention_mask(alignments, encoder_lens, plan, target_lengths, training, encoder_out.dtype)
+
+        alpha_mask = plan.tensor("mask_predictor", encoder_out, encoder_out.size(0))[..., 0]
+        return self.losses(encoder_out, encoder_lens, text, text_lengths, ctc_input=ctc_input,
+                           alpha_mask=alpha_mask, chunk_mask_fn=chunk_mask)
 
     def init_stream(self, chunk_size=(0, 10, 5), encoder_chunk_look_back: int = 4,
                     decoder_chunk_look_back: int = 1) -> StreamState:
