@@ -39,7 +39,9 @@ mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++mod
 decode_exp=                # stages 6-8: experiment to decode/export (default: the stage-4 exp)
 decode_checkpoint=         # weights to decode (default: model.avg$num_avg.pt; model.avg1.pt for an *_mwer exp)
 decode_sets="dev test"     # data sets to decode and score (stages 6-7)
-decode_modes="greedy beam_lm"   # greedy | beam (beam + CTC) | beam_lm (beam + CTC + LM) | ctc_greedy (CTC best path)
+decode_modes="greedy beam_lm"   # greedy | beam (beam + CTC) | beam_lm (beam + CTC + LM) | ctc_greedy (CTC best path) | streaming (a ParaformerStreaming model: infer --streaming; its default)
+stream_chunk_size=0,10,5   # streaming mode: left,step,look-ahead LFR frames (0,10,5 = 600 ms steps; 0,8,4 = 480 ms)
+stream_piece_ms=600        # streaming mode: audio per feed() call (docs/streaming.md)
 beam_size=10               # beam width of the beam and beam_lm modes
 ctc_weight=0.3             # CTC prefix-score weight in beam search (the model must have a CTC branch)
 lm_weight=1.0              # LM shallow-fusion weight of the beam_lm mode (tuned on the demo's dev set: RESULTS.md)
@@ -168,8 +170,14 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 model_name=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get('model', 'paraformer'))" "$train_config")
+streaming_model=false
+[[ "$model_name" =~ ^([Pp]araformer[Ss]treaming|paraformer_streaming)$ ]] && streaming_model=true
+# A streaming model decodes greedily, step by step (beam search is refused): its default mode is streaming.
+$streaming_model && [ "$decode_modes" = "greedy beam_lm" ] && decode_modes=streaming
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ] && [[ "$model_name" =~ ^[Cc]onformer$ ]]; then
   log "stage 5: skipped: MWER fine-tuning is for Paraformer; $train_config is an attention encoder-decoder ($model_name)"
+elif [ $stage -le 5 ] && [ $stop_stage -ge 5 ] && $streaming_model; then
+  log "stage 5: skipped: MWER fine-tuning is for offline Paraformer; $train_config streams ($model_name)"
 elif [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: MWER fine-tuning from $exp_dir/model.avg$num_avg.pt -> ${exp_dir}_mwer"
   # shellcheck disable=SC2086
@@ -189,7 +197,8 @@ decode_args() {  # decoding options of one mode
     beam)    echo "--decode_mode beam --beam_size $beam_size --ctc_weight $ctc_weight" ;;
     beam_lm) echo "--decode_mode beam --beam_size $beam_size --ctc_weight $ctc_weight --lm_dir $lm_dir --lm_weight $lm_weight" ;;
     ctc_greedy) echo "--decode_mode ctc_greedy" ;;
-    *) log "unknown decode mode $1 (greedy|beam|beam_lm|ctc_greedy)"; return 1 ;;
+    streaming) echo "--streaming --chunk_size $stream_chunk_size --piece_ms $stream_piece_ms" ;;
+    *) log "unknown decode mode $1 (greedy|beam|beam_lm|ctc_greedy|streaming)"; return 1 ;;
   esac
 }
 

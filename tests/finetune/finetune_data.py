@@ -93,10 +93,10 @@ BICIF_PREDICTOR_CONF = {"smooth_factor2": 0.25, "noise_threshold2": 0.01, "upsam
                         "use_cif1_cnn": False, "upsample_type": "cnn_blstm"}
 
 
-def write_funasr_model_dir(path, cmvn_waves, seed=0, bicif=False, seaco=False):
+def write_funasr_model_dir(path, cmvn_waves, seed=0, bicif=False, seaco=False, streaming=False):
     """A FunASR-format model dir whose weights are funasr's own Paraformer (random, seeded), its
-    BiCifParaformer with ``bicif``, its SeacoParaformer with ``seaco``: config.yaml, model.pt,
-    am.mvn, tokens.json. Returns the dir."""
+    BiCifParaformer with ``bicif``, its SeacoParaformer with ``seaco``, its ParaformerStreaming
+    with ``streaming``: config.yaml, model.pt, am.mvn, tokens.json. Returns the dir."""
     from funasr.models.bicif_paraformer.model import BiCifParaformer
     from funasr.models.paraformer.model import Paraformer as FunasrParaformer
     from funasr.models.seaco_paraformer.model import SeacoParaformer
@@ -107,6 +107,15 @@ def write_funasr_model_dir(path, cmvn_waves, seed=0, bicif=False, seaco=False):
         FunasrParaformer = SeacoParaformer if seaco else BiCifParaformer  # noqa: N806 (funasr's class name)
         config.update(model="SeacoParaformer" if seaco else "BiCifParaformer", predictor="CifPredictorV3",
                       predictor_conf=dict(config["predictor_conf"], **BICIF_PREDICTOR_CONF))
+    if streaming:
+        from funasr.models.paraformer_streaming.model import ParaformerStreaming
+
+        FunasrParaformer = ParaformerStreaming  # noqa: N806 (funasr's class name)
+        config.update(model="ParaformerStreaming", encoder="SANMEncoderChunkOpt", frontend="WavFrontendOnline")
+        config["encoder_conf"] = dict(config["encoder_conf"], input_layer="pe_online", chunk_size=[12, 15],
+                                      stride=[8, 10], pad_left=[0, 0], encoder_att_look_back_factor=[4, 4],
+                                      decoder_att_look_back_factor=[1, 1])
+        config["decoder_conf"] = dict(config["decoder_conf"], sanm_shfit=2)
     if seaco:
         width = ENCODER_CONF["output_size"]
         config.update(seaco_decoder="ParaformerSANMDecoder",
