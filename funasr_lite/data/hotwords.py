@@ -52,6 +52,20 @@ def read_seg_dict(path: str) -> Dict[str, str]:
     return table
 
 
+SPECIAL_TOKENS = ("<blank>", "<s>", "</s>", "<unk>")
+
+
+def write_vocabulary_seg_dict(path: str, token_list: Sequence[str]) -> None:
+    """A seg_dict mapping every token of a vocabulary (special ones and tokens with spaces left
+    out) to itself: what a character-vocabulary hotword model needs so that FunASR's
+    ``seg_tokenize`` (and ours) split a Chinese hotword into its characters."""
+    from funasr_lite.utils.fileio import atomic_open
+
+    with atomic_open(path) as f:
+        f.writelines(f"{token} {token}\n" for token in token_list
+                     if token not in SPECIAL_TOKENS and not any(ch.isspace() for ch in token))
+
+
 def seg_tokenize(units: Sequence[str], seg_dict: Dict[str, str]) -> List[str]:
     """FunASR's ``seg_tokenize``: units -> tokens through seg_dict."""
     pieces: List[str] = []
@@ -125,4 +139,5 @@ def hotword_ids(spec, tokenizer, sos_id: int, seg_dict: Optional[Dict[str, str]]
     return [" ".join(units) for units in words] + ["<s>"], ids + [[sos_id]]
 
 
-__all__ = ["HotwordError", "SEG_DICT_NAME", "hotword_ids", "hotword_units", "read_seg_dict", "seg_tokenize"]
+__all__ = ["HotwordError", "SEG_DICT_NAME", "hotword_ids", "hotword_units", "read_seg_dict", "seg_tokenize",
+           "write_vocabulary_seg_dict"]

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from funasr_lite.data.hotwords import SEG_DICT_NAME
+from funasr_lite.data.hotwords import SEG_DICT_NAME, write_vocabulary_seg_dict
 from funasr_lite.data.tokenizer import write_token_list
 from funasr_lite.inference.model_dir import (
     BPE_MODEL_NAME,
@@ -90,16 +90,16 @@ def _replace_dir(tmp_dir: str, out_dir: str) -> None:
 
 def write_seg_dict(loaded: LoadedModel, path: str) -> None:
     """A hotword model's seg_dict (FunASR reads hotwords through it, beside am.mvn): the one beside
-    the source's am.mvn, else every token but the special ones mapped to itself (right for a
-    character vocabulary; without one AutoModel reads a hotword of several characters as <unk>)."""
+    the source's am.mvn, else the source dir's own (a training exp dir's), else every token but the
+    special ones mapped to itself (right for a character vocabulary; without one AutoModel reads a
+    hotword of several characters as <unk>)."""
     source = os.path.join(os.path.dirname(loaded.files.cmvn), SEG_DICT_NAME)
     if os.path.isfile(source):
         shutil.copyfile(source, path)
+    elif os.path.isfile(os.path.join(loaded.files.model_dir, SEG_DICT_NAME)):  # a training exp dir's
+        shutil.copyfile(os.path.join(loaded.files.model_dir, SEG_DICT_NAME), path)
     elif hasattr(loaded.model, "hotword_context"):
-        special = {"<blank>", "<s>", "</s>", "<unk>"}
-        with atomic_open(path) as f:
-            f.writelines(f"{token} {token}\n" for token in loaded.token_list
-                         if token not in special and not any(ch.isspace() for ch in token))
+        write_vocabulary_seg_dict(path, loaded.token_list)
 
 
 def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> str:

@@ -344,8 +344,14 @@ class Speech2Text:
         """The model's decoding context for the hotwords of ``spec`` (data/hotwords.py), None for none."""
         if spec is None:
             return None
-        seg_dict_path = os.path.join(os.path.dirname(self.loaded.files.cmvn), SEG_DICT_NAME)  # where FunASR looks
-        seg_dict = read_seg_dict(seg_dict_path) if os.path.isfile(seg_dict_path) else None
+        # Beside am.mvn (where FunASR looks), else in the model dir (a training exp dir's, whose
+        # am.mvn is the data dir's).
+        seg_dict = None
+        for folder in (os.path.dirname(self.loaded.files.cmvn), self.loaded.files.model_dir):
+            seg_dict_path = os.path.join(folder, SEG_DICT_NAME)
+            if os.path.isfile(seg_dict_path):
+                seg_dict = read_seg_dict(seg_dict_path)
+                break
         try:
             words, ids = hotword_ids(spec, self.loaded.tokenizer, self.model.sos, seg_dict)
             if not ids:

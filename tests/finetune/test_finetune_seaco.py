@@ -52,3 +52,17 @@ def test_automodel_decodes_the_output_with_hotwords_to_our_text(finetuned):
         expected = automodel.generate(input=path, hotword=hotwords)[0]
         got = ours(path, hotword=hotwords)[0]
         assert got["text"] == expected["text"].replace(" ", ""), path
+
+
+def test_the_exp_dir_reads_hotwords_as_its_export_does(finetuned, caplog):
+    """The training exp dir holds a seg_dict (its am.mvn is the data dir's), so a Chinese hotword
+    is split into characters there too, not read whole as <unk>."""
+    root, out, waves, texts = finetuned
+    assert (out / "seg_dict").read_text(encoding="utf-8") == (out / "model_dir" / "seg_dict").read_text(encoding="utf-8")
+    hotwords = " ".join(sorted({text[:2] for text in texts.values() if len(text) >= 2})[:5])
+    exp = SpeechRecognizer.from_model_dir(str(out), checkpoint="model.avg2.pt")
+    exported = SpeechRecognizer.from_model_dir(str(out / "model_dir"))
+    with caplog.at_level(logging.WARNING):
+        for path in sorted(str(root / "wavs" / f"{utt}.wav") for utt in waves)[:3]:
+            assert exp(path, hotword=hotwords)[0]["text"] == exported(path, hotword=hotwords)[0]["text"]
+    assert "outside the vocabulary" not in caplog.text

@@ -74,6 +74,7 @@ class AsrTask(Task):
 
         config = self.config
         self.device = context.device
+        self.exp_dir, self.is_main = exp_dir, context.is_main
         tokenizer_conf = config.get("tokenizer_conf") or {}
         self.tokenizer = build_tokenizer(config["token_list"], tokenizer_conf.get("bpemodel"))
         frontend_conf = config["frontend_conf"]
@@ -101,6 +102,12 @@ class AsrTask(Task):
         self.hotwords = None
         if hasattr(model, "hotword_embeddings"):
             self.hotwords = {"sos_id": int(model.sos), "seaco_id": getattr(model, "NO_BIAS", None)}
+            exp_dir = getattr(self, "exp_dir", None)
+            if exp_dir and getattr(self, "is_main", True):
+                # The exp dir decodes with hotwords: its seg_dict splits a Chinese hotword into characters.
+                from funasr_lite.data.hotwords import SEG_DICT_NAME, write_vocabulary_seg_dict
+
+                write_vocabulary_seg_dict(os.path.join(exp_dir, SEG_DICT_NAME), self.tokenizer.token_list)
         return model
 
     @property
