@@ -291,6 +291,14 @@ def export_onnx(model_dir, output_dir=None, checkpoint: Optional[str] = None, qu
         raise OnnxExportError(f"{loaded.files.config}: only Paraformer (CIF) models export to ONNX")
     out_dir = os.path.abspath(os.fspath(output_dir)) if output_dir else _default_output_dir(loaded)
     os.makedirs(out_dir, exist_ok=True)
+    if getattr(loaded.model, "streaming", False):  # FunASR's online layout: encoder + decoder with caches
+        from funasr_lite.export.onnx_streaming import export_streaming_onnx
+        from funasr_lite.models.paraformer.onnx_streaming_graph import StreamingExportError
+
+        try:
+            return export_streaming_onnx(loaded, out_dir, quantize, opset, check)
+        except StreamingExportError as e:
+            raise OnnxExportError(f"{loaded.files.config}: {e}") from None
     graph = ParaformerOnnxGraph(copy.deepcopy(loaded.model)).eval()
     metadata = export_metadata(loaded, graph)
     tmp_dir = tempfile.mkdtemp(prefix=".onnx_export.", dir=out_dir)
