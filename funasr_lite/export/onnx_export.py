@@ -49,13 +49,22 @@ import numpy as np
 import torch
 
 from funasr_lite.data.tokenizer import write_token_list
-from funasr_lite.export.model_dir import exported_config
+from funasr_lite.export.onnx_files import (  # noqa: F401 (re-exported: this module's public names)
+    METADATA_VERSION,
+    QUANT_EXCLUDE_PARTS,
+    OnnxExportError,
+    _floats,
+    onnx_config,
+    quantize_model,
+    set_metadata,
+    set_metadata_file,
+    write_sherpa_tokens,
+)
 from funasr_lite.inference.model_dir import (
     CMVN_NAME,
     CONFIG_NAME,
     WEIGHT_NAMES,
     LoadedModel,
-    ModelDirError,
     load_model_dir,
 )
 from funasr_lite.inference.onnx_backend import (
@@ -82,16 +91,6 @@ logger = logging.getLogger(__name__)
 
 OPSET_VERSION = 17  # LayerNormalization is one op from 17 on; onnxruntime >= 1.13 and sherpa-onnx run it
 # Nodes kept in float by quantize_dynamic: the CIF predictor (token count) and the output layer.
-QUANT_EXCLUDE_PARTS = ("/cif_", "/predictor/", "output_layer")  # tracer scopes: /cif_output/MatMul, ...
-METADATA_VERSION = "1"
-
-
-class OnnxExportError(ModelDirError):
-    """An export that cannot be done or did not reproduce the PyTorch model; the message says which."""
-
-
-def _floats(values: np.ndarray) -> str:
-    return ",".join(repr(float(v)) for v in np.asarray(values, dtype=np.float32))
 
 
 def export_metadata(loaded: LoadedModel, graph: ParaformerOnnxGraph) -> Dict[str, str]:
@@ -118,26 +117,6 @@ def export_metadata(loaded: LoadedModel, graph: ParaformerOnnxGraph) -> Dict[str
         "funasr_lite_onnx_version": METADATA_VERSION,
         "comment": "exported by funasr_lite.bin.export (FunASR's Paraformer ONNX interface)",
     }
-
-
-def onnx_config(loaded: LoadedModel) -> Dict:
-    """config.yaml of an exported dir: :func:`exported_config` (FunASR's class names, so its
-    AutoModel loads the dir too), naming tokens.json, no cmvn_file."""
-    config = exported_config(loaded)
-    config["frontend_conf"] = {k: v for k, v in config["frontend_conf"].items() if k != "cmvn_file"}
-    config["tokenizer_conf"] = dict(config["tokenizer_conf"], token_list=TOKENS_JSON_NAME)
-    config.setdefault("model_conf", {})  # funasr-onnx reads model_conf.predictor_bias
-    return config
-
-
-def write_sherpa_tokens(path: str, tokens: Sequence[str]) -> None:
-    """sherpa-onnx's tokens.txt: ``symbol id`` per line."""
-    for token in tokens:
-        if not token or any(ch.isspace() for ch in token):
-            raise OnnxExportError(f"token {token!r} is empty or holds whitespace: sherpa's tokens.txt cannot carry it")
-    with atomic_open(path) as f:
-        for index, token in enumerate(tokens):
-            f.write(f"{token} {index}\n")
 
 
 TRACE_LENGTHS = (23, 40)
@@ -206,44 +185,6 @@ def _finish_model(path: str, metadata: Dict[str, str], client_outputs: Sequence[
     model.graph.output.extend(kept)
     set_metadata(model, metadata)
     onnx.save(model, path)
-
-
-def set_metadata_file(path: str, metadata: Dict[str, str]) -> None:
-    import onnx
-
-    model = onnx.load(path)
-    set_metadata(model, metadata)
-    onnx.save(model, path)
-
-
-def set_metadata(model, metadata: Dict[str, str]) -> None:
-    """Replace the model's custom metadata (onnx.ModelProto) with ``metadata``."""
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-
-
-def quantize_model(src: str, dst: str, metadata: Dict[str, str]) -> None:
-    """int8 dynamic quantisation of src's MatMuls (see the module docstring) -> dst, metadata kept."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    nodes = [node.name for node in onnx.load(src, load_external_data=False).graph.node]
-    excluded = [name for name in nodes if any(part in name for part in QUANT_EXCLUDE_PARTS)]
-    with tempfile.TemporaryDirectory(prefix="quant.", dir=os.path.dirname(dst)) as tmp:
-        raw = os.path.join(tmp, "quant.onnx")
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(max(level, logging.ERROR))  # onnxruntime.quantization logs every node on the root logger
-        try:
-            quantize_dynamic(src, raw, op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=False,
-                             weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
-        finally:
-            root.setLevel(level)
-        model = onnx.load(raw)
-        set_metadata(model, dict(metadata, quantization="int8 dynamic MatMul (onnxruntime quantize_dynamic)"))
-        onnx.save(model, dst)
 
 
 def check_against_torch(loaded: LoadedModel, path: str, alpha_tol: float = 1e-4) -> None:

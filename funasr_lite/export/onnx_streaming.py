@@ -52,7 +52,8 @@ CHECK_TOL = 1e-4
 
 def streaming_metadata(loaded: LoadedModel, decoder_graph: StreamingDecoderGraph) -> Dict[str, str]:
     """model.onnx's metadata: sherpa-onnx's online Paraformer keys, then ours."""
-    from funasr_lite.export.onnx_export import METADATA_VERSION, _floats, tokens_sha256
+    from funasr_lite.export.onnx_files import METADATA_VERSION, _floats
+    from funasr_lite.inference.onnx_backend import tokens_sha256
 
     conf = loaded.frontend_conf
     model = loaded.model
@@ -120,7 +121,7 @@ def _check(module: torch.nn.Module, path: str, inputs, names: List[str]) -> None
 def export_streaming_onnx(loaded: LoadedModel, out_dir: str, quantize: bool, opset: int,
                           check: bool = True) -> Dict[str, str]:
     """Write the online export of ``loaded`` into ``out_dir`` (module docstring) -> {name: path}."""
-    from funasr_lite.export.onnx_export import onnx_config, quantize_model, set_metadata_file, write_sherpa_tokens
+    from funasr_lite.export.onnx_files import onnx_config, quantize_model, set_metadata_file, write_sherpa_tokens
     from funasr_lite.inference.onnx_backend import SHERPA_TOKENS_NAME, TOKENS_JSON_NAME
 
     model = copy.deepcopy(loaded.model).eval()
