@@ -203,6 +203,11 @@ class EndpointDetector:
             self._accumulated_ms = 0.0
             self._accumulating = False
 
+    def restart_schedule(self) -> None:
+        """Start the end-silence schedule over (FunASR's streaming VAD does so at every output event)."""
+        self._accumulated_ms = 0.0
+        self._accumulating = False
+
     def _closed_segments(self) -> int:
         return len(self.segments) - (1 if self._open else 0)
 
