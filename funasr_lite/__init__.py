@@ -46,6 +46,10 @@ def __getattr__(name):
         from funasr_lite.api import VAD
 
         return VAD
+    if name == "TwoPass":
+        from funasr_lite.api import TwoPass
+
+        return TwoPass
     if name == "Punctuator":
         from funasr_lite.models.punc import Punctuator
 

@@ -382,3 +382,37 @@ class VAD:
 
 __all__ = ["AudioInputError", "SpeechRecognizer", "VAD", "array_to_waveform", "bytes_to_waveform", "fetch_url",
            "input_items"]
+
+
+# ---------------------------------------------------------------- 2-pass
+
+
+class TwoPass:
+    """FunASR's "2pass" mode (docs/streaming.md#2-pass): ``TwoPass.from_model_dirs(streaming_dir,
+    offline_dir)``; ``s = tp.stream(); s.feed(samples)`` -> events ``{"mode": "2pass-online", "text"}``
+    as the streaming model hears, ``{"mode": "2pass-offline", "text", "token", "timestamp",
+    "start_ms", "end_ms"}`` at each end of speech (the offline model's, punctuated if a punctuation
+    model is given); ``s.finish()``. Streams share the models."""
+
+    def __init__(self, online: SpeechRecognizer, offline: SpeechRecognizer, vad: VAD, punctuator=None):
+        self.online, self.offline, self.vad, self.punctuator = online, offline, vad, punctuator
+
+    @classmethod
+    def from_model_dirs(cls, online_model, offline_model, vad_model=None, punc_model=None,
+                        device: str = "cpu") -> "TwoPass":
+        punctuator = None
+        if punc_model is not None:
+            from funasr_lite.models.punc import Punctuator
+
+            punctuator = Punctuator.from_model_dir(punc_model, device=device)
+        return cls(SpeechRecognizer.from_model_dir(online_model, device=device),
+                   SpeechRecognizer.from_model_dir(offline_model, device=device), VAD.from_model_dir(vad_model),
+                   punctuator)
+
+    def stream(self, chunk_size=(0, 10, 5), encoder_chunk_look_back: int = 4, decoder_chunk_look_back: int = 1,
+               vad_chunk_ms: int = 60, max_end_silence_time: Optional[int] = None):
+        from funasr_lite.inference.twopass import TwoPassSession
+
+        online = self.online.stream(chunk_size, encoder_chunk_look_back, decoder_chunk_look_back)
+        return TwoPassSession(online, self.offline, self.vad.model, self.punctuator, vad_chunk_ms,
+                              max_end_silence_time)
