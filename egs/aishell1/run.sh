@@ -49,7 +49,7 @@ punc_config=conf/punc.yaml # stage 9 (opt-in: --stop_stage 9): CT-Transformer pu
 punc_dir=exp/punc          # stage 9 output: a FunASR punctuation model dir (funasr_lite.Punctuator.from_model_dir; its model.pt is the engine's model.avg1.pt)
 punc_args=                 # extra punctuation trainer arguments, e.g. "++train_conf.max_epoch=3"
 calibrate_timestamps=false # stage 7: measure the fire delay on dev (greedy), write it into the exp's config.yaml, decode the other sets again (decode_<set>_greedy_calibrated; docs/timestamps.md)
-onnx_export=true           # stage 8: also export the model dir to ONNX (model.onnx, int8 model_quant.onnx, tokens.json, sherpa tokens.txt; Paraformer and BiCifParaformer; docs/deploy.md)
+onnx_export=true           # stage 8: also export the model dir to ONNX (model.onnx, int8 model_quant.onnx, tokens.json, sherpa tokens.txt; Paraformer and BiCifParaformer; ParaformerStreaming: + decoder.onnx; docs/deploy.md)
 hotword_config=conf/demo_seaco.yaml  # stage 11 (opt-in): the SeACo hotword branch, trained on a frozen BiCif model
 hotword_base=exp/demo_bicif  # stage 11: the BiCif exp (stage 4 with conf/demo_bicif.yaml) it starts from
 hotword_lists="0 200 1000 4000"  # stage 11: decode the hotword test set with each list size (0: no hotwords)
@@ -261,6 +261,9 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
     model_class=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get('model', ''))" "$decode_exp/model_dir/config.yaml")
     if [ "$model_class" = Paraformer ] || [ "$model_class" = BiCifParaformer ]; then
       log "stage 8: ONNX export -> $decode_exp/model_dir/{model.onnx,model_quant.onnx,tokens.json} (funasr-onnx, sherpa-onnx, infer --backend onnx)"
+      python -m funasr_lite.bin.export --model_dir "$decode_exp/model_dir" --quantize
+    elif [ "$model_class" = ParaformerStreaming ]; then
+      log "stage 8: online ONNX export -> $decode_exp/model_dir/{model.onnx,decoder.onnx,*_quant.onnx,tokens.txt} (funasr-onnx, sherpa-onnx; docs/streaming.md)"
       python -m funasr_lite.bin.export --model_dir "$decode_exp/model_dir" --quantize
     else
       log "stage 8: no ONNX export for model: $model_class (the export covers Paraformer)"

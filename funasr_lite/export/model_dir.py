@@ -58,6 +58,8 @@ def exported_config(loaded: LoadedModel) -> Dict[str, Any]:
         if key in config:
             config[key] = _class_name(registry, config[key])
     config["frontend"] = config.get("frontend") or "WavFrontend"
+    if getattr(loaded.model, "streaming", False) and config["frontend"] in ("wav_frontend", "WavFrontend"):
+        config["frontend"] = "WavFrontendOnline"  # a streaming model's, as FunASR's generate(cache=...) needs
     frontend_conf = dict(loaded.frontend_conf)
     frontend_conf["cmvn_file"] = CMVN_NAME
     frontend_conf["dither"] = 0.0  # deterministic features when FunASR decodes this dir too

@@ -149,3 +149,29 @@ def test_decode_stage_goes_on_past_an_unreadable_utterance(recipe, trained):
     decoded = set(read_kv(dec / "1best_recog" / "score"))
     assert decoded == set(read_kv(work / "data" / "test" / "text")) - {bad_key}
     assert (dec / "cer.txt").read_text(encoding="utf-8").startswith("%CER ")
+
+
+def test_streaming_recipe_trains_decodes_in_streaming_mode_and_exports(recipe):
+    """conf/demo_streaming.yaml through stages 4..8: SCAMA training, stage 5 skipped, stage 6 in
+    streaming mode (split jobs reading wav.scp, merged), scoring, the model dir with FunASR's
+    streaming names and the online ONNX pair."""
+    import yaml
+
+    work, env = recipe
+    proc = subprocess.run(
+        ["bash", "run.sh", "--stage", "4", "--stop_stage", "8", "--nj", "2", "--num_avg", "2",
+         "--train_config", "conf/demo_streaming.yaml", "--train_args", TINY_MODEL, "--decode_sets", "test"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert "stage 5: skipped" in proc.stderr
+    exp = work / "exp" / "demo_streaming"
+    dec = exp / "decode_test_streaming"
+    assert set(read_kv(dec / "1best_recog" / "score")) == set(read_kv(work / "data" / "test" / "text"))
+    assert (dec / "cer.txt").read_text(encoding="utf-8").startswith("%CER ")
+    assert (dec / "split2" / "1" / "latency.json").is_file() and (dec / "split2" / "1" / "partials.jsonl").is_file()
+    config = yaml.safe_load((exp / "model_dir" / "config.yaml").read_text())
+    assert (config["model"], config["encoder"], config["frontend"]) == (
+        "ParaformerStreaming", "SANMEncoderChunkOpt", "WavFrontendOnline")
+    for name in ("model.onnx", "decoder.onnx", "tokens.txt"):
+        assert (exp / "model_dir" / name).is_file(), name
