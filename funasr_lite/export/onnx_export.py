@@ -45,15 +45,14 @@ import tempfile
 import warnings
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
-from funasr_lite.data.tokenizer import write_token_list
 from funasr_lite.export.onnx_files import (  # noqa: F401 (re-exported: this module's public names)
     METADATA_VERSION,
     QUANT_EXCLUDE_PARTS,
     OnnxExportError,
     _floats,
+    finish_export_dir,
     onnx_config,
     quantize_model,
     set_metadata,
@@ -61,8 +60,6 @@ from funasr_lite.export.onnx_files import (  # noqa: F401 (re-exported: this mod
     write_sherpa_tokens,
 )
 from funasr_lite.inference.model_dir import (
-    CMVN_NAME,
-    CONFIG_NAME,
     WEIGHT_NAMES,
     LoadedModel,
     load_model_dir,
@@ -84,8 +81,6 @@ from funasr_lite.models.paraformer.onnx_graph import (
     HotwordEmbedderGraph,
     ParaformerOnnxGraph,
 )
-from funasr_lite.utils.config import dump_config
-from funasr_lite.utils.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -262,19 +257,7 @@ def export_onnx(model_dir, output_dir=None, checkpoint: Optional[str] = None, qu
             if graph.takes_hotwords:  # the embedder stays float (FunASR keeps bias_encoder unquantised)
                 shutil.copyfile(os.path.join(tmp_dir, EMBEDDER_ONNX_NAME), os.path.join(tmp_dir, QUANT_EMBEDDER_ONNX_NAME))
                 staged.append(QUANT_EMBEDDER_ONNX_NAME)
-        write_token_list(os.path.join(tmp_dir, TOKENS_JSON_NAME), loaded.token_list)
-        write_sherpa_tokens(os.path.join(tmp_dir, SHERPA_TOKENS_NAME), loaded.token_list)
-        staged += [TOKENS_JSON_NAME, SHERPA_TOKENS_NAME]
-        if os.path.abspath(loaded.files.cmvn) != os.path.join(out_dir, CMVN_NAME):
-            shutil.copyfile(loaded.files.cmvn, os.path.join(tmp_dir, CMVN_NAME))
-            staged.append(CMVN_NAME)
-        with atomic_open(os.path.join(tmp_dir, CONFIG_NAME)) as f:
-            f.write(dump_config(onnx_config(loaded)))
-        staged.append(CONFIG_NAME)  # last: the dir names tokens.json only once it exists
-        written = {}
-        for name in staged:
-            os.replace(os.path.join(tmp_dir, name), os.path.join(out_dir, name))
-            written[name] = os.path.join(out_dir, name)
+        written = finish_export_dir(loaded, tmp_dir, out_dir, staged)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     sizes = ", ".join(f"{name} {os.path.getsize(path) / 2**20:.1f} MiB" for name, path in written.items()

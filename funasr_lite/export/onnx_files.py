@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -84,3 +85,29 @@ def quantize_model(src: str, dst: str, metadata: Dict[str, str]) -> None:
         model = onnx.load(raw)
         set_metadata(model, dict(metadata, quantization="int8 dynamic MatMul (onnxruntime quantize_dynamic)"))
         onnx.save(model, dst)
+
+
+def finish_export_dir(loaded: LoadedModel, tmp_dir: str, out_dir: str, staged: List[str]) -> Dict[str, str]:
+    """Add what every exported dir holds to ``tmp_dir`` (tokens.json, sherpa's tokens.txt, am.mvn,
+    config.yaml last: the dir names tokens.json only once it exists), then move ``staged`` and
+    those into ``out_dir``. -> {name: path}."""
+    from funasr_lite.data.tokenizer import write_token_list
+    from funasr_lite.inference.model_dir import CMVN_NAME, CONFIG_NAME
+    from funasr_lite.inference.onnx_backend import SHERPA_TOKENS_NAME
+    from funasr_lite.utils.config import dump_config
+
+    staged = list(staged)
+    write_token_list(os.path.join(tmp_dir, TOKENS_JSON_NAME), loaded.token_list)
+    write_sherpa_tokens(os.path.join(tmp_dir, SHERPA_TOKENS_NAME), loaded.token_list)
+    staged += [TOKENS_JSON_NAME, SHERPA_TOKENS_NAME]
+    if os.path.abspath(loaded.files.cmvn) != os.path.join(out_dir, CMVN_NAME):
+        shutil.copyfile(loaded.files.cmvn, os.path.join(tmp_dir, CMVN_NAME))
+        staged.append(CMVN_NAME)
+    with atomic_open(os.path.join(tmp_dir, CONFIG_NAME)) as f:
+        f.write(dump_config(onnx_config(loaded)))
+    staged.append(CONFIG_NAME)
+    written = {}
+    for name in staged:
+        os.replace(os.path.join(tmp_dir, name), os.path.join(out_dir, name))
+        written[name] = os.path.join(out_dir, name)
+    return written

@@ -31,8 +31,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from funasr_lite.data.tokenizer import write_token_list
-from funasr_lite.inference.model_dir import CMVN_NAME, CONFIG_NAME, LoadedModel
+from funasr_lite.inference.model_dir import LoadedModel
 from funasr_lite.models.paraformer.onnx_streaming_graph import (
     ENCODER_INPUT_NAMES,
     ENCODER_OUTPUT_NAMES,
@@ -40,8 +39,6 @@ from funasr_lite.models.paraformer.onnx_streaming_graph import (
     StreamingEncoderGraph,
     StreamingExportError,
 )
-from funasr_lite.utils.config import dump_config
-from funasr_lite.utils.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +118,7 @@ def _check(module: torch.nn.Module, path: str, inputs, names: List[str]) -> None
 def export_streaming_onnx(loaded: LoadedModel, out_dir: str, quantize: bool, opset: int,
                           check: bool = True) -> Dict[str, str]:
     """Write the online export of ``loaded`` into ``out_dir`` (module docstring) -> {name: path}."""
-    from funasr_lite.export.onnx_files import onnx_config, quantize_model, set_metadata_file, write_sherpa_tokens
-    from funasr_lite.inference.onnx_backend import SHERPA_TOKENS_NAME, TOKENS_JSON_NAME
+    from funasr_lite.export.onnx_files import finish_export_dir, quantize_model, set_metadata_file
 
     model = copy.deepcopy(loaded.model).eval()
     encoder, decoder = StreamingEncoderGraph(model).eval(), StreamingDecoderGraph(model).eval()
@@ -158,19 +154,7 @@ def export_streaming_onnx(loaded: LoadedModel, out_dir: str, quantize: bool, ops
             quantize_model(encoder_path, os.path.join(tmp_dir, QUANT_ENCODER_ONNX_NAME), metadata)
             quantize_model(decoder_path, os.path.join(tmp_dir, QUANT_DECODER_ONNX_NAME), metadata)
             staged += [QUANT_ENCODER_ONNX_NAME, QUANT_DECODER_ONNX_NAME]
-        write_token_list(os.path.join(tmp_dir, TOKENS_JSON_NAME), loaded.token_list)
-        write_sherpa_tokens(os.path.join(tmp_dir, SHERPA_TOKENS_NAME), loaded.token_list)
-        staged += [TOKENS_JSON_NAME, SHERPA_TOKENS_NAME]
-        if os.path.abspath(loaded.files.cmvn) != os.path.join(out_dir, CMVN_NAME):
-            shutil.copyfile(loaded.files.cmvn, os.path.join(tmp_dir, CMVN_NAME))
-            staged.append(CMVN_NAME)
-        with atomic_open(os.path.join(tmp_dir, CONFIG_NAME)) as f:
-            f.write(dump_config(onnx_config(loaded)))
-        staged.append(CONFIG_NAME)
-        written = {}
-        for name in staged:
-            os.replace(os.path.join(tmp_dir, name), os.path.join(out_dir, name))
-            written[name] = os.path.join(out_dir, name)
+        written = finish_export_dir(loaded, tmp_dir, out_dir, staged)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     logger.info("exported the streaming model %s to %s (%s)", loaded.files.model_dir, out_dir,
