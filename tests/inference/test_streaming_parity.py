@@ -269,3 +269,33 @@ def test_a_stream_at_another_rate_equals_the_resampled_stream(streaming_dir, aud
         texts.append(session.feed(audio_8k[start:start + 1000]))
     texts.append(session.finish().last_text)
     assert "".join(texts) == "".join(at_16k) and len("".join(texts)) >= 3
+
+
+def test_abandoned_streams_are_freed_and_memory_stays_flat(streaming_dir, audios):
+    import gc
+    import tracemalloc
+    import weakref
+
+    _, loaded, _ = streaming_dir
+    audio = audios["over_one_frame"]
+    session = StreamingSession(loaded)
+    session.feed(audio[:20000])
+    ref = weakref.ref(session)
+    del session
+    gc.collect()
+    assert ref() is None  # nothing (the model least of all) keeps an abandoned stream alive
+
+    def churn(n):
+        for _ in range(n):
+            s = StreamingSession(loaded)
+            s.feed(audio[:12000])  # one step and a bit, abandoned mid-stream
+        gc.collect()
+
+    churn(5)  # warm caches
+    tracemalloc.start()
+    churn(20)
+    after_20 = tracemalloc.get_traced_memory()[0]
+    churn(60)
+    after_80 = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert after_80 - after_20 < 200_000  # bytes still held: no per-stream leak (a live stream of this model holds ~50 kB: 60 would be 3 MB)
