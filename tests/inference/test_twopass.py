@@ -42,12 +42,12 @@ def recording():
     return audio
 
 
-def run(session, audio, stop=None):
+def run(session, audio, stop=None, piece=PIECE):
     events, held = [], 0
     end = audio.size if stop is None else stop
-    for start in range(0, end, PIECE):
-        piece = audio[start:min(start + PIECE, end)]
-        events += session.feed(piece)
+    for start in range(0, end, piece):
+        piece_audio = audio[start:min(start + piece, end)]
+        events += session.feed(piece_audio)
         held = max(held, session._audio.size)
     events += session.finish()
     return events, held
@@ -88,3 +88,26 @@ def test_a_segment_open_at_the_end_is_closed_and_decoded(two_pass, recording):
     assert last["start_ms"] == longest["start_ms"] and last["text"]
     with pytest.raises(RuntimeError, match="finished"):
         session.feed(recording[:100])
+
+
+def test_the_command_line_prints_and_writes_the_events(two_pass, recording, tmp_path):
+    import json
+
+    import soundfile
+
+    from funasr_lite.bin import twopass as twopass_cli
+
+    wav = str(tmp_path / "rec.wav")
+    soundfile.write(wav, recording, 16000, subtype="FLOAT")
+    out = tmp_path / "out"
+    online_dir = two_pass.online.loaded.files.model_dir
+    offline_dir = two_pass.offline.loaded.files.model_dir
+    rc = twopass_cli.main(["--online_model_dir", online_dir, "--offline_model_dir", offline_dir, "--wav", wav,
+                           str(tmp_path / "missing.wav"), "--max_end_silence_time", "500", "--output_dir", str(out)])
+    assert rc == 3  # the missing file is named and skipped, the other done
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    offline = [e for e in events if e["mode"] == "2pass-offline"]
+    session = two_pass.stream(max_end_silence_time=500)
+    expected, _ = run(session, recording, piece=960)
+    assert [e["text"] for e in offline] == [e["text"] for e in expected if e["mode"] == "2pass-offline"]
+    assert (out / "text").read_text().startswith("rec ")
