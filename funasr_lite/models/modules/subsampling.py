@@ -94,3 +94,25 @@ SUBSAMPLINGS = {
     "conv2d6": Conv2dSubsampling6,
     "conv2d8": Conv2dSubsampling8,
 }
+
+
+class Conv1dSubsampling(nn.Module):
+    """FunASR's ``Conv1dSubsampling`` (UniASR's ``stride_conv``): zero padding ``pad`` = (left,
+    right) on the time axis, one Conv1d(idim, odim, kernel_size, stride), ReLU. (B, T, idim) ->
+    (B, T', odim), lengths (L - 1) // stride + 1 (FunASR's rule)."""
+
+    def __init__(self, idim: int, odim: int, kernel_size: int, stride: int, pad=(0, 0),
+                 tf2torch_tensor_name_prefix_torch: str = "stride_conv",
+                 tf2torch_tensor_name_prefix_tf: str = "seq2seq/proj_encoder/downsampling"):
+        super().__init__()
+        self.conv = nn.Conv1d(idim, odim, kernel_size, stride)
+        self.padding = tuple(int(p) for p in pad)
+        self.stride = int(stride)
+        self.odim = int(odim)
+
+    def output_size(self) -> int:
+        return self.odim
+
+    def forward(self, x, lengths=None):
+        x = torch.relu(self.conv(nn.functional.pad(x.transpose(1, 2), self.padding))).transpose(1, 2)
+        return x, None if lengths is None else (lengths - 1) // self.stride + 1

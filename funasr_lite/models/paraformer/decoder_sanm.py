@@ -30,10 +30,10 @@ class DecoderChunkState:
 class DecoderFeedForwardSANM(nn.Module):
     """w_2(LN(dropout(relu(w_1 x)))) with a bias-free w_2: (B, L, D) -> (B, L, D)."""
 
-    def __init__(self, idim: int, hidden_units: int, dropout_rate: float):
+    def __init__(self, idim: int, hidden_units: int, dropout_rate: float, adim: Optional[int] = None):
         super().__init__()
         self.w_1 = nn.Linear(idim, hidden_units)
-        self.w_2 = nn.Linear(hidden_units, idim, bias=False)
+        self.w_2 = nn.Linear(hidden_units, idim if adim is None else adim, bias=False)  # adim: another output width
         self.dropout = nn.Dropout(dropout_rate)
         self.norm = LayerNorm(hidden_units)
 
@@ -78,6 +78,19 @@ class SANMDecoderLayer(nn.Module):
         if self.src_attn is not None:
             out = out + self.dropout(self.src_attn(self.norm3(out), memory, memory_mask))
         return out
+
+    def forward_step(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: Optional[torch.Tensor], fsmn_cache=None):
+        """One token of autoregressive scoring (FunASR's DecoderLayerSANM.forward_one_step): x (B, 1, D),
+        the FSMN with its step cache, source attention over all of memory under memory_mask
+        (B, 1, T) -> (x, fsmn cache)."""
+        transformed = self.feed_forward(self.norm1(x))
+        out = transformed
+        if self.self_attn is not None:
+            memory_out, fsmn_cache = self.self_attn.forward_chunk(self.norm2(transformed), fsmn_cache)
+            out = x + self.dropout(memory_out)
+        if self.src_attn is not None:
+            out = out + self.dropout(self.src_attn(self.norm3(out), memory, memory_mask))
+        return out, fsmn_cache
 
     def forward_chunk(self, x: torch.Tensor, memory: torch.Tensor, fsmn_cache=None, kv_cache=None,
                       chunk_size=None, look_back: int = 0):
