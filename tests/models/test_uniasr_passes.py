@@ -1,0 +1,86 @@
+"""UniASR's model and passes against funasr's UniASR on the same weights (random, seeded): the same
+state-dict keys and shapes (strict load), and for each decoding mode the encoder output, CIF
+embeddings and counts, and SCAMA mask of funasr's encode / encode2 / calc_predictor_mask[2]."""
+
+import copy
+
+import pytest
+import torch
+
+from funasr.models.uniasr.model import UniASR as FunasrUniASR
+
+from funasr_lite.models.uniasr.model import MODES, build_uniasr
+
+INPUT, VOCAB = 56, 12
+ENCODER_CONF = dict(output_size=16, attention_heads=2, linear_units=32, num_blocks=2, dropout_rate=0.0,
+                    positional_dropout_rate=0.0, attention_dropout_rate=0.0, input_layer="pe", kernel_size=5,
+                    sanm_shfit=0, chunk_size=[8, 16], stride=[4, 16], pad_left=[2, 0],
+                    encoder_att_look_back_factor=[1, 1], decoder_att_look_back_factor=[1, 1])
+DECODER_CONF = dict(attention_heads=2, linear_units=32, num_blocks=3, att_layer_num=2, dropout_rate=0.0,
+                    positional_dropout_rate=0.0, self_attention_dropout_rate=0.0, src_attention_dropout_rate=0.0,
+                    kernel_size=5, concat_embeds=True)
+CONFIG = {
+    "model": "UniASR",
+    "model_conf": {"ctc_weight": 0.0, "ctc2_weight": 0.0, "predictor_weight": 1.0, "predictor2_weight": 1.0,
+                   "predictor_bias": 0, "predictor2_bias": 0, "decoder_attention_chunk_type": "chunk",
+                   "decoder_attention_chunk_type2": "chunk", "loss_weight_model1": 0.5, "lsm_weight": 0.1,
+                   "length_normalized_loss": True},
+    "encoder": "SANMEncoderChunkOpt", "encoder_conf": ENCODER_CONF,
+    "encoder2": "SANMEncoderChunkOpt", "encoder2_conf": dict(ENCODER_CONF, output_size=24),
+    "decoder": "FsmnDecoderSCAMAOpt", "decoder_conf": dict(DECODER_CONF, attention_dim=16),
+    "decoder2": "FsmnDecoderSCAMAOpt", "decoder2_conf": dict(DECODER_CONF, attention_dim=24),
+    "predictor": "CifPredictorV2", "predictor_conf": {"idim": 16, "threshold": 1.0, "l_order": 1, "r_order": 1},
+    "predictor2": "CifPredictorV2", "predictor2_conf": {"idim": 24, "threshold": 1.0, "l_order": 1, "r_order": 1},
+    "stride_conv": "stride_conv1d", "stride_conv_conf": {"kernel_size": 2, "stride": 2, "pad": [0, 1]},
+}
+
+
+@pytest.fixture(scope="module")
+def pair():
+    config = copy.deepcopy(CONFIG)
+    kwargs = {k: v for k, v in config.items() if k not in ("model", "model_conf")}
+    torch.manual_seed(0)
+    theirs = FunasrUniASR(input_size=INPUT, vocab_size=VOCAB, **kwargs, **config["model_conf"]).eval()
+    with torch.no_grad():  # fire often
+        theirs.predictor.cif_output.bias.fill_(-0.5)
+        theirs.predictor2.cif_output.bias.fill_(-0.5)
+    ours = build_uniasr(copy.deepcopy(CONFIG), INPUT, VOCAB).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_each_modes_pass_equals_funasrs(pair, mode):
+    ours, theirs = pair
+    feats = torch.randn(1, 37, INPUT, generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([37])
+    which, index = MODES[mode]
+    with torch.no_grad():
+        raw, enc, enc_lens = theirs.encode(feats.clone(), lengths, ind=index)
+        if which == 2:
+            enc, enc_lens = theirs.encode2(enc, enc_lens, raw, lengths, ind=index)
+            outs = theirs.calc_predictor_mask2(enc, enc_lens)
+        else:
+            outs = theirs.calc_predictor_mask(enc, enc_lens)
+        got = ours.passes(feats, lengths, mode)
+    embeds, token_num, _, _, scama = outs
+    assert got.encoder_lens.tolist() == enc_lens.tolist()
+    torch.testing.assert_close(got.encoder_out, enc, atol=1e-5, rtol=1e-5)
+    count = float(token_num.sum())
+    assert min(abs(count - round(count)), abs(count - int(count) - 0.5)) > 2e-4  # off the rounding thresholds
+    torch.testing.assert_close(got.token_num, token_num, atol=1e-5, rtol=1e-5)
+    assert got.embeds.shape == embeds.shape and embeds.size(1) >= 2
+    torch.testing.assert_close(got.embeds, embeds, atol=1e-5, rtol=1e-5)
+    assert torch.equal(got.scama_mask, scama)
+
+
+def test_configs_funasrs_uniasr_cannot_run_are_refused():
+    config = copy.deepcopy(CONFIG)
+    config["predictor_conf"]["tail_threshold"] = 0.45
+    with pytest.raises(ValueError, match="tail"):
+        build_uniasr(config, INPUT, VOCAB)
+    config = copy.deepcopy(CONFIG)
+    del config["stride_conv_conf"]
+    with pytest.raises(Exception, match="stride_conv_conf"):
+        build_uniasr(config, INPUT, VOCAB)
