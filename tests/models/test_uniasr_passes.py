@@ -84,3 +84,64 @@ def test_configs_funasrs_uniasr_cannot_run_are_refused():
     del config["stride_conv_conf"]
     with pytest.raises(Exception, match="stride_conv_conf"):
         build_uniasr(config, INPUT, VOCAB)
+
+
+# ---------------------------------------------------------------- the beam search
+
+
+def funasr_search(theirs, mode, feats, lengths, beam_size, relax=5):
+    from funasr.models.uniasr.beam_search import BeamSearchScama
+
+    which, index = MODES[mode]
+    with torch.no_grad():
+        raw, enc, enc_lens = theirs.encode(feats.clone(), lengths, ind=index)
+        if which == 2:
+            enc, enc_lens = theirs.encode2(enc, enc_lens, raw, lengths, ind=index)
+        outs = (theirs.calc_predictor_mask2 if which == 2 else theirs.calc_predictor_mask)(enc, enc_lens)
+        search = BeamSearchScama(scorers={"decoder": theirs.decoder2 if which == 2 else theirs.decoder},
+                                 weights={"decoder": 1.0}, beam_size=beam_size, vocab_size=VOCAB, sos=1, eos=2,
+                                 token_list=[str(i) for i in range(VOCAB)])
+        maxlen = int(outs[1].sum().item() + relax)
+        return search(x=enc[0], scama_mask=outs[4], pre_acoustic_embeds=outs[0], maxlenratio=0.0, maxlen=maxlen)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("beam_size", [1, 3, 5])
+@pytest.mark.parametrize("eos_bias", [-3.0, 3.0], ids=["long", "early_end"])
+def test_beam_search_equals_funasrs(pair, mode, beam_size, eos_bias):
+    from funasr_lite.decode.uniasr_search import decode_uniasr
+
+    ours, theirs = pair
+    saved = [theirs.decoder.output_layer.bias.clone(), theirs.decoder2.output_layer.bias.clone()]
+    try:
+        with torch.no_grad():  # the same change on both sides: they share nothing but values
+            for model in (ours, theirs):
+                model.decoder.output_layer.bias[2] += eos_bias
+                model.decoder2.output_layer.bias[2] += eos_bias
+        feats = torch.randn(1, 37, INPUT, generator=torch.Generator().manual_seed(1))
+        lengths = torch.tensor([37])
+        expected = funasr_search(theirs, mode, feats, lengths, beam_size)
+        got = decode_uniasr(ours, feats, lengths, mode, beam_size)
+        assert [h.yseq for h in got] == [h.yseq.tolist() for h in expected] and got
+        for a, b in zip(got, expected):
+            assert float(a.score) == pytest.approx(float(b.score), rel=1e-5, abs=1e-5)
+        if eos_bias < 0:
+            assert len(got[0].yseq) >= 5  # the forced-</s> path at maxlen
+    finally:
+        with torch.no_grad():
+            for model in (ours, theirs):
+                model.decoder.output_layer.bias.copy_(saved[0])
+                model.decoder2.output_layer.bias.copy_(saved[1])
+
+
+def test_a_pass_that_fires_nothing_gives_no_hypothesis():
+    """FunASR raises there (its SCAMA mask has no row); we return nothing."""
+    from funasr_lite.decode.uniasr_search import decode_uniasr
+
+    model = build_uniasr(copy.deepcopy(CONFIG), INPUT, VOCAB).eval()
+    with torch.no_grad():
+        model.predictor.cif_output.bias.fill_(-30.0)
+        model.predictor2.cif_output.bias.fill_(-30.0)
+    feats = torch.randn(1, 20, INPUT, generator=torch.Generator().manual_seed(3))
+    for mode in MODES:
+        assert decode_uniasr(model, feats, torch.tensor([20]), mode) == []
