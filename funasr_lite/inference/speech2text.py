@@ -75,6 +75,7 @@ DECODE_MODES = ("greedy", "beam", "ctc_greedy")
 # model: the model's own timestamp signals (Paraformer: its CIF fires, 60 ms; BiCifParaformer: its
 # upsampled head, 20 ms); cif: the CIF fires of any Paraformer (to compare a BiCif model's two).
 TIMESTAMP_SOURCES = ("model", "cif")
+UNIASR_MODES = ("fast", "normal", "offline")  # a UniASR model's decoding_model (FunASR's names)
 
 
 class DecodeError(RuntimeError):
@@ -110,8 +111,17 @@ class DecodeOptions:
     hotword: Optional[Any] = None
     nfilter: int = 50
     seaco_weight: float = 1.0
+    # UniASR (FunASR's decoding_model): fast = pass 1, normal = pass 2, offline = pass 2 at its second
+    # chunk configuration; the search is FunASR's beam search (greedy = beam 1), bounded at
+    # int(CIF count) + token_num_relax tokens.
+    decoding_model: str = "normal"
+    token_num_relax: int = 5
 
     def check(self) -> None:
+        if self.decoding_model not in UNIASR_MODES:
+            raise DecodeError(f"decoding_model must be one of {', '.join(UNIASR_MODES)}, got {self.decoding_model!r}")
+        if self.token_num_relax < 0:
+            raise DecodeError(f"token_num_relax must be >= 0, got {self.token_num_relax}")
         if self.nfilter < 0:
             raise DecodeError(f"nfilter must be >= 0, got {self.nfilter}")
         if not 0.0 < self.seaco_weight <= 1.0:
@@ -317,6 +327,11 @@ class Speech2Text:
                 logger.warning("lm_dir %s is unused: lm_weight is 0", self.options.lm_dir)
         elif self.options.lm_dir:
             logger.warning("lm_dir %s is unused: greedy decoding", self.options.lm_dir)
+        if getattr(self.model, "uniasr", False):
+            if self.options.decode_mode not in ("greedy", "beam") or self.options.ctc_weight or self.options.lm_weight:
+                raise DecodeError(f"{loaded.files.model_dir} is a UniASR model: decode_mode greedy (beam 1) or beam, "
+                                  "no CTC or LM")
+            self.options.timestamps = False  # FunASR's UniASR gives none
         if getattr(self.model, "streaming", False) and self.options.decode_mode != "greedy":
             raise DecodeError(f"{loaded.files.model_dir} is a streaming model ({loaded.config.get('model')}): "
                               f"decode_mode greedy only, got {self.options.decode_mode}")
@@ -428,6 +443,20 @@ class Speech2Text:
     def _search(self, feats: torch.Tensor, lengths: torch.Tensor) -> _BatchOutput:
         """(B, T', D) padded model input -> per-utterance token ids, scores, alphas, peaks."""
         model = self.model
+        if getattr(model, "uniasr", False):  # FunASR's UniASR: one utterance at a time, its beam search
+            from funasr_lite.decode.uniasr_search import decode_uniasr
+
+            options = self.options
+            beam = options.beam_size if options.decode_mode == "beam" else 1
+            ids, scores = [], []
+            for index in range(feats.size(0)):
+                length = int(lengths[index])
+                hyps = decode_uniasr(model, feats[index:index + 1, :length], lengths[index:index + 1],
+                                     options.decoding_model, beam, options.token_num_relax)
+                ids.append([t for t in hyps[0].yseq[1:-1] if t != model.blank_id] if hyps else [])
+                scores.append(float(hyps[0].score) if hyps else 0.0)
+            none = [None] * len(ids)
+            return _BatchOutput(ids, scores, none, none)
         if self.options.decode_mode == "ctc_greedy" or getattr(model, "autoregressive", False):
             from funasr_lite.decode.aed_search import search_batch
 

@@ -30,6 +30,7 @@ _TRANSFORMER_DECODER = "funasr_lite.models.aed.decoder:TransformerDecoder"
 _CONFORMER_AED = "funasr_lite.models.aed.model:Conformer"
 _SANM_CHUNK = "funasr_lite.models.encoders.sanm:SANMEncoderChunkOpt"
 _STREAMING = "funasr_lite.models.paraformer.streaming:ParaformerStreaming"
+_UNIASR_NAMES = ("UniASR", "uniasr")
 _SEACO = "funasr_lite.models.paraformer.seaco:SeacoParaformer"
 _CONTEXTUAL = "funasr_lite.models.paraformer.contextual:ContextualParaformer"
 _CONTEXTUAL_DECODER = "funasr_lite.models.paraformer.decoder_contextual:ContextualParaformerDecoder"
@@ -53,6 +54,8 @@ DECODERS = {
     "TransformerDecoder": _TRANSFORMER_DECODER,
     "contextual_paraformer_decoder": _CONTEXTUAL_DECODER,
     "ContextualParaformerDecoder": _CONTEXTUAL_DECODER,
+    "fsmn_scama_opt": "funasr_lite.models.uniasr.decoder:FsmnDecoderSCAMAOpt",  # UniASR's
+    "FsmnDecoderSCAMAOpt": "funasr_lite.models.uniasr.decoder:FsmnDecoderSCAMAOpt",
 }
 PREDICTORS = {
     "cif_predictor": CifPredictor,
@@ -79,6 +82,8 @@ MODELS = {
     "ContextualParaformer": _CONTEXTUAL,
     "paraformer_streaming": _STREAMING,
     "ParaformerStreaming": _STREAMING,
+    "uniasr": "funasr_lite.models.uniasr.model:UniASR",  # built by build_uniasr (below)
+    "UniASR": "funasr_lite.models.uniasr.model:UniASR",
     "conformer": _CONFORMER_AED,  # the attention encoder-decoder (FunASR's Conformer model class)
     "Conformer": _CONFORMER_AED,
 }
@@ -230,6 +235,13 @@ def build_model(config: Dict[str, Any]):
     input_size = _input_size(config)
     vocab_size = vocab_size_of(config)
 
+    if config.get("model") in _UNIASR_NAMES:  # two passes, its own sections (encoder2, decoder2, ...)
+        from funasr_lite.models.uniasr.model import build_uniasr
+
+        try:
+            return build_uniasr(config, input_size, vocab_size)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"UniASR: {e}") from None
     model_cls = _lookup(MODELS, config.get("model", "Paraformer"), "model")
     # Attention encoder-decoders (Conformer) have no CIF predictor.
     uses_predictor = getattr(model_cls, "uses_predictor", True)

@@ -8,9 +8,9 @@ at chunk configuration 0; ``normal`` = pass 2 at configuration 0; ``offline`` = 
 configuration 1. Each pass gives its encoder output in the chunk domain, the CIF embeddings
 (round(sum of alphas) rows), the alphas and the SCAMA cross-attention mask the decoder reads.
 
-This module holds the model and its passes (equal to funasr's ``encode``, ``encode2`` and
-``calc_predictor_mask[2]`` on the same weights); the beam search and decoding are not built yet
-(issue #23, /work/h21/plan_uniasr.md milestone 3), so the class is not in the model registry.
+The passes equal funasr's ``encode``, ``encode2`` and ``calc_predictor_mask[2]`` on the same
+weights; the search is ``funasr_lite.decode.uniasr_search`` (FunASR's BeamSearchScama). Training
+(``forward``) is not built yet (issue #23, /work/h21/plan_uniasr.md milestone 6).
 """
 
 from dataclasses import dataclass
@@ -45,6 +45,9 @@ class PassOutput:
 class UniASR(nn.Module):
     """See the module docstring. Submodule names are FunASR's (``encoder``, ``encoder2``,
     ``decoder``, ``decoder2``, ``predictor``, ``predictor2``, ``stride_conv``)."""
+
+    uniasr = True  # decoded by decode.uniasr_search (Speech2Text dispatches on it)
+    ctc = None
 
     def __init__(self, encoder: SANMEncoderChunkOpt, decoder: FsmnDecoderSCAMAOpt, predictor: CifPredictorV2,
                  encoder2: SANMEncoderChunkOpt, decoder2: FsmnDecoderSCAMAOpt, predictor2: CifPredictorV2,
