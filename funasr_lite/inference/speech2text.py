@@ -444,15 +444,13 @@ class Speech2Text:
         """(B, T', D) padded model input -> per-utterance token ids, scores, alphas, peaks."""
         model = self.model
         if getattr(model, "uniasr", False):  # FunASR's UniASR: one utterance at a time, its beam search
-            from funasr_lite.decode.uniasr_search import decode_uniasr
-
             options = self.options
             beam = options.beam_size if options.decode_mode == "beam" else 1
             ids, scores = [], []
             for index in range(feats.size(0)):
                 length = int(lengths[index])
-                hyps = decode_uniasr(model, feats[index:index + 1, :length], lengths[index:index + 1],
-                                     options.decoding_model, beam, options.token_num_relax)
+                hyps = model.decode(feats[index:index + 1, :length], lengths[index:index + 1],
+                                    options.decoding_model, beam, options.token_num_relax)
                 ids.append([t for t in hyps[0].yseq[1:-1] if t != model.blank_id] if hyps else [])
                 scores.append(float(hyps[0].score) if hyps else 0.0)
             none = [None] * len(ids)

@@ -109,8 +109,6 @@ def funasr_search(theirs, mode, feats, lengths, beam_size, relax=5):
 @pytest.mark.parametrize("beam_size", [1, 3, 5])
 @pytest.mark.parametrize("eos_bias", [-3.0, 3.0], ids=["long", "early_end"])
 def test_beam_search_equals_funasrs(pair, mode, beam_size, eos_bias):
-    from funasr_lite.decode.uniasr_search import decode_uniasr
-
     ours, theirs = pair
     saved = [theirs.decoder.output_layer.bias.clone(), theirs.decoder2.output_layer.bias.clone()]
     try:
@@ -121,7 +119,7 @@ def test_beam_search_equals_funasrs(pair, mode, beam_size, eos_bias):
         feats = torch.randn(1, 37, INPUT, generator=torch.Generator().manual_seed(1))
         lengths = torch.tensor([37])
         expected = funasr_search(theirs, mode, feats, lengths, beam_size)
-        got = decode_uniasr(ours, feats, lengths, mode, beam_size)
+        got = ours.decode(feats, lengths, mode, beam_size)
         assert [h.yseq for h in got] == [h.yseq.tolist() for h in expected] and got
         for a, b in zip(got, expected):
             assert float(a.score) == pytest.approx(float(b.score), rel=1e-5, abs=1e-5)
@@ -136,12 +134,10 @@ def test_beam_search_equals_funasrs(pair, mode, beam_size, eos_bias):
 
 def test_a_pass_that_fires_nothing_gives_no_hypothesis():
     """FunASR raises there (its SCAMA mask has no row); we return nothing."""
-    from funasr_lite.decode.uniasr_search import decode_uniasr
-
     model = build_uniasr(copy.deepcopy(CONFIG), INPUT, VOCAB).eval()
     with torch.no_grad():
         model.predictor.cif_output.bias.fill_(-30.0)
         model.predictor2.cif_output.bias.fill_(-30.0)
     feats = torch.randn(1, 20, INPUT, generator=torch.Generator().manual_seed(3))
     for mode in MODES:
-        assert decode_uniasr(model, feats, torch.tensor([20]), mode) == []
+        assert model.decode(feats, torch.tensor([20]), mode) == []

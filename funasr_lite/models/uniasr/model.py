@@ -9,12 +9,11 @@ configuration 1. Each pass gives its encoder output in the chunk domain, the CIF
 (round(sum of alphas) rows), the alphas and the SCAMA cross-attention mask the decoder reads.
 
 The passes equal funasr's ``encode``, ``encode2`` and ``calc_predictor_mask[2]`` on the same
-weights; the search is ``funasr_lite.decode.uniasr_search`` (FunASR's BeamSearchScama). Training
-(``forward``) is not built yet (issue #23, /work/h21/plan_uniasr.md milestone 6).
+weights; :meth:`UniASR.decode` runs FunASR's BeamSearchScama (``search.py``) on a pass.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -25,6 +24,7 @@ from funasr_lite.models.modules.scama import ChunkPlan, cross_attention_mask, fr
 from funasr_lite.models.modules.subsampling import Conv1dSubsampling
 from funasr_lite.models.paraformer.cif import CifPredictorV2
 from funasr_lite.models.uniasr.decoder import FsmnDecoderSCAMAOpt
+from funasr_lite.models.uniasr.search import ScamaHypothesis, scama_beam_search
 
 MODES = {"fast": (1, 0), "normal": (2, 0), "offline": (2, 1)}  # decoding_model -> (pass, chunk configuration)
 
@@ -46,7 +46,7 @@ class UniASR(nn.Module):
     """See the module docstring. Submodule names are FunASR's (``encoder``, ``encoder2``,
     ``decoder``, ``decoder2``, ``predictor``, ``predictor2``, ``stride_conv``)."""
 
-    uniasr = True  # decoded by decode.uniasr_search (Speech2Text dispatches on it)
+    uniasr = True  # decoded one utterance at a time by decode() (Speech2Text dispatches on it)
     ctc = None
 
     def __init__(self, encoder: SANMEncoderChunkOpt, decoder: FsmnDecoderSCAMAOpt, predictor: CifPredictorV2,
@@ -111,6 +111,33 @@ class UniASR(nn.Module):
         if which == 2:
             encoder_out, encoder_lens, plan = self.encode2(encoder_out, encoder_lens, plan, feats, index)
         return self.pass_output(which, encoder_out, encoder_lens, plan)
+
+    @torch.no_grad()
+    def decode(self, feats: torch.Tensor, lengths: torch.Tensor, mode: str = "normal", beam_size: int = 5,
+               token_num_relax: int = 5) -> List[ScamaHypothesis]:
+        """One utterance (batch 1, as FunASR) in ``mode`` (fast | normal | offline) -> the ended
+        hypotheses, best first; the search stops at ``int(CIF count) + token_num_relax`` tokens. A
+        pass whose CIF fires nothing gives none (FunASR fails there)."""
+        if feats.size(0) != 1:
+            raise ValueError(f"UniASR decodes one utterance at a time (batch {feats.size(0)})")
+        out = self.passes(feats, lengths, mode)
+        if out.scama_mask.size(1) == 0 or out.embeds.size(1) == 0:
+            return []
+        decoder = self.decoder if mode == "fast" else self.decoder2
+        maxlen = int(float(out.token_num.sum()) + token_num_relax)
+        return scama_beam_search(decoder, out.encoder_out[0], out.scama_mask, out.embeds, beam_size, maxlen,
+                                 self.sos, self.eos)
+
+    def decode_greedy(self, feats: torch.Tensor, lengths: torch.Tensor, **_) -> List[Dict[str, Any]]:
+        """The trainer's validation decode: each utterance in ``normal`` mode with beam 1."""
+        results = []
+        for index in range(feats.size(0)):
+            length = int(lengths[index])
+            hyps = self.decode(feats[index:index + 1, :length], lengths[index:index + 1], "normal", 1)
+            ids = [t for t in hyps[0].yseq[1:-1] if t != self.blank_id] if hyps else []
+            results.append({"token_ids": ids, "score": float(hyps[0].score) if hyps else 0.0, "token_num": len(ids),
+                            "alphas": None, "peaks": None})
+        return results
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("UniASR training is not built yet (issue #23, /work/h21/plan_uniasr.md milestone 6)")

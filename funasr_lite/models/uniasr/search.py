@@ -85,21 +85,4 @@ def scama_beam_search(decoder, encoder_out: torch.Tensor, scama_mask: Optional[t
     return sorted(ended, key=lambda h: h.score, reverse=True)
 
 
-def decode_uniasr(model, feats: torch.Tensor, lengths: torch.Tensor, mode: str = "normal", beam_size: int = 5,
-                  token_num_relax: int = 5) -> List[ScamaHypothesis]:
-    """One utterance (batch 1, as FunASR) through a :class:`UniASR` in ``mode`` (fast | normal |
-    offline): the pass's CIF count bounds the search at ``int(count) + token_num_relax`` tokens.
-    A pass whose CIF fires nothing gives no hypothesis (FunASR fails there)."""
-    if feats.size(0) != 1:
-        raise ValueError(f"UniASR decodes one utterance at a time (batch {feats.size(0)})")
-    with torch.no_grad():
-        out = model.passes(feats, lengths, mode)
-    if out.scama_mask.size(1) == 0 or out.embeds.size(1) == 0:
-        return []
-    decoder = model.decoder if mode == "fast" else model.decoder2
-    maxlen = int(float(out.token_num.sum()) + token_num_relax)
-    return scama_beam_search(decoder, out.encoder_out[0], out.scama_mask, out.embeds, beam_size, maxlen,
-                             model.sos, model.eos)
-
-
-__all__ = ["ScamaHypothesis", "decode_uniasr", "end_detect", "scama_beam_search"]
+__all__ = ["ScamaHypothesis", "end_detect", "scama_beam_search"]
