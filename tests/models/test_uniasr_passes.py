@@ -141,3 +141,67 @@ def test_a_pass_that_fires_nothing_gives_no_hypothesis():
     feats = torch.randn(1, 20, INPUT, generator=torch.Generator().manual_seed(3))
     for mode in MODES:
         assert model.decode(feats, torch.tensor([20]), mode) == []
+
+
+# ---------------------------------------------------------------- training
+
+NUDGE = 1e-5  # the last target fire lands just past the threshold on both sides (test_sanm_parity)
+
+
+def nudge(predictor, name):
+    forward = predictor.forward
+
+    def nudged(*args, **kwargs):
+        if kwargs.get(name) is not None:
+            kwargs[name] = kwargs[name].float() * (1 + NUDGE)
+        return forward(*args, **kwargs)
+
+    predictor.forward = nudged
+
+
+@pytest.mark.parametrize("model_conf", [{}, {"loss_weight_model1": 0.3, "length_normalized_loss": False},
+                                        {"predictor2_weight": 0.0}])
+def test_training_losses_equal_funasrs(model_conf):
+    config = copy.deepcopy(CONFIG)
+    config["model_conf"].update(model_conf, ignore_id=-1)
+    kwargs = {k: v for k, v in config.items() if k not in ("model", "model_conf")}
+    torch.manual_seed(0)
+    theirs = FunasrUniASR(input_size=INPUT, vocab_size=VOCAB, **kwargs, **config["model_conf"]).eval()
+    ours = build_uniasr(copy.deepcopy(config), INPUT, VOCAB).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    for predictor in (ours.predictor, ours.predictor2):
+        nudge(predictor, "target_lengths")
+    for predictor in (theirs.predictor, theirs.predictor2):
+        nudge(predictor, "target_label_length")
+    generator = torch.Generator().manual_seed(2)
+    speech, speech_lengths = torch.randn(2, 37, INPUT, generator=generator), torch.tensor([37, 37])
+    text = torch.tensor([[5, 9, 3, 11, 7, 6], [4, 4, 8, 10, -1, -1]])
+    text_lengths = torch.tensor([6, 4])
+    with torch.no_grad():
+        expected_loss, expected, expected_weight = theirs(speech.clone(), speech_lengths, text, text_lengths)
+        loss, stats, weight = ours(speech, speech_lengths, text, text_lengths)
+    for key in ("loss_att", "acc", "loss_pre", "loss_att2", "acc2", "loss_pre2", "loss1", "loss2", "loss"):
+        assert float(stats[key]) == pytest.approx(float(expected[key]), rel=1e-4, abs=1e-5), key
+    assert int(weight) == int(expected_weight)
+
+
+def test_a_training_step_learns():
+    from funasr_lite.models import build_model
+
+    config = dict(copy.deepcopy(CONFIG), input_size=INPUT, vocab_size=VOCAB)
+    config["model_conf"]["ignore_id"] = -1
+    torch.manual_seed(0)
+    model = build_model(config).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(3)
+    speech, speech_lengths = torch.randn(2, 37, INPUT, generator=generator), torch.tensor([37, 30])
+    text = torch.tensor([[5, 9, 3, 11, 7, 6], [4, 4, 8, 10, -1, -1]])
+    losses = []
+    for _ in range(25):
+        loss, _, _ = model(speech, speech_lengths, text, torch.tensor([6, 4]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
+    assert model.stride_conv.conv.weight.grad is not None and float(model.stride_conv.conv.weight.grad.abs().sum()) > 0

@@ -9,7 +9,8 @@ configuration 1. Each pass gives its encoder output in the chunk domain, the CIF
 (round(sum of alphas) rows), the alphas and the SCAMA cross-attention mask the decoder reads.
 
 The passes equal funasr's ``encode``, ``encode2`` and ``calc_predictor_mask[2]`` on the same
-weights; :meth:`UniASR.decode` runs FunASR's BeamSearchScama (``search.py``) on a pass.
+weights; :meth:`UniASR.decode` runs FunASR's BeamSearchScama (``search.py``) on a pass;
+:meth:`UniASR.forward` gives FunASR's training losses of both passes.
 """
 
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ import torch
 from torch import nn
 
 from funasr_lite.models.encoders.sanm import SANMEncoderChunkOpt
+from funasr_lite.models.losses.label_smoothing import LabelSmoothingLoss
 from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.modules.scama import ChunkPlan, cross_attention_mask, frame_alignments, remove_chunk
 from funasr_lite.models.modules.subsampling import Conv1dSubsampling
 from funasr_lite.models.paraformer.cif import CifPredictorV2
+from funasr_lite.models.paraformer.model import append_token, token_accuracy
 from funasr_lite.models.uniasr.decoder import FsmnDecoderSCAMAOpt
 from funasr_lite.models.uniasr.search import ScamaHypothesis, scama_beam_search
 
@@ -40,6 +43,7 @@ class PassOutput:
     alphas: torch.Tensor  # (B, Tc)
     scama_mask: torch.Tensor  # (B, floor(token count), Tc) 0/1
     plan: ChunkPlan
+    masked_out: Optional[torch.Tensor] = None  # encoder_out with the FSMN pad frames zeroed (what CIF reads)
 
 
 class UniASR(nn.Module):
@@ -72,6 +76,7 @@ class UniASR(nn.Module):
         self.lsm_weight, self.length_normalized_loss = lsm_weight, length_normalized_loss
         self.predictor_weight, self.predictor2_weight = predictor_weight, predictor2_weight
         self.loss_weight_model1 = loss_weight_model1
+        self.criterion_att = LabelSmoothingLoss(vocab_size, ignore_id, lsm_weight, length_normalized_loss)
 
     def encode(self, feats: torch.Tensor, lengths: torch.Tensor, index: int = 0
                ) -> Tuple[torch.Tensor, torch.Tensor, ChunkPlan]:
@@ -100,7 +105,7 @@ class UniASR(nn.Module):
         embeds, token_num, alphas, _ = predictor(shifted, mask, target_lengths=target_lengths, alpha_mask=alpha_mask)
         alignments = frame_alignments(alphas, encoder_lens, self.training)
         scama = cross_attention_mask(alignments, encoder_lens, plan, target_lengths, self.training, encoder_out.dtype)
-        return PassOutput(encoder_out, encoder_lens, embeds, token_num, alphas, scama, plan)
+        return PassOutput(encoder_out, encoder_lens, embeds, token_num, alphas, scama, plan, shifted)
 
     def passes(self, feats: torch.Tensor, lengths: torch.Tensor, mode: str = "normal") -> PassOutput:
         """The pass a decoding mode reads (``fast``, ``normal``, ``offline``; MODES)."""
@@ -139,8 +144,50 @@ class UniASR(nn.Module):
                             "alphas": None, "peaks": None})
         return results
 
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError("UniASR training is not built yet (issue #23, /work/h21/plan_uniasr.md milestone 6)")
+    # ------------------------------------------------------------------ training
+    def _pass_losses(self, which: int, encoder_out, encoder_lens, plan, text, text_lengths):
+        """FunASR's ``_calc_att_predictor_loss[2]``: CIF scaled to the target length (+</s>), the
+        SCAMA mask of its alignment, the decoder teacher-forced on <s> + text with the CIF embeddings
+        -> (loss_att, acc, loss_pre)."""
+        targets = append_token(text, text_lengths, self.eos, self.ignore_id)  # text + </s>
+        inputs = torch.cat([text.new_full((text.size(0), 1), self.sos),
+                            text.masked_fill(text == self.ignore_id, self.eos)], dim=1)  # <s> + text, </s>-padded
+        in_lengths = text_lengths + 1
+        out = self.pass_output(which, encoder_out, encoder_lens, plan, target_lengths=in_lengths)
+        decoder = self.decoder if which == 1 else self.decoder2
+        logits, _ = decoder(out.masked_out, encoder_lens, inputs, in_lengths, out.scama_mask, out.embeds)
+        loss_att = self.criterion_att(logits, targets)
+        acc = token_accuracy(logits.detach(), targets, self.ignore_id)
+        target_float = in_lengths.to(out.token_num.dtype)
+        loss_pre = (target_float - out.token_num).abs().sum() / (
+            target_float.sum() if self.length_normalized_loss else in_lengths.size(0))
+        return loss_att, acc, loss_pre
+
+    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                text_lengths: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """FunASR's UniASR.forward: one chunk configuration drawn per step (as FunASR), pass 1's
+        losses (weight ``loss_weight_model1``) and pass 2's; -> (loss, stats, weight)."""
+        text = text[:, : int(text_lengths.max())]
+        index = self.encoder.choose_config(self.training)
+        if self.specaug is not None and self.training:
+            speech, speech_lengths = self.specaug(speech, speech_lengths)
+        encoder_out, encoder_lens, plan = self.encoder.forward_scama(speech, speech_lengths, index)
+        stats: Dict[str, torch.Tensor] = {}
+        loss1 = encoder_out.new_zeros(())
+        if self.loss_weight_model1 > 0.0:
+            loss_att, acc, loss_pre = self._pass_losses(1, encoder_out, encoder_lens, plan, text, text_lengths)
+            loss1 = loss_att + loss_pre * self.predictor_weight
+            stats.update(loss_att=loss_att.detach(), acc=acc, loss_pre=loss_pre.detach())
+        loss2 = loss1
+        if self.loss_weight_model1 < 1.0:
+            encoder2_out, encoder2_lens, plan2 = self.encode2(encoder_out, encoder_lens, plan, speech, index)
+            loss_att, acc, loss_pre = self._pass_losses(2, encoder2_out, encoder2_lens, plan2, text, text_lengths)
+            loss2 = loss_att + loss_pre * self.predictor2_weight
+            stats.update(loss_att2=loss_att.detach(), acc2=acc, loss_pre2=loss_pre.detach())
+        loss = loss1 * self.loss_weight_model1 + loss2 * (1 - self.loss_weight_model1)
+        stats.update(loss1=loss1.detach(), loss2=loss2.detach(), loss=loss.detach())
+        weight = (text_lengths + 1).sum() if self.length_normalized_loss else torch.tensor(speech.size(0))
+        return loss, stats, weight
 
 
 def _conf(config: Dict[str, Any], key: str) -> Dict[str, Any]:
@@ -177,9 +224,15 @@ def build_uniasr(config: Dict[str, Any], input_size: int, vocab_size: int) -> Un
     predictors = [CifPredictorV2(**dict({"tail_threshold": 0.0}, **check_conf(key, CifPredictorV2, _conf(config, key))))
                   for key in ("predictor_conf", "predictor2_conf")]
     model_conf = _conf(config, "model_conf")
-    unused = ("ctc_weight", "ctc2_weight", "predictor_bias", "predictor2_bias", "share_embedding",
-              "encoder1_encoder2_joint_training", "enable_maas_finetune", "freeze_encoder2")
-    kept = {key: value for key, value in model_conf.items() if key not in unused}
+    # FunASR reads these but never uses them (no CTC in UniASR)
+    unused = ("ctc_weight", "ctc2_weight", "predictor_bias", "predictor2_bias", "share_embedding")
+    # training switches FunASR has and we have not built: only their defaults
+    for key, default in (("encoder1_encoder2_joint_training", True), ("enable_maas_finetune", False),
+                         ("freeze_encoder2", False)):
+        if model_conf.get(key, default) != default:
+            raise ConfigError(f"UniASR: model_conf.{key}={model_conf[key]!r} is not supported (only {default!r})")
+    kept = {key: value for key, value in model_conf.items() if key not in unused + (
+        "encoder1_encoder2_joint_training", "enable_maas_finetune", "freeze_encoder2")}
     kept = check_conf("model_conf", UniASR, kept, ("encoder", "decoder", "predictor", "encoder2", "decoder2",
                                                     "predictor2", "stride_conv", "vocab_size", "specaug"))
     return UniASR(encoder, decoders[0], predictors[0], encoder2, decoders[1], predictors[1], stride_conv, vocab_size,
