@@ -121,6 +121,15 @@ TOP_LEVEL_TYPES: Dict[str, Tuple[type, ...]] = {
     "timestamp_conf": (dict, _NONE),  # {time_shift_frames: x}: a calibrated fire delay (docs/timestamps.md)  # FunASR's: parameter-name prefixes (comma-separated or a list) not trained
     "seaco_decoder": (str, _NONE),  # SeacoParaformer's second decoder (FunASR keeps it at the top level)
     "seaco_decoder_conf": (dict, _NONE),
+    # UniASR's second pass (FunASR keeps its sections at the top level)
+    "encoder2": (str, _NONE),
+    "encoder2_conf": (dict, _NONE),
+    "decoder2": (str, _NONE),
+    "decoder2_conf": (dict, _NONE),
+    "predictor2": (str, _NONE),
+    "predictor2_conf": (dict, _NONE),
+    "stride_conv": (str, _NONE),
+    "stride_conv_conf": (dict, _NONE),
     "train_data": (str, _NONE),
     "valid_data": (str, _NONE),
     "output_dir": (str, _NONE),
