@@ -8,9 +8,9 @@
 # utterances of train (data/train_ft, disjoint: the base model has not memorised them, so its
 # hypotheses have errors to learn from), each decoded greedy (and beam + CTC + LM when exp/lm has
 # a model) on dev and test. Resumable: each step leaves a .done marker.
-#   bash local/run_mwer_study.sh [--base_epochs 14] [--seeds "1 2"] [--mwer_args "..."] [--tag mwer]
+#   bash local/run_mwer_study.sh [--base_epochs 30] [--seeds "1 2"] [--mwer_args "..."] [--tag mwer]
 set -euo pipefail
-base_epochs=14
+base_epochs=30
 seeds="1 2"
 tag=mwer                  # the runs: exp/mwer_study/{ce,$tag}_s<seed>
 mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++model_conf.mwer_ce_weight=1.0"
