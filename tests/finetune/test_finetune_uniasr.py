@@ -2,16 +2,12 @@
 class): both passes train, the output dir keeps FunASR's UniASR names, and FunASR's AutoModel
 decodes it to our text."""
 
-import copy
 import json
 import logging
 import os
 import sys
 
 import pytest
-import torch
-
-from funasr.models.uniasr.model import UniASR as FunasrUniASR
 
 from funasr_lite import SpeechRecognizer
 from funasr_lite.bin import finetune as finetune_cli
@@ -20,7 +16,7 @@ from finetune_data import TOKENS, make_example_data, write_cmvn_from_waves
 from test_finetune import FAST
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "inference"))
-from test_uniasr_model_dir import uniasr_config  # noqa: E402 (tests/inference/)
+from test_uniasr_model_dir import build_funasr_uniasr, uniasr_config  # noqa: E402 (tests/inference/)
 
 logging.getLogger("funasr").setLevel(logging.WARNING)
 
@@ -30,11 +26,7 @@ def finetuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune_uniasr")
     data_dir, waves, _ = make_example_data(str(root), num_train=8, num_valid=3)
     config = uniasr_config()
-    kwargs = {k: copy.deepcopy(v) for k, v in config.items()
-              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
-                           "train_conf", "optim", "optim_conf", "normalize")}
-    torch.manual_seed(0)
-    model = FunasrUniASR(input_size=560, vocab_size=len(TOKENS), **kwargs, **config["model_conf"]).eval()
+    model = build_funasr_uniasr(config, TOKENS)
     model_dir = save_funasr_dir(str(root / "released"), config, model, TOKENS,
                                 lambda mvn: write_cmvn_from_waves(mvn, list(waves.values())))
     out = root / "checkpoint"

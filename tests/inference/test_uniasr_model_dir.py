@@ -46,21 +46,27 @@ def uniasr_config():
     return config
 
 
-@pytest.fixture(scope="module")
-def uniasr_dir(tmp_path_factory, corpus):
-    config = uniasr_config()
+def build_funasr_uniasr(config, tokens, seed=0):
+    """funasr's UniASR from a config.yaml dict (input 560), seeded, firing often, saying a while
+    before </s> and never <unk>; in eval mode."""
     kwargs = {k: copy.deepcopy(v) for k, v in config.items()
               if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
                            "train_conf", "optim", "optim_conf", "normalize")}
-    torch.manual_seed(0)
-    model = FunasrUniASR(input_size=560, vocab_size=len(TOKENS), **kwargs, **config["model_conf"]).eval()
+    torch.manual_seed(seed)
+    model = FunasrUniASR(input_size=560, vocab_size=len(tokens), **kwargs, **config["model_conf"]).eval()
     with torch.no_grad():
         model.predictor.cif_output.bias.fill_(-0.5)
         model.predictor2.cif_output.bias.fill_(-0.5)
-        for decoder in (model.decoder, model.decoder2):  # speak a while before </s>; never <unk>
+        for decoder in (model.decoder, model.decoder2):
             decoder.output_layer.bias[2] -= 2.0
-            decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
-    return save_funasr_dir(str(tmp_path_factory.mktemp("uniasr")), config, model, TOKENS,
+            decoder.output_layer.bias[tokens.index("<unk>")] = -100.0
+    return model
+
+
+@pytest.fixture(scope="module")
+def uniasr_dir(tmp_path_factory, corpus):
+    config = uniasr_config()
+    return save_funasr_dir(str(tmp_path_factory.mktemp("uniasr")), config, build_funasr_uniasr(config, TOKENS), TOKENS,
                            lambda mvn: write_cmvn_from_waves(mvn, corpus[1].values()))
 
 
@@ -125,17 +131,7 @@ def test_an_8khz_dir_decodes_as_automodel(tmp_path, corpus):
 
     config = uniasr_config()
     config["frontend_conf"]["fs"] = 8000
-    kwargs = {k: copy.deepcopy(v) for k, v in config.items()
-              if k not in ("model", "model_conf", "frontend", "frontend_conf", "tokenizer", "tokenizer_conf",
-                           "train_conf", "optim", "optim_conf", "normalize")}
-    torch.manual_seed(1)
-    model = FunasrUniASR(input_size=560, vocab_size=len(TOKENS), **kwargs, **config["model_conf"]).eval()
-    with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(-0.5)
-        model.predictor2.cif_output.bias.fill_(-0.5)
-        for decoder in (model.decoder, model.decoder2):
-            decoder.output_layer.bias[2] -= 2.0
-            decoder.output_layer.bias[TOKENS.index("<unk>")] = -100.0
+    model = build_funasr_uniasr(config, TOKENS, seed=1)
     model_dir = save_funasr_dir(str(tmp_path / "uniasr8k"), config, model, TOKENS,
                                 lambda mvn: write_cmvn_from_waves(mvn, corpus[1].values()))
     paths = []

@@ -79,15 +79,19 @@ class SANMDecoderLayer(nn.Module):
             out = out + self.dropout(self.src_attn(self.norm3(out), memory, memory_mask))
         return out
 
+    def _cached_memory(self, x: torch.Tensor, fsmn_cache):
+        """FFN, then the FSMN with its step cache (the first half of a streaming / scoring step)."""
+        transformed = self.feed_forward(self.norm1(x))
+        if self.self_attn is None:
+            return transformed, fsmn_cache
+        memory_out, fsmn_cache = self.self_attn.forward_chunk(self.norm2(transformed), fsmn_cache)
+        return x + self.dropout(memory_out), fsmn_cache
+
     def forward_step(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: Optional[torch.Tensor], fsmn_cache=None):
         """One token of autoregressive scoring (FunASR's DecoderLayerSANM.forward_one_step): x (B, 1, D),
         the FSMN with its step cache, source attention over all of memory under memory_mask
         (B, 1, T) -> (x, fsmn cache)."""
-        transformed = self.feed_forward(self.norm1(x))
-        out = transformed
-        if self.self_attn is not None:
-            memory_out, fsmn_cache = self.self_attn.forward_chunk(self.norm2(transformed), fsmn_cache)
-            out = x + self.dropout(memory_out)
+        out, fsmn_cache = self._cached_memory(x, fsmn_cache)
         if self.src_attn is not None:
             out = out + self.dropout(self.src_attn(self.norm3(out), memory, memory_mask))
         return out, fsmn_cache
@@ -95,11 +99,7 @@ class SANMDecoderLayer(nn.Module):
     def forward_chunk(self, x: torch.Tensor, memory: torch.Tensor, fsmn_cache=None, kv_cache=None,
                       chunk_size=None, look_back: int = 0):
         """One streaming step (FunASR's DecoderLayerSANM.forward_chunk): -> (x, fsmn cache, K/V cache)."""
-        transformed = self.feed_forward(self.norm1(x))
-        out = transformed
-        if self.self_attn is not None:
-            memory_out, fsmn_cache = self.self_attn.forward_chunk(self.norm2(transformed), fsmn_cache)
-            out = x + self.dropout(memory_out)
+        out, fsmn_cache = self._cached_memory(x, fsmn_cache)
         if self.src_attn is not None:
             attended, kv_cache = self.src_attn.forward_chunk(self.norm3(out), memory, kv_cache, chunk_size, look_back)
             out = out + attended
