@@ -46,8 +46,8 @@ def measure_quality(model_dir, checkpoint, offline_dir, offline_checkpoint, data
     from funasr_lite.data.char_timestamps import read_char_timestamps
     from funasr_lite.data.datadir import read_kv
     from funasr_lite.inference.model_dir import load_model_dir
-    from funasr_lite.inference.speech2text import Speech2Text, items_from_wav_scp
-    from funasr_lite.inference.streaming import StreamingSession, read_item_audio
+    from funasr_lite.inference.speech2text import Speech2Text, item_waveform, items_from_wav_scp
+    from funasr_lite.inference.streaming import StreamingSession
     from funasr_lite.scoring.cer import compute_cer
 
     refs = read_kv(os.path.join(data_dir, "text"))
@@ -57,7 +57,7 @@ def measure_quality(model_dir, checkpoint, offline_dir, offline_checkpoint, data
     if max_utts:
         items = items[:max_utts]
     loaded = load_model_dir(model_dir, checkpoint)
-    audios = {item.key: read_item_audio(loaded, item) for item in items}
+    audios = {item.key: item_waveform(loaded.frontend, item) for item in items}
     report = {"utterances": len(items), "audio_s": sum(a.size for a in audios.values()) / loaded.sample_rate}
     if offline_dir:
         offline = Speech2Text(load_model_dir(offline_dir, offline_checkpoint))
@@ -97,12 +97,12 @@ def measure_quality(model_dir, checkpoint, offline_dir, offline_checkpoint, data
 def measure_concurrency(model_dir, checkpoint, data_dir, chunk, piece_ms, streams, max_utts):
     """N streams, round-robin piece by piece in this worker: share of calls later than real time."""
     from funasr_lite.inference.model_dir import load_model_dir
-    from funasr_lite.inference.speech2text import items_from_wav_scp
-    from funasr_lite.inference.streaming import StreamingSession, read_item_audio
+    from funasr_lite.inference.speech2text import item_waveform, items_from_wav_scp
+    from funasr_lite.inference.streaming import StreamingSession
 
     loaded = load_model_dir(model_dir, checkpoint)
     items = items_from_wav_scp(os.path.join(data_dir, "wav.scp"))[: max(max_utts or streams, streams)]
-    audios = [read_item_audio(loaded, item) for item in items][:streams]
+    audios = [item_waveform(loaded.frontend, item) for item in items][:streams]
     piece = int(loaded.sample_rate * piece_ms / 1000)
     sessions = [StreamingSession(loaded, chunk_size=chunk) for _ in audios]
     longest = max(a.size for a in audios)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     import logging
 
     from funasr_lite.api import TwoPass
-    from funasr_lite.frontend.audio import AudioEmptyError, AudioError
+    from funasr_lite.inference.speech2text import ItemError, item_waveform, items_from_wav_files
 
     logger = logging.getLogger("twopass")
     try:
@@ -60,17 +60,14 @@ def main(argv=None) -> int:
         texts = {}
     failed = 0
     try:
-        for path in args.wav:
-            key = os.path.splitext(os.path.basename(path))[0]
+        for item in items_from_wav_files(args.wav):
+            key = item.key
             try:
-                audio, _ = two_pass.online.loaded.frontend.read_audio(path, resample=True)
-            except AudioEmptyError:
-                audio = np.zeros(0, dtype=np.float32)
-            except AudioError as e:
-                logger.warning("%s skipped: %s", path, e)
+                audio = item_waveform(two_pass.online.loaded.frontend, item)
+            except ItemError as e:
+                logger.warning("%s skipped: %s", item.value, e)
                 failed += 1
                 continue
-            audio = np.asarray(audio, dtype=np.float32)
             session = two_pass.stream(max_end_silence_time=args.max_end_silence_time)
             for start in range(0, max(audio.size, 1), piece):
                 final = start + piece >= audio.size

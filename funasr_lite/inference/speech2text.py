@@ -241,6 +241,24 @@ def items_from_data_dir(data_dir, frontend: Optional[WavFrontend] = None) -> Lis
     raise DecodeError(f"{data_dir}: neither feats.scp nor wav.scp")
 
 
+def item_waveform(frontend: WavFrontend, item: InputItem) -> np.ndarray:
+    """An audio or waveform item's (N,) float32 samples at the frontend's rate (resampled, the
+    chosen channel or the mean); no samples: an empty array. ItemError for a failed item, a file
+    that cannot be read, or another kind (stored features have no samples)."""
+    if item.kind == "failed":
+        raise ItemError(item.key, item.value, item.category, item.error)
+    if item.kind == "waveform":
+        return frontend.resample(np.asarray(item.waveform, dtype=np.float32), item.sample_rate)
+    if item.kind != "audio":
+        raise ItemError(item.key, item.value, "unknown_kind", f"unknown input kind {item.kind!r}")
+    try:
+        return frontend.read_audio(item.value, resample=True, channel=item.channel)[0]
+    except AudioEmptyError:
+        return np.zeros(0, dtype=np.float32)
+    except AudioError as e:
+        raise ItemError(item.key, item.value, e.reason, e.detail, f"utterance {item.key}: {e}") from None
+
+
 def items_from_wav_files(paths: Sequence[str]) -> List[InputItem]:
     keys = unique_keys([key_of_path(p) for p in paths])
     return [InputItem(key, "audio", os.fspath(path)) for key, path in zip(keys, paths)]
@@ -410,17 +428,7 @@ class Speech2Text:
             fbank = torch.from_numpy(matrix) if matrix.shape[0] > 0 else None
             audio_s = matrix.shape[0] * self.frontend.frame_shift_ms / 1000.0
         else:
-            if item.kind == "audio":
-                try:
-                    waveform, _ = self.frontend.read_audio(item.value, resample=True, channel=item.channel)
-                except AudioEmptyError:
-                    waveform = np.zeros(0, dtype=np.float32)
-                except AudioError as e:
-                    raise ItemError(item.key, item.value, e.reason, e.detail, f"utterance {item.key}: {e}") from None
-            elif item.kind == "waveform":
-                waveform = self.frontend.resample(np.asarray(item.waveform, dtype=np.float32), item.sample_rate)
-            else:
-                raise ItemError(item.key, item.value, "unknown_kind", f"unknown input kind {item.kind!r}")
+            waveform = item_waveform(self.frontend, item)
             audio_s = len(waveform) / float(self.frontend.sample_rate)
             try:
                 fbank = self.frontend.fbank(waveform)

@@ -189,33 +189,13 @@ def _percentiles(values: Sequence[float]) -> Dict[str, Optional[float]]:
             "max": round(float(array.max()), 3)}
 
 
-def read_item_audio(loaded: LoadedModel, item) -> np.ndarray:
-    """An InputItem's samples at the model's rate (ItemError when it cannot be read; a streaming
-    decode needs audio, not stored features)."""
-    from funasr_lite.frontend.audio import AudioEmptyError, AudioError
-    from funasr_lite.inference.speech2text import ItemError
-
-    if item.kind == "failed":
-        raise ItemError(item.key, item.value, item.category, item.error)
-    if item.kind == "waveform":
-        return loaded.frontend.resample(np.asarray(item.waveform, dtype=np.float32), item.sample_rate)
-    if item.kind != "audio":
-        raise ItemError(item.key, item.value, "not_audio", f"a streaming decode reads audio, not {item.kind}")
-    try:
-        return loaded.frontend.read_audio(item.value, resample=True, channel=item.channel)[0]
-    except AudioEmptyError:
-        return np.zeros(0, dtype=np.float32)
-    except AudioError as e:
-        raise ItemError(item.key, item.value, e.reason, e.detail, f"utterance {item.key}: {e}") from None
-
-
 def decode_streaming(loaded: LoadedModel, items, piece_ms: float = 600.0, failures=None,
                      **session_options) -> List[Dict[str, Any]]:
     """Each item through a fresh :class:`StreamingSession`, fed in pieces of ``piece_ms`` of audio
     as a live source would (then ``finish()``). Results are Speech2Text's dicts (key, text, token,
     token_int, score, timestamp, audio_s, compute_s) plus ``partials`` and ``finish_ms``.
     ``failures`` (a FailureLog): unreadable items are recorded there and skipped; None: raised."""
-    from funasr_lite.inference.speech2text import ItemError
+    from funasr_lite.inference.speech2text import ItemError, item_waveform
 
     if piece_ms <= 0:
         raise StreamingError(f"piece_ms must be > 0, got {piece_ms}")
@@ -224,7 +204,7 @@ def decode_streaming(loaded: LoadedModel, items, piece_ms: float = 600.0, failur
     results = []
     for item in items:
         try:
-            audio = read_item_audio(loaded, item)
+            audio = item_waveform(loaded.frontend, item)
         except ItemError as e:
             if failures is None:
                 raise
@@ -262,4 +242,4 @@ def latency_summary(results: Sequence[Dict[str, Any]], piece_ms: float, options:
 
 
 __all__ = ["StreamingSession", "StreamResult", "StreamingError", "TAIL_MODES", "decode_streaming",
-           "latency_summary", "read_item_audio"]
+           "latency_summary"]
