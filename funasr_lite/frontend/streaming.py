@@ -134,10 +134,9 @@ class StreamResampler:
 
     def accept(self, samples) -> np.ndarray:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if self.orig == self.new:
-            self._seen += samples.size
-            return samples
         self._seen += samples.size
+        if self.orig == self.new:
+            return samples
         self._buffer = np.concatenate([self._buffer, samples])
         end = self._buffer_block * self.orig + self._buffer.size  # absolute input samples available
         complete = max((end - self.width) // self.orig, 0)  # blocks whose whole input is here

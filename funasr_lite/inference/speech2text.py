@@ -65,6 +65,7 @@ from funasr_lite.frontend.audio import AudioEmptyError, AudioError
 from funasr_lite.frontend.fbank import WaveformTooShortError
 from funasr_lite.frontend.wav_frontend import FeatureOptionsError, WavFrontend, check_feature_options
 from funasr_lite.inference.model_dir import LoadedModel, timestamp_shift_frames
+from funasr_lite.models.uniasr.model import MODES as UNIASR_PASSES
 from funasr_lite.inference.writers import merge_1best_recog, write_1best_recog
 from funasr_lite.utils.failures import FailureLog
 from funasr_lite.utils.progress import peak_rss_mb, progress
@@ -75,7 +76,7 @@ DECODE_MODES = ("greedy", "beam", "ctc_greedy")
 # model: the model's own timestamp signals (Paraformer: its CIF fires, 60 ms; BiCifParaformer: its
 # upsampled head, 20 ms); cif: the CIF fires of any Paraformer (to compare a BiCif model's two).
 TIMESTAMP_SOURCES = ("model", "cif")
-UNIASR_MODES = ("fast", "normal", "offline")  # a UniASR model's decoding_model (FunASR's names)
+UNIASR_MODES = tuple(UNIASR_PASSES)  # a UniASR model's decoding_model (FunASR's names: fast, normal, offline)
 
 
 class DecodeError(RuntimeError):

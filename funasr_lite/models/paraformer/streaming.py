@@ -35,7 +35,6 @@ class StreamState:
     encoder: EncoderChunkState
     decoder: DecoderChunkState
     cif_carry: Tuple[torch.Tensor, torch.Tensor]
-    steps: int = 0  # steps run so far
     frames: int = 0  # LFR frames fed so far (the tail chunk adds none)
     # The alphas CIF counted, step after step: one per LFR frame from frame ``alpha_start`` on
     # (negative: the zero frames before the first step count too, as in FunASR), the tail's last.
@@ -121,7 +120,6 @@ class ParaformerStreaming(Paraformer):
         context = left + state.encoder.chunk_size[2]
         window_start = state.encoder.start - context  # absolute LFR frame of the window's first frame
         encoder_out = self.encoder.forward_chunk(feats, state.encoder)
-        state.steps += 1
         if feats is not None:
             state.frames += feats.size(1)
         embeds, fired, state.cif_carry, alphas = self.predictor.forward_chunk(
