@@ -16,6 +16,7 @@ imports each layer alone in a fresh interpreter)::
     export     model-dir export (stage 8), ONNX export
     train      the training engine and its tasks (ASR, LM, punctuation), config, DDP, checkpoints
     api        the Python API (``funasr_lite.SpeechRecognizer``, ``funasr_lite.VAD``, ``funasr_lite.Punctuator``)
+    serve      the server: OpenAI-compatible HTTP, FunASR's WebSocket protocol, a web page
     bin        thin command-line entry points
 
 docs/architecture.md draws the whole house (job -> folder -> entry point).

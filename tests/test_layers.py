@@ -1,5 +1,5 @@
 """The package's layers, enforced, lowest first:
-utils -> jobs -> frontend -> data -> models -> decode -> inference -> scoring -> export -> train -> api -> bin.
+utils -> jobs -> frontend -> data -> models -> decode -> inference -> scoring -> export -> train -> api -> serve -> bin.
 
 A module may import only from its own layer or lower ones (docs/architecture.md, the package
 docstring). Every ``import`` counts, at module level and inside functions, so a lazy import
@@ -26,7 +26,7 @@ PACKAGE = "funasr_lite"
 # (inference.writers); export loads a model dir to write one; train sits above them all: validation
 # decodes and scores as decoding does, fine-tuning loads a model dir, and nothing below needs the trainer.
 LAYERS = ("utils", "jobs", "frontend", "data", "models", "decode", "inference", "scoring", "export", "train", "api",
-          "bin")
+          "serve", "bin")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
 
 

