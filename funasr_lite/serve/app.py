@@ -27,8 +27,9 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from starlette.websockets import WebSocketDisconnect
 
 from funasr_lite.api import AudioInputError
+from funasr_lite.inference.speech2text import DecodeError
 from funasr_lite.serve.engine import Busy, ServeEngine
-from funasr_lite.serve.funasr_ws import CLOSE_TRY_AGAIN, FunasrWsSession, ProtocolError, client_hotwords, close_reason
+from funasr_lite.serve.funasr_ws import CLOSE_INTERNAL, CLOSE_TRY_AGAIN, FunasrWsSession, ProtocolError, client_hotwords, close_reason
 from funasr_lite.serve.openai_format import RESPONSE_FORMATS, render
 
 logger = logging.getLogger(__name__)
@@ -119,9 +120,13 @@ def create_app(engine: ServeEngine) -> BodyLimit:
             result = await engine.run(engine.transcribe_bytes, data, None, source, hotwords)
         except Busy as e:
             return _error(503, f"server busy: {e}", "server_busy", headers={"Retry-After": "1"})
-        except (AudioInputError, ValueError) as e:
+        except (AudioInputError, DecodeError, ValueError) as e:  # the audio (or its length) cannot be decoded
             engine.stats["errors"] += 1
             return _error(400, f"{source}: {e}")
+        except Exception as e:  # noqa: BLE001 (a bug: logged with its trace, answered 500, the server goes on)
+            engine.stats["errors"] += 1
+            logger.exception("%s: unexpected error", source)
+            return _error(500, f"{source}: internal error: {type(e).__name__}", "server_error")
         if options.log_requests:
             logger.info("%s: %.2f s of audio in %.3f s -> %d characters", source, result["duration"],
                         time.perf_counter() - started, len(result.get("text", "")))
@@ -178,6 +183,10 @@ def create_app(engine: ServeEngine) -> BodyLimit:
             await _close(websocket, CLOSE_TRY_AGAIN, f"server busy: {e}")
         except WebSocketDisconnect as e:
             logger.warning("stream %s (%s): the client left (code %s); stream freed", peer, session.wav_name, e.code)
+        except Exception as e:  # noqa: BLE001 (a bug: logged with its trace; this stream closes, the server goes on)
+            engine.stats["errors"] += 1
+            logger.exception("stream %s (%s): unexpected error", peer, session.wav_name)
+            await _close(websocket, CLOSE_INTERNAL, f"internal error: {type(e).__name__}")
         finally:
             session.close()
             engine.close_connection()

@@ -42,10 +42,10 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 import numpy as np
 
 from funasr_lite.api import AudioInputError, bytes_to_waveform, pcm16_to_float
+from funasr_lite.inference.speech2text import DecodeError
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNSUPPORTED = 1003
 CLOSE_BAD_DATA = 1007
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
@@ -305,7 +305,7 @@ class FunasrWsSession:
                     logger.info("%s: wav_format %r is decoded whole (offline)", self.wav_name, self.wav_format)
                 try:
                     result = await self.engine.run(self._decode_whole)
-                except (AudioInputError, ValueError) as e:
+                except (AudioInputError, DecodeError, ValueError) as e:
                     raise ProtocolError(CLOSE_BAD_DATA, f"{self.wav_name}: {e}") from None
                 await send(self._message(self.mode if self.mode == "offline" else "2pass-offline",
                                          result.get("text", ""), True, result))
@@ -319,5 +319,5 @@ class FunasrWsSession:
             self._reset_stream()
 
 
-__all__ = ["CLOSE_TRY_AGAIN", "FunasrWsSession", "MODES", "ProtocolError", "client_hotwords", "close_reason",
+__all__ = ["CLOSE_INTERNAL", "CLOSE_TRY_AGAIN", "FunasrWsSession", "MODES", "ProtocolError", "client_hotwords", "close_reason",
            "stamp_sents", "timestamp_string"]

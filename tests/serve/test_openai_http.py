@@ -122,3 +122,13 @@ def test_raw_pcm_upload_is_16k_pcm(plain, model_dirs, recording):
     expected = SpeechRecognizer.from_model_dir(model_dirs["offline"])(path)[0]
     got = client(http).audio.transcriptions.create(model="tiny", file=("a.pcm", samples.astype("<i2").tobytes()))
     assert got.text == expected["text"]
+
+
+def test_an_upload_too_long_for_a_model_without_vad_is_a_named_400(plain, recording):
+    engine, http = plain
+    samples, _ = recording
+    long = np.tile(samples, 60)  # 12 minutes as one utterance: past the model's max_frames
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(http).audio.transcriptions.create(model="tiny", file=("meeting.pcm", long.astype("<i2").tobytes()))
+    assert "meeting.pcm" in str(caught.value)
+    assert client(http).audio.transcriptions.create(model="tiny", file=("short.pcm", samples.tobytes())).text
