@@ -175,3 +175,43 @@ def test_streaming_recipe_trains_decodes_in_streaming_mode_and_exports(recipe):
         "ParaformerStreaming", "SANMEncoderChunkOpt", "WavFrontendOnline")
     for name in ("model.onnx", "decoder.onnx", "tokens.txt"):
         assert (exp / "model_dir" / name).is_file(), name
+
+
+def test_an_8khz_recipe_resamples_trains_decodes_and_exports_at_8khz(recipe, tmp_path, repo_root):
+    """conf/demo_8k.yaml in its own recipe dir (docs/recipe.md#8-khz) on the tiny corpus: stage 1
+    resamples to 8 kHz before fbank (fbank.json says so), training, greedy decoding and scoring run,
+    and the exported model dir is an 8 kHz one that decodes 8 kHz audio as it is."""
+    import soundfile
+    import yaml
+
+    from funasr_lite.api import SpeechRecognizer
+    from funasr_lite.frontend.audio import resample_waveform
+
+    work, env = recipe
+    work8k = tmp_path / "aishell1_8k"
+    work8k.mkdir()
+    for name in ("run.sh", "cmd.sh", "path.sh"):
+        shutil.copy(work / name, work8k / name)
+    for name in ("local", "conf"):
+        shutil.copytree(work / name, work8k / name)
+    os.symlink(os.path.join(repo_root, "utils"), work8k / "utils")
+    os.symlink(work / "corpus", work8k / "corpus")
+    common = ["--nj", "2", "--num_avg", "2", "--train_config", "conf/demo_8k.yaml", "--train_args", TINY_MODEL,
+              "--decode_sets", "test", "--decode_modes", "greedy", "--onnx_export", "false"]
+    for stages in (("0", "2"), ("4", "4"), ("6", "8")):
+        proc = subprocess.run(["bash", "run.sh", "--stage", stages[0], "--stop_stage", stages[1], *common],
+                              cwd=work8k, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    fbank = json.loads((work8k / "data" / "train" / "fbank.json").read_text())
+    assert fbank["fs"] == 8000, fbank
+    exp = work8k / "exp" / "demo_8k"
+    assert (exp / "decode_test_greedy" / "cer.txt").read_text(encoding="utf-8").startswith("%CER ")
+    config = yaml.safe_load((exp / "model_dir" / "config.yaml").read_text())
+    assert config["frontend_conf"]["fs"] == 8000
+    asr = SpeechRecognizer.from_model_dir(str(exp / "model_dir"))
+    assert asr.sample_rate == 8000
+    key, path = next(iter(read_kv(work8k / "data" / "test" / "wav.scp").items()))
+    audio, rate = soundfile.read(path, dtype="float32")
+    audio8k = resample_waveform(audio, rate, 8000)
+    # the exported dir decodes the 8 kHz samples as they are: the same tokens as stage 6's 1best
+    assert asr(audio8k, audio_fs=8000)[0]["text"].replace(" ", "") == asr(path)[0]["text"].replace(" ", "")
