@@ -157,3 +157,25 @@ def test_training_loss_is_funasrs(train_decoder, length_normalized_loss):
     assert int(weight) == int(expected_weight)
     with pytest.raises(ValueError, match="hotword_pad"):
         ours(speech, speech_lengths, text, text_lengths)
+
+
+def test_bias_head_accuracies_count_hotword_and_no_bias_positions_apart():
+    """seaco_accuracies (issue #22): a head that says NO_BIAS everywhere scores 0 on hotword positions
+    and 1 on the others; a perfect one scores 1 on both; no hotword position -> NaN (skipped)."""
+    from funasr_lite.models.paraformer.seaco import seaco_accuracies
+
+    labels = torch.tensor([[NO_BIAS, 9, 3, NO_BIAS], [NO_BIAS, 4, -1, -1]])
+    vocab = 32
+
+    def logits_for(targets):
+        return torch.nn.functional.one_hot(targets.clamp(min=0), vocab).float()
+
+    always_no_bias = seaco_accuracies(logits_for(torch.full_like(labels, NO_BIAS)), labels, NO_BIAS)
+    assert float(always_no_bias["acc_hotword"]) == 0.0 and float(always_no_bias["acc_no_bias"]) == 1.0
+    perfect = seaco_accuracies(logits_for(labels), labels, NO_BIAS)
+    assert float(perfect["acc_hotword"]) == 1.0 and float(perfect["acc_no_bias"]) == 1.0
+    half = labels.clone()
+    half[0, 1] = 7  # one of the three hotword positions wrong
+    assert float(seaco_accuracies(logits_for(half), labels, NO_BIAS)["acc_hotword"]) == pytest.approx(2 / 3)
+    none = torch.tensor([[NO_BIAS, NO_BIAS]])
+    assert torch.isnan(seaco_accuracies(logits_for(none), none, NO_BIAS)["acc_hotword"])

@@ -192,8 +192,9 @@ class SeacoParaformer(BiCifParaformer):
         hotwords = hotwords.unsqueeze(0).expand(speech.size(0), -1, -1)
         attended = self._attend(hotwords, acoustic_embeds, target_lengths) + self._attend(hotwords, hidden,
                                                                                           target_lengths)
-        loss_seaco = self.criterion_seaco(self.hotword_output_layer(attended[:, :-1]), seaco_label_pad)
-        stats: Dict[str, torch.Tensor] = {}
+        bias_logits = self.hotword_output_layer(attended[:, :-1])
+        loss_seaco = self.criterion_seaco(bias_logits, seaco_label_pad)
+        stats: Dict[str, torch.Tensor] = seaco_accuracies(bias_logits.detach(), seaco_label_pad, self.NO_BIAS)
         loss = loss_seaco
         if self.train_decoder:
             branch = self.attention_branch(encoder_out, encoder_out_lens, text, text_lengths)
@@ -209,4 +210,18 @@ class SeacoParaformer(BiCifParaformer):
         return loss, stats, weight
 
 
-__all__ = ["ASF_LAYER", "HotwordContext", "SeacoParaformer", "pad_hotwords"]
+def seaco_accuracies(bias_logits: torch.Tensor, labels: torch.Tensor, no_bias: int) -> Dict[str, torch.Tensor]:
+    """What the bias head has learnt (issue #22): ``acc_hotword``, the share of hotword positions
+    (label a token) where it predicts that token, and ``acc_no_bias``, the share of the other
+    positions where it predicts NO_BIAS. A head that always says NO_BIAS has a low loss (most labels
+    are NO_BIAS) and biases nothing: only ``acc_hotword`` shows it. NaN when the batch has no such
+    position (the engine skips non-finite stats). bias_logits (B, L, V), labels (B, L) with -1 padding."""
+    predicted = bias_logits.argmax(-1)
+    valid = labels >= 0
+    hot, cold = valid & (labels != no_bias), valid & (labels == no_bias)
+    nan = torch.tensor(float("nan"), device=labels.device)
+    return {"acc_hotword": (predicted == labels)[hot].float().mean() if bool(hot.any()) else nan,
+            "acc_no_bias": (predicted == no_bias)[cold].float().mean() if bool(cold.any()) else nan}
+
+
+__all__ = ["ASF_LAYER", "HotwordContext", "SeacoParaformer", "pad_hotwords", "seaco_accuracies"]
