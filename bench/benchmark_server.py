@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -81,7 +79,7 @@ def upload(url, data, model):
 
 
 class Server:
-    """A server process: ``ours`` (bin/serve) or ``funasr`` (FunASR's app under uvicorn)."""
+    """A server process (harness.Service): ``ours`` (bin/serve) or ``funasr`` (FunASR's app under uvicorn)."""
 
     def __init__(self, kind, model_dir, checkpoint, online_dir, log):
         self.kind, self.port = kind, free_port()
@@ -100,12 +98,11 @@ class Server:
                     "port=int(sys.argv[2]), log_level='warning')\n")
             argv = [sys.executable, "-c", code, model_dir, str(self.port)]
             self.model = "custom"
-        self.log = open(log, "w")
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=harness.REPO, env=env)
+        self.service = harness.Service(argv, log, threads=int(os.environ.get("OMP_NUM_THREADS", "2")),
+                                       cwd=harness.REPO)
         deadline = time.monotonic() + 600
         while True:
-            if self.process.poll() is not None:
+            if not self.service.alive():
                 raise SystemExit(f"{kind} server died: see {log}")
             try:
                 urllib.request.urlopen(self.url + "/health", timeout=5).read()
@@ -116,15 +113,10 @@ class Server:
                 time.sleep(0.3)
 
     def rss_mb(self):
-        return harness._status_mb("VmRSS", self.process.pid)
+        return self.service.rss_mb()
 
     def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+        self.service.stop()
 
 
 def load_run(server, clips, concurrency, requests):

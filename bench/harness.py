@@ -210,6 +210,41 @@ def _run_process(argv: list, threads, log: Optional[str], cwd: Optional[str], ti
     return wall, peak
 
 
+class Service:
+    """A long-running process a benchmark talks to (a server): started with the workers'
+    environment and its output in ``log``; ``rss_mb()`` its VmRSS now; ``stop()`` sends SIGTERM
+    (SIGKILL after ``grace`` s). Used as a context manager, it is stopped on the way out."""
+
+    def __init__(self, argv: list, log: str, threads: Optional[int] = None, cwd: Optional[str] = None):
+        os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+        self.log_path = log
+        self._out = open(log, "w")
+        self.process = subprocess.Popen([str(a) for a in argv], stdout=self._out, stderr=subprocess.STDOUT,
+                                        env=worker_env(threads), cwd=cwd)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def rss_mb(self) -> Optional[float]:
+        return _status_mb("VmRSS", self.process.pid)
+
+    def stop(self, grace: float = 60.0) -> None:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._out.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 def run_command(argv: list, log: str, threads: Optional[int] = None, cwd: Optional[str] = None,
                 timeout: Optional[float] = None) -> dict:
     """Run a command (output to ``log``); its wall seconds and the peak summed RSS of its process
