@@ -79,6 +79,9 @@ class ServeEngine:
             self.online = self.recognizer
         self._vad = None
         self._punctuator = None
+        if self.online is not None:  # 2-pass needs them: loaded now, not on a first stream's event loop
+            self.vad()
+            self.punctuator()
         self.model_name = options.model_name or os.path.basename(os.path.normpath(options.model_dir))
         self.sample_rate = self.recognizer.sample_rate
         self._hotword_lock = threading.Lock()
