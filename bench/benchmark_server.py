@@ -12,7 +12,8 @@ Clips: the data dir's utterances concatenated and cut into --clip_s (5 s) pieces
 Each server runs in its own process (ours: ``python -m funasr_lite.bin.serve``; FunASR's: its
 ``create_app(device="cpu", model_path=DIR)`` under uvicorn); clients are threads of this process
 sending multipart uploads. Rows: requests/s, latency p50/p95, server RSS after the row, and the
-share of answers whose text equals ours. Streams: N clients each send one clip at real time (60 ms
+share of answers whose text equals ours (whitespace ignored: FunASR's app separates a Chinese
+model's characters with spaces). Streams: N clients each send one clip at real time (60 ms
 messages every 60 ms, FunASR's pacing) in online mode; final latency = end message to final answer.
 RSS: --rss_requests uploads (2 clients), server VmRSS sampled 20 times; growth = end - after 10%.
 """
@@ -82,6 +83,9 @@ class Server:
     """A server process (harness.Service): ``ours`` (bin/serve) or ``funasr`` (FunASR's app under uvicorn)."""
 
     def __init__(self, kind, model_dir, checkpoint, online_dir, log):
+        # the server runs in the repository root: paths given relative to the caller's directory
+        model_dir = os.path.abspath(model_dir)
+        online_dir = os.path.abspath(online_dir) if online_dir else None
         self.kind, self.port = kind, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         if kind == "ours":
@@ -256,7 +260,9 @@ def main(argv=None) -> int:
             finally:
                 server.stop()
         if "funasr" in texts:
-            same = sum(texts["funasr"].get(i) == t for i, t in texts["ours"].items())
+            # FunASR's app returns a Chinese model's characters separated by spaces; ours joins them
+            same = sum("".join((texts["funasr"].get(i) or "").split()) == "".join(t.split())
+                       for i, t in texts["ours"].items())
             report["same_text_as_funasr"] = f"{same}/{len(texts['ours'])}"
     print(harness.markdown_table([("server", "server"), ("clients", "concurrency"), ("requests", "requests"),
                                   ("errors", "errors"), ("req/s", "requests_per_s", ".2f"),
