@@ -43,6 +43,7 @@ import numpy as np
 
 from funasr_lite.api import AudioInputError, bytes_to_waveform, pcm16_to_float
 from funasr_lite.inference.speech2text import DecodeError
+from funasr_lite.serve.openai_format import segments_of
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +94,7 @@ def client_hotwords(value: Any) -> Optional[List[str]]:
 def stamp_sents(result: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The result's sentences as FunASR's runtime sends them (``text_seg``: the sentence's tokens
     separated by spaces; ``punc``: its closing mark)."""
-    sentences = result.get("sentence_info")
-    if sentences is None:  # no VAD/punctuation: the utterance is the sentence
-        text = result.get("text", "")
-        if not text:
-            return []
-        stamps = result.get("timestamp") or []
-        sentences = [{"text": text, "start": stamps[0][0] if stamps else 0, "end": stamps[-1][1] if stamps else 0,
-                      "timestamp": stamps}]
+    sentences = segments_of(result)  # the sentences, or one over the tokens (as the OpenAI segments)
     out = []
     for sentence in sentences:
         text = sentence["text"]
