@@ -2,12 +2,14 @@
 
 import math
 
+import pytest
 import torch
 
 from funasr_lite.models.losses.mwer import (
     mwer_loss,
     mwer_loss_from_candidates,
     sample_mwer_candidates,
+    sample_posterior_candidates,
     token_edit_distance,
 )
 
@@ -93,6 +95,28 @@ def test_candidates_are_argmax_plus_top2_swaps_at_a_bounded_number_of_positions(
             swapped = candidates[b, n, :length] != top2[b, :length, 0]
             assert 1 <= swapped.sum().item() <= max(1, length // 4)
             assert torch.equal(candidates[b, n, :length][swapped], top2[b, :length, 1][swapped])
+
+
+def test_posterior_candidates_follow_the_model_distribution():
+    # Position 0: p = (.5, .3, .2); position 1: p = (.1, .6, .3); a padded third position.
+    log_probs = torch.cat([PROBS, torch.full((1, 1, 3), 1 / 3)], dim=1).log()
+    candidates = sample_posterior_candidates(log_probs, torch.tensor([2]), 4001, torch.Generator().manual_seed(0))
+    assert candidates.shape == (1, 4001, 3)
+    assert candidates[0, 0, :2].tolist() == [0, 1]  # the argmax path first
+    assert (candidates[0, :, 2] == -1).all()
+    draws = candidates[0, 1:, :2]
+    for position, probs in enumerate(PROBS[0]):
+        frequency = torch.bincount(draws[:, position], minlength=3).double() / draws.size(0)
+        # 4,000 draws: the standard error of a frequency is at most 0.008; 4 of them is the bound.
+        assert torch.allclose(frequency, probs.double(), atol=0.032), (position, frequency)
+    # Seeded: the same draws again; the loss runs with either kind of negatives.
+    again = sample_posterior_candidates(log_probs, torch.tensor([2]), 4001, torch.Generator().manual_seed(0))
+    assert torch.equal(candidates, again)
+    log_probs, targets, lengths = _random_batch(4)
+    loss, stats = mwer_loss(log_probs, targets, lengths, 6, torch.Generator().manual_seed(1), negatives="sample")
+    assert torch.isfinite(loss) and stats["errors_candidates"] >= 0
+    with pytest.raises(ValueError, match="beam"):
+        mwer_loss(log_probs, targets, lengths, 6, negatives="beam")
 
 
 def test_seeded_generator_makes_sampling_deterministic():

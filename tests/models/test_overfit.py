@@ -69,12 +69,13 @@ def test_mwer_stage_combines_losses_and_trains_the_nar_pass(tiny_config, monkeyp
 
     calls = []
 
-    def fake_mwer_loss(log_probs, targets, target_lengths, num_candidates=4, generator=None):
-        calls.append((log_probs, targets, target_lengths, num_candidates))
+    def fake_mwer_loss(log_probs, targets, target_lengths, num_candidates=4, generator=None, negatives="swap"):
+        calls.append((log_probs, targets, target_lengths, num_candidates, negatives))
         return -log_probs.max(-1)[0].mean(), {"errors": torch.tensor(1.5)}
 
     monkeypatch.setattr(mwer_module, "mwer_loss", fake_mwer_loss)
-    tiny_config["model_conf"].update(sampling_ratio=0.4, mwer_weight=0.5, mwer_ce_weight=0.3, mwer_num_candidates=6)
+    tiny_config["model_conf"].update(sampling_ratio=0.4, mwer_weight=0.5, mwer_ce_weight=0.3, mwer_num_candidates=6,
+                                       mwer_negatives="sample")
     model = build_model(tiny_config).train()
     feats, feats_lengths = torch.randn(2, 20, tiny_config["input_size"]), torch.tensor([20, 14])
     text, text_lengths = torch.tensor([[3, 7, 5], [8, 6, -1]]), torch.tensor([3, 2])
@@ -83,9 +84,9 @@ def test_mwer_stage_combines_losses_and_trains_the_nar_pass(tiny_config, monkeyp
                 + 0.5 * stats["loss_mwer"])
     assert abs(float(loss.detach()) - float(expected)) < 1e-5
     assert float(stats["mwer_errors"]) == 1.5
-    log_probs, targets, target_lengths, num_candidates = calls[0]
+    log_probs, targets, target_lengths, num_candidates, negatives = calls[0]
     # Normalised NAR log-probs with gradients, targets with </s> appended (predictor_bias=1).
-    assert log_probs.requires_grad and num_candidates == 6
+    assert log_probs.requires_grad and num_candidates == 6 and negatives == "sample"
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 4))
     assert targets.tolist() == [[3, 7, 5, 2], [8, 6, 2, -1]] and target_lengths.tolist() == [4, 3]
 

@@ -9,10 +9,12 @@
 # hypotheses have errors to learn from), each decoded greedy (and beam + CTC + LM when exp/lm has
 # a model) on dev and test. Resumable: each step leaves a .done marker.
 #   bash local/run_mwer_study.sh [--base_epochs 30] [--seeds "1 2"] [--mwer_args "..."] [--tag mwer]
+#                                [--ft_args "..." --ce_tag ce]   (another lr: its own CE control)
 set -euo pipefail
 base_epochs=30
 seeds="1 2"
-tag=mwer                  # the runs: exp/mwer_study/{ce,$tag}_s<seed>
+tag=mwer                  # the MWER runs: exp/mwer_study/${tag}_s<seed>
+ce_tag=ce                 # their CE controls: exp/mwer_study/${ce_tag}_s<seed> (same ft_args, no mwer_args)
 mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++model_conf.mwer_ce_weight=1.0"
 ft_args="++optim_conf.lr=0.0002 ++scheduler=constantlr ++scheduler_conf={} ++dataset_conf.sortagrad=0"
 subset_size=2000
@@ -80,17 +82,17 @@ train train_2k "$study/base" ++train_conf.max_epoch="$base_epochs" ++train_conf.
 decode "$study/base" model.avg3.pt
 for seed in $seeds; do
   # shellcheck disable=SC2086
-  train train_ft "$study/ce_s$seed" --init_param "$study/base/model.avg3.pt" ++seed="$seed" \
+  train train_ft "$study/${ce_tag}_s$seed" --init_param "$study/base/model.avg3.pt" ++seed="$seed" \
     ++train_conf.max_epoch=1 ++train_conf.avg_nbest_model=1 $ft_args
   # shellcheck disable=SC2086
   train train_ft "$study/${tag}_s$seed" --init_param "$study/base/model.avg3.pt" ++seed="$seed" \
     ++train_conf.max_epoch=1 ++train_conf.avg_nbest_model=1 $ft_args $mwer_args
-  decode "$study/ce_s$seed" model.avg1.pt
+  decode "$study/${ce_tag}_s$seed" model.avg1.pt
   decode "$study/${tag}_s$seed" model.avg1.pt
 done
 
 # The table: CER (%) of each run and set.
-for exp in "$study/base" "$study"/ce_s* "$study"/${tag}_s*; do
+for exp in "$study/base" "$study/${ce_tag}"_s* "$study/${tag}"_s*; do
   for f in "$exp"/decode_*/cer.txt; do
     [ -f "$f" ] && printf '%s\t%s\t%s\n' "$(basename "$exp")" "$(basename "$(dirname "$f")")" "$(awk '{print $2}' "$f")"
   done

@@ -2,8 +2,11 @@
 
 FunASR ships no MWER; this follows the Paraformer paper (§2.4): candidates are the argmax
 path plus negatives that swap the top-1 token for the second best at a few random
-positions; their sequence probabilities are renormalised over the candidate set and the
-loss is the expected edit distance relative to the candidates' mean:
+positions (``negatives="swap"``), or, with ``negatives="sample"``, negatives drawn token by
+token from the model's own posterior (each position independently, temperature 1: the
+"sampling" reading of the paper's negative sampling, which gives candidates as far from the
+argmax as the model is unsure); their sequence probabilities are renormalised over the
+candidate set and the loss is the expected edit distance relative to the candidates' mean:
 
     L = mean_b  Σ_i P̂_i (W_i - mean_j W_j),   P̂ = softmax_i(Σ_t log p(y_i,t))
 
@@ -80,6 +83,31 @@ def sample_mwer_candidates(
     return candidates.masked_fill(~valid.unsqueeze(1), -1)
 
 
+def sample_posterior_candidates(
+    log_probs: torch.Tensor,
+    lengths: torch.Tensor,
+    num_candidates: int = 4,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Argmax path plus (num_candidates - 1) sequences drawn from the posterior: each valid
+    position independently from softmax(log_probs[b, t]).
+
+    log_probs (B, L, V), lengths (B,) -> candidates (B, N, L) long, -1 at padded positions.
+    The draws are made on the CPU with `generator` (seeded: the same candidates on any device).
+    """
+    batch, max_len, vocab = log_probs.shape
+    valid = sequence_mask(lengths, max_len)
+    best = log_probs.detach().argmax(dim=-1)  # (B, L)
+    probs = log_probs.detach().float().exp().to("cpu").reshape(batch * max_len, vocab)
+    draws = torch.multinomial(probs, num_candidates - 1, replacement=True, generator=generator)
+    negatives = draws.view(batch, max_len, num_candidates - 1).permute(0, 2, 1).to(log_probs.device)
+    candidates = torch.cat([best.unsqueeze(1), negatives], dim=1)
+    return candidates.masked_fill(~valid.unsqueeze(1), -1)
+
+
+NEGATIVES = {"swap": sample_mwer_candidates, "sample": sample_posterior_candidates}
+
+
 def mwer_loss_from_candidates(
     log_probs: torch.Tensor,
     candidates: torch.Tensor,
@@ -129,13 +157,17 @@ def mwer_loss(
     target_lengths: torch.Tensor,
     num_candidates: int = 4,
     generator: Optional[torch.Generator] = None,
+    negatives: str = "swap",
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """MWER loss with sampled candidates (see module doc).
 
     log_probs (B, L, V) log-softmax decoder output with grad, aligned with targets (B, L)
-    long padded with -1; target_lengths (B,). Returns (loss (), stats dict).
+    long padded with -1; target_lengths (B,); negatives "swap" (top-2 swaps) or "sample"
+    (posterior draws). Returns (loss (), stats dict).
     """
     if num_candidates < 2:
         raise ValueError("MWER needs at least 2 candidates")
-    candidates = sample_mwer_candidates(log_probs, target_lengths, num_candidates, generator)
+    if negatives not in NEGATIVES:
+        raise ValueError(f"mwer negatives must be one of {sorted(NEGATIVES)}, got {negatives!r}")
+    candidates = NEGATIVES[negatives](log_probs, target_lengths, num_candidates, generator)
     return mwer_loss_from_candidates(log_probs, candidates, targets, target_lengths)

@@ -65,6 +65,7 @@ class Paraformer(nn.Module):
         mwer_weight: float = 0.0,
         mwer_num_candidates: int = 4,
         mwer_ce_weight: float = 1.0,
+        mwer_negatives: str = "swap",
     ):
         super().__init__()
         if ctc_weight > 0.0 and ctc is None:
@@ -97,6 +98,7 @@ class Paraformer(nn.Module):
         self.mwer_weight = mwer_weight
         self.mwer_num_candidates = mwer_num_candidates
         self.mwer_ce_weight = mwer_ce_weight
+        self.mwer_negatives = mwer_negatives
         self.criterion_att = LabelSmoothingLoss(vocab_size, ignore_id, lsm_weight, length_normalized_loss)
 
     # ------------------------------------------------------------------ building blocks
@@ -185,7 +187,7 @@ class Paraformer(nn.Module):
 
             loss_mwer, mwer_stats = mwer_loss(
                 torch.log_softmax(first_logits, dim=-1), targets, target_lengths,
-                num_candidates=self.mwer_num_candidates,
+                num_candidates=self.mwer_num_candidates, negatives=self.mwer_negatives,
             )
 
         ce_scale = self.mwer_ce_weight if use_mwer else 1.0
