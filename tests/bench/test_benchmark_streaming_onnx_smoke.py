@@ -37,7 +37,8 @@ def test_streaming_onnx_benchmark_writes_every_figure(tmp_path):
     report = json.loads(out.read_text())
     assert report["utterances"] == 3
     rows = {row["decoder"]: row for row in report["rows"]}
-    assert list(rows) == ["ours (4,1)", "ours (0,0)", "funasr-onnx", "sherpa-onnx"]
+    assert list(rows) == ["ours (4,1)", "ours (0,0)", "funasr-onnx", "sherpa-onnx", "sherpa-onnx, is_final"]
     assert rows["ours (4,1)"]["same_as_ours_4_1"] == 3 and rows["ours (0,0)"]["same_as_ours_0_0"] == 3
+    assert rows["ours (0,0)"]["ends_as_ours_0_0"] == 3
     assert all(row["cer"] >= 0 for row in rows.values())
     assert "sherpa-onnx" in done.stdout

@@ -14,6 +14,11 @@ framing, the scaling by sqrt(d), the position encoding and the CIF loop itself:
   softmax), ``sample_ids`` (B, N) their argmax, ``out_cache_i`` (B, d, kernel-1): the last
   kernel-1 FSMN inputs. Source attention sees the window only.
 
+One deliberate difference from FunASR's graph: ``sample_ids`` carries the blank id where the
+argmax is ``<s>`` or ``</s>``. Our stream and funasr-onnx (which reads ``logits``) drop those ids;
+sherpa-onnx reads ``sample_ids`` and drops only blank, so from FunASR's export it prints a
+literal ``</s>`` (on the demo streaming model, at the end of most utterances).
+
 The cache keeps only past inputs, so the graph equals the PyTorch step only for a decoder whose
 FSMN looks back alone (``sanm_shfit`` = (kernel-1)/2, the released model's): the export refuses
 others. Both graphs reuse the model's own modules and equal FunASR's export modules (tested).
@@ -60,6 +65,7 @@ class StreamingDecoderGraph(nn.Module):
         super().__init__()
         decoder = model.decoder
         self.decoder = decoder
+        self.blank_id, self.special_ids = int(model.blank_id), (int(model.sos), int(model.eos))
         self.memory_layers = [layer for layer in list(decoder.decoders) + list(decoder.decoders2 or ())]
         for layer in decoder.decoders:  # (decoders2, absent in released models, get FunASR's past-only cache too)
             left, right = layer.self_attn.fsmn_padding
@@ -103,7 +109,9 @@ class StreamingDecoderGraph(nn.Module):
         for layer in self.decoder.decoders3:
             x = layer.feed_forward(layer.norm1(x))
         logits = self.decoder.output_layer(self.decoder.after_norm(x))
-        return (logits, logits.argmax(dim=-1), *out_caches)
+        ids = logits.argmax(dim=-1)
+        special = (ids == self.special_ids[0]) | (ids == self.special_ids[1])
+        return (logits, ids.masked_fill(special, self.blank_id), *out_caches)
 
 
 __all__ = ["StreamingEncoderGraph", "StreamingDecoderGraph", "StreamingExportError", "ENCODER_INPUT_NAMES",
