@@ -179,3 +179,42 @@ def test_bias_head_accuracies_count_hotword_and_no_bias_positions_apart():
     assert float(seaco_accuracies(logits_for(half), labels, NO_BIAS)["acc_hotword"]) == pytest.approx(2 / 3)
     none = torch.tensor([[NO_BIAS, NO_BIAS]])
     assert torch.isnan(seaco_accuracies(logits_for(none), none, NO_BIAS)["acc_hotword"])
+
+
+@pytest.mark.parametrize("length_normalized_loss", [False, True])
+def test_no_bias_weight_scales_the_no_bias_positions(length_normalized_loss):
+    """seaco_no_bias_weight (ours, issue #22): w on every NO_BIAS-labelled position, 1 on the rest;
+    with length normalisation a weighted mean. w = 1 is FunASR's loss (test above)."""
+    from funasr_lite.models.losses.label_smoothing import LabelSmoothingLoss
+
+    generator = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 4, VOCAB, generator=generator)
+    labels = torch.tensor([[NO_BIAS, 9, 3, NO_BIAS], [NO_BIAS, 4, -1, -1]])
+    criterion = LabelSmoothingLoss(VOCAB, -1, 0.1, length_normalized_loss)
+    per_position = torch.stack([torch.stack([
+        criterion(logits[b:b + 1, t:t + 1], labels[b:b + 1, t:t + 1]) for t in range(4)]) for b in range(2)])
+    if length_normalized_loss:  # each term was divided by its single valid position; padded ones are nan/0
+        per_position = torch.nan_to_num(per_position)
+    weight = 0.25
+    weights = torch.where(labels == NO_BIAS, weight, 1.0)
+    valid = labels != -1
+    total = (per_position * weights * valid).sum()
+    expected = total / (weights * valid).sum() if length_normalized_loss else total / 2
+    assert float(criterion(logits, labels, weights)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(criterion(logits, labels, torch.ones(2, 4))) == pytest.approx(float(criterion(logits, labels)))
+
+    config = seaco_config(length_normalized_loss=length_normalized_loss)
+    config["model_conf"]["seaco_no_bias_weight"] = weight
+    model = build_model(config).eval()
+    seen = []
+    model.criterion_seaco.register_forward_pre_hook(lambda module, args: seen.append(args[2]))
+    speech = torch.randn(2, 25, 40, generator=generator)
+    text = torch.tensor([[5, 9, 3, 12], [4, 4, -1, -1]])
+    batch = dict(hotword_pad=torch.tensor([[9, 3], [1, 0]]), hotword_lengths=torch.tensor([2, 1]),
+                 seaco_label_pad=labels)
+    with torch.no_grad():
+        model(speech, torch.tensor([25, 25]), text, torch.tensor([4, 2]), **batch)
+    torch.testing.assert_close(seen[0][valid], weights[valid])
+    config["model_conf"]["seaco_no_bias_weight"] = 0.0
+    with pytest.raises(ValueError, match="seaco_no_bias_weight"):
+        build_model(config)

@@ -1,6 +1,7 @@
 """Cross-entropy with label smoothing, as KL divergence to the smoothed target distribution."""
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -30,8 +31,12 @@ class LabelSmoothingLoss(nn.Module):
         )
         self.off_target = off_target
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """logits (B, L, V), targets (B, L) long padded with padding_idx -> scalar loss."""
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """logits (B, L, V), targets (B, L) long padded with padding_idx -> scalar loss.
+
+        ``weights`` (B, L), optional: each position's KL is scaled by it (and with normalize_length
+        the sum is divided by the valid positions' total weight: a weighted mean)."""
         if logits.size(-1) != self.size:
             raise ValueError(f"logits have {logits.size(-1)} classes, expected {self.size}")
         batch_size = logits.size(0)
@@ -42,5 +47,9 @@ class LabelSmoothingLoss(nn.Module):
         # sum_v q_v log p_v without materialising q: the target entry plus the off-target mass.
         cross = self.confidence * target_log_prob + self.off_target * (log_probs.sum(-1) - target_log_prob)
         kl = (self.target_entropy_term - cross) * valid
-        denominator = valid.sum() if self.normalize_length else batch_size
+        if weights is not None:
+            kl = kl * weights
+            denominator = (weights * valid).sum() if self.normalize_length else batch_size
+        else:
+            denominator = valid.sum() if self.normalize_length else batch_size
         return kl.sum() / denominator

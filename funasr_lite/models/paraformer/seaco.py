@@ -60,7 +60,9 @@ class SeacoParaformer(BiCifParaformer):
 
     Loss (FunASR): loss_seaco (the bias head against ``seaco_label_pad``: NO_BIAS except on the
     utterance's own hotword span) + ``seaco_weight`` * loss_att when ``train_decoder``; the CIF
-    count, timestamp-head and CTC losses are not used (as in FunASR).
+    count, timestamp-head and CTC losses are not used (as in FunASR). ``seaco_no_bias_weight``
+    (ours; 1.0 is FunASR's loss) scales the positions labelled NO_BIAS: about three labels in four
+    are NO_BIAS, and on small data a head that always predicts it is a cheap minimum (RESULTS.md).
     """
 
     takes_hotwords = True
@@ -78,6 +80,7 @@ class SeacoParaformer(BiCifParaformer):
         train_decoder: bool = True,
         seaco_weight: float = 0.01,
         NO_BIAS: int = 8377,  # noqa: N803 (FunASR's config key)
+        seaco_no_bias_weight: float = 1.0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -105,6 +108,9 @@ class SeacoParaformer(BiCifParaformer):
         self.train_decoder = train_decoder
         self.seaco_weight = seaco_weight
         self.NO_BIAS = NO_BIAS
+        if seaco_no_bias_weight <= 0:
+            raise ValueError(f"seaco_no_bias_weight must be > 0, got {seaco_no_bias_weight}")
+        self.seaco_no_bias_weight = seaco_no_bias_weight
 
     # ------------------------------------------------------------------ hotwords
     def hotword_embeddings(self, hotword_pad: torch.Tensor, hotword_lengths: torch.Tensor) -> torch.Tensor:
@@ -193,7 +199,10 @@ class SeacoParaformer(BiCifParaformer):
         attended = self._attend(hotwords, acoustic_embeds, target_lengths) + self._attend(hotwords, hidden,
                                                                                           target_lengths)
         bias_logits = self.hotword_output_layer(attended[:, :-1])
-        loss_seaco = self.criterion_seaco(bias_logits, seaco_label_pad)
+        weights = None
+        if self.seaco_no_bias_weight != 1.0:
+            weights = torch.where(seaco_label_pad == self.NO_BIAS, self.seaco_no_bias_weight, 1.0)
+        loss_seaco = self.criterion_seaco(bias_logits, seaco_label_pad, weights)
         stats: Dict[str, torch.Tensor] = seaco_accuracies(bias_logits.detach(), seaco_label_pad, self.NO_BIAS)
         loss = loss_seaco
         if self.train_decoder:
