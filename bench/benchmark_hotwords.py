@@ -10,15 +10,76 @@ repeats); medians of the wall time, and each list's time over the no-hotword tim
 Decoding is greedy through ``Speech2Text`` (features from the data dir's ``wav.scp``, prepared once
 and shared by every variant: the time is the model's). The hotword embeddings are made once per
 list, as a server would keep them; their cost is reported apart (``embed_s``).
+
+``--released_layout``: instead of the model dir's weights, a SeACo model of the released
+seaco_paraformer-large's layout (FunASR's ``seaco_paraformer/template.yaml``: a 50-layer SAN-M
+encoder of width 512, a 16-layer decoder, CifPredictorV3, a 4-block seaco decoder with 6
+source-attention layers, inner_dim 512) with random weights (seed 1; the CIF output bias set so it
+fires about one token per 3 frames, as a trained model does), built in a temporary dir with the
+model dir's tokens, am.mvn, seg_dict and frontend: the share of decoding time that hotwords cost
+on the model users run, whose encoder is far larger than the demo's.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 
 import harness
+
+# FunASR's seaco_paraformer/template.yaml (the released model's layout); dropout keys left at defaults.
+RELEASED_LAYOUT = {
+    "model": "seaco_paraformer",
+    "encoder": "sanm",
+    "encoder_conf": dict(output_size=512, attention_heads=4, linear_units=2048, num_blocks=50, input_layer="pe",
+                         pos_enc_class="SinusoidalPositionEncoder", normalize_before=True, kernel_size=11,
+                         sanm_shfit=0, selfattention_layer_type="sanm"),
+    "decoder": "paraformer_decoder_sanm",
+    "decoder_conf": dict(attention_heads=4, linear_units=2048, num_blocks=16, att_layer_num=16, kernel_size=11,
+                         sanm_shfit=0),
+    "seaco_decoder": "paraformer_decoder_sanm",
+    "seaco_decoder_conf": dict(attention_heads=4, linear_units=1024, num_blocks=4, kernel_size=21, sanm_shfit=0,
+                               use_output_layer=False, wo_input_layer=True),
+    "predictor": "cif_predictor_v3",
+    "predictor_conf": dict(idim=512, threshold=1.0, l_order=1, r_order=1, tail_threshold=0.45, smooth_factor2=0.25,
+                           noise_threshold2=0.01, upsample_times=3, use_cif1_cnn=False, upsample_type="cnn_blstm"),
+}
+
+
+def released_layout_dir(model_dir: str, checkpoint, out_dir: str) -> str:
+    """A random-weight SeACo model dir of the released layout, with ``model_dir``'s tokens, am.mvn,
+    seg_dict and frontend (see the module docstring)."""
+    import torch
+    import yaml
+
+    from funasr_lite.inference.model_dir import load_model_dir
+    from funasr_lite.models import build_model
+
+    loaded = load_model_dir(model_dir, checkpoint)
+    config = {key: value for key, value in loaded.config.items() if key not in ("specaug", "specaug_conf",
+                                                                                   "freeze_param")}
+    config.update(RELEASED_LAYOUT)
+    config["model_conf"] = dict(config.get("model_conf") or {}, inner_dim=512)
+    torch.manual_seed(1)
+    model = build_model(dict(config, input_size=loaded.input_size, vocab_size=len(loaded.token_list)))
+    with torch.no_grad():
+        model.predictor.cif_output.bias.fill_(math.log(0.3 / 0.7))
+    os.makedirs(out_dir, exist_ok=True)
+    torch.save(model.state_dict(), os.path.join(out_dir, "model.pt"))
+    with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
+    with open(os.path.join(out_dir, "tokens.txt"), "w", encoding="utf-8") as f:
+        f.writelines(token + "\n" for token in loaded.token_list)
+    shutil.copy(loaded.files.cmvn, os.path.join(out_dir, "am.mvn"))
+    seg_dict = os.path.join(os.path.dirname(loaded.files.config), "seg_dict")
+    if os.path.isfile(seg_dict):
+        shutil.copy(seg_dict, os.path.join(out_dir, "seg_dict"))
+    return out_dir
 
 
 def measure(model_dir: str, checkpoint, data_dir: str, lists: dict, repeats: int, max_utts: int) -> dict:
@@ -54,12 +115,22 @@ def main(argv=None) -> int:
     parser.add_argument("--max_utts", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--released_layout", action="store_true",
+                        help="random weights in the released seaco_paraformer-large layout (see above)")
     parser.add_argument("--out", default="bench_out/hotwords.json")
     args = parser.parse_args(argv)
     lists = dict(entry.split("=", 1) for entry in args.lists)
-    result = harness.run_in_worker(measure, args.threads, model_dir=args.model_dir, checkpoint=args.checkpoint,
-                                   data_dir=args.data_dir, lists=lists, repeats=args.repeats,
-                                   max_utts=args.max_utts)
+    model_dir, checkpoint, temp = args.model_dir, args.checkpoint, None
+    if args.released_layout:
+        temp = tempfile.TemporaryDirectory(prefix="seaco_large_")
+        model_dir, checkpoint = released_layout_dir(args.model_dir, args.checkpoint, temp.name), None
+    try:
+        result = harness.run_in_worker(measure, args.threads, model_dir=model_dir, checkpoint=checkpoint,
+                                       data_dir=args.data_dir, lists=lists, repeats=args.repeats,
+                                       max_utts=args.max_utts)
+    finally:
+        if temp is not None:
+            temp.cleanup()
     runs = result["runs"]
     base = runs["none"]
     rows = []

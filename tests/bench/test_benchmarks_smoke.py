@@ -165,3 +165,32 @@ def test_benchmark_hotwords_smoke(tmp_path):
     assert [row["hotwords"] for row in report["rows"]] == ["none", "2"]
     assert report["rows"][0]["ratio"] == 1.0 and report["rows"][1]["ratio"] > 0
     assert "| none |" in stdout
+
+
+def test_benchmark_hotwords_released_layout_builds_that_layout(tmp_path, monkeypatch):
+    """--released_layout: a random-weight SeACo of the released layout with the model dir's tokens
+    and am.mvn (here the layout cut to 2 encoder / 2 decoder blocks, so the test stays small)."""
+    import copy
+    import math
+
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    sys.path.insert(0, os.path.join(REPO, "tests", "inference"))
+    import benchmark_hotwords
+    from test_hotword_model_dirs import write_seaco_dir
+    from test_infer import synth_wave
+
+    from funasr_lite.inference.model_dir import load_model_dir
+
+    layout = copy.deepcopy(benchmark_hotwords.RELEASED_LAYOUT)
+    layout["encoder_conf"]["num_blocks"] = 2
+    layout["decoder_conf"].update(num_blocks=2, att_layer_num=2)
+    monkeypatch.setattr(benchmark_hotwords, "RELEASED_LAYOUT", layout)
+    source = write_seaco_dir(str(tmp_path / "seaco"), [synth_wave(1.5, seed=90)])
+    built = benchmark_hotwords.released_layout_dir(source, None, str(tmp_path / "large"))
+    loaded, original = load_model_dir(built), load_model_dir(source)
+    model = loaded.model
+    assert type(model).__name__ == "SeacoParaformer" and loaded.token_list == original.token_list
+    assert model.encoder.output_size() == 512 and len(model.encoder.encoders) + len(model.encoder.encoders0) == 2
+    assert len(model.seaco_decoder.decoders) == 6 and model.inner_dim == 512
+    assert model.predictor.upsample_times == 3
+    assert float(model.predictor.cif_output.bias.detach()) == pytest.approx(math.log(0.3 / 0.7))

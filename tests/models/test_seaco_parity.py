@@ -126,6 +126,27 @@ def test_biased_log_probs_equal_funasrs_per_utterance(count, nfilter, weight):
     assert switched >= 1  # the hotwords changed some tokens: not a comparison of two unbiased decodes
 
 
+@pytest.mark.parametrize("count,nfilter", [(60, 10), (4, 50)])
+def test_the_list_projected_once_decodes_as_projected_per_utterance(count, nfilter):
+    """hotword_context projects the list through each seaco layer's source attention once
+    (HotwordContext.projected); the filter and both passes take its rows. Without it (projected
+    None) every pass projects its own rows: the same log-probs."""
+    import dataclasses
+
+    ours, _ = build_pair(seaco_config())
+    encoder_out, encoder_lengths, embeds, token_lengths = encoded(ours)
+    context = ours.hotword_context(random_hotwords(count), nfilter=nfilter)
+    assert len(context.projected) == len(ours.seaco_decoder.decoders)
+    assert context.projected[0].shape == (count + 1, 2 * ours.inner_dim)
+    with torch.no_grad():
+        once = ours.decoder_log_probs(encoder_out, encoder_lengths, embeds, token_lengths, context=context)
+        each = ours.decoder_log_probs(encoder_out, encoder_lengths, embeds, token_lengths,
+                                      context=dataclasses.replace(context, projected=None))
+    for b in range(2):
+        n = int(token_lengths[b])
+        torch.testing.assert_close(once[b, :n], each[b, :n], atol=1e-5, rtol=1e-5)
+
+
 def test_without_hotwords_the_decode_is_bicifs():
     ours, theirs = build_pair(seaco_config())
     encoder_out, encoder_lengths, embeds, token_lengths = encoded(ours)

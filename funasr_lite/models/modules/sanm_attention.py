@@ -177,10 +177,18 @@ class SANMCrossAttention(nn.Module):
         self.linear_out = nn.Linear(n_feat, n_feat)
         self.attention_dropout_rate = dropout_rate
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def project_memory(self, memory: torch.Tensor) -> torch.Tensor:
+        """memory (..., T, Dm) -> its keys and values (..., T, 2D): what ``memory_kv`` takes. A memory
+        read many times (SeACo's hotword list, once per utterance) is projected once."""
+        return self.linear_k_v(memory)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: Optional[torch.Tensor],
+                memory_kv: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x (B, L, D), memory (B, T, Dm), memory_mask (B, T) bool, or (B, L, T) bool per token
-        (a streaming model's SCAMA mask) -> (B, L, D)."""
-        k, v = torch.split(self.linear_k_v(memory), self.h * self.d_k, dim=-1)
+        (a streaming model's SCAMA mask) -> (B, L, D). ``memory_kv`` (B, T, 2D): the memory already
+        through :meth:`project_memory` (then ``memory`` is not read)."""
+        kv = self.linear_k_v(memory) if memory_kv is None else memory_kv
+        k, v = torch.split(kv, self.h * self.d_k, dim=-1)
         dropout_p = self.attention_dropout_rate if self.training else 0.0
         q_h, k_h, v_h = _split_heads(self.linear_q(x), self.h), _split_heads(k, self.h), _split_heads(v, self.h)
         if memory_mask is not None and memory_mask.dim() == 3:
@@ -202,9 +210,12 @@ class SANMCrossAttention(nn.Module):
             new_cache = (k_h[:, :, -keep:], v_h[:, :, -keep:])
         return self.linear_out(_masked_attention(_split_heads(self.linear_q(x), self.h), k_h, v_h, None, 0.0)), new_cache
 
-    def attention_probs(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """The softmax attention weights (B, H, L, T), 0 at masked memory frames (memory_mask (B, T) bool)."""
-        k = _split_heads(torch.split(self.linear_k_v(memory), self.h * self.d_k, dim=-1)[0], self.h)
+    def attention_probs(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
+                        memory_kv: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The softmax attention weights (B, H, L, T), 0 at masked memory frames (memory_mask (B, T) bool);
+        ``memory_kv`` as in :meth:`forward`."""
+        kv = self.linear_k_v(memory) if memory_kv is None else memory_kv
+        k = _split_heads(torch.split(kv, self.h * self.d_k, dim=-1)[0], self.h)
         scores = torch.matmul(_split_heads(self.linear_q(x), self.h), k.transpose(-2, -1)) / self.d_k ** 0.5
         masked = ~memory_mask[:, None, None, :]
         return torch.softmax(scores.masked_fill(masked, float("-inf")), dim=-1).masked_fill(masked, 0.0)

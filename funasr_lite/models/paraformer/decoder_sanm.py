@@ -5,7 +5,7 @@ ParaformerSANMDecoder so released checkpoints load with strict=True.
 """
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -67,16 +67,18 @@ class SANMDecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout_rate)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor
+        self, x: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
+        memory_kv: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """x (B, L, D), mask (B, L), memory (B, T, Dm), memory_mask (B, T) -> (B, L, D)."""
+        """x (B, L, D), mask (B, L), memory (B, T, Dm), memory_mask (B, T) -> (B, L, D); ``memory_kv``:
+        the memory already projected by this layer's source attention (``project_memory``)."""
         transformed = self.feed_forward(self.norm1(x))
         if self.self_attn is None:
             out = transformed
         else:
             out = x + self.dropout(self.self_attn(self.norm2(transformed), mask))
         if self.src_attn is not None:
-            out = out + self.dropout(self.src_attn(self.norm3(out), memory, memory_mask))
+            out = out + self.dropout(self.src_attn(self.norm3(out), memory, memory_mask, memory_kv))
         return out
 
     def _cached_memory(self, x: torch.Tensor, fsmn_cache):
@@ -201,9 +203,12 @@ class ParaformerSANMDecoder(nn.Module):
         acoustic_embeds: torch.Tensor,
         token_lengths: torch.Tensor,
         chunk_mask: Optional[torch.Tensor] = None,
+        memory_kv: Optional[Sequence[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """Decoder states after `after_norm`: (B, L, D). ``chunk_mask`` (B, L, T) 0/1: the
-        encoder frames each token may attend to (a streaming model's SCAMA mask, training)."""
+        encoder frames each token may attend to (a streaming model's SCAMA mask, training).
+        ``memory_kv``: per layer of ``decoders`` (those with source attention), the memory through
+        that layer's ``src_attn.project_memory`` (B, T, 2D), when the caller projected it once."""
         token_mask = sequence_mask(token_lengths, acoustic_embeds.size(1))
         memory_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
         if chunk_mask is not None:
@@ -211,8 +216,8 @@ class ParaformerSANMDecoder(nn.Module):
             if memory_mask.size(1) != acoustic_embeds.size(1):  # FunASR repeats the last-but-one row
                 memory_mask = torch.cat([memory_mask, memory_mask[:, -2:-1, :]], dim=1)
         x = acoustic_embeds
-        for layer in self.decoders:
-            x = layer(x, token_mask, encoder_out, memory_mask)
+        for index, layer in enumerate(self.decoders):
+            x = layer(x, token_mask, encoder_out, memory_mask, None if memory_kv is None else memory_kv[index])
         for layer in self.decoders2 or ():
             x = layer(x, token_mask, encoder_out, memory_mask)
         for layer in self.decoders3:
@@ -266,16 +271,19 @@ class ParaformerSANMDecoder(nn.Module):
         acoustic_embeds: torch.Tensor,
         token_lengths: torch.Tensor,
         layer: int,
+        memory_kv: Optional[Sequence[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """The attention probabilities of layer ``layer``'s source attention, (B, H, L, T): layers
         0 .. layer-1 run in full, then that layer up to its source attention (FunASR's
-        ``forward_asf6`` for layer 5, which SeACo's hotword filter reads)."""
+        ``forward_asf6`` for layer 5, which SeACo's hotword filter reads); ``memory_kv`` as in
+        :meth:`forward_hidden`."""
         token_mask = sequence_mask(token_lengths, acoustic_embeds.size(1))
         memory_mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
+        projected = list(memory_kv) if memory_kv is not None else [None] * (layer + 1)
         x = acoustic_embeds
-        for block in self.decoders[:layer]:
-            x = block(x, token_mask, encoder_out, memory_mask)
+        for index, block in enumerate(self.decoders[:layer]):
+            x = block(x, token_mask, encoder_out, memory_mask, projected[index])
         block = self.decoders[layer]
         transformed = block.feed_forward(block.norm1(x))
         x = x + block.dropout(block.self_attn(block.norm2(transformed), token_mask))
-        return block.src_attn.attention_probs(block.norm3(x), encoder_out, memory_mask)
+        return block.src_attn.attention_probs(block.norm3(x), encoder_out, memory_mask, projected[layer])

@@ -44,11 +44,15 @@ def pad_hotwords(hotwords: Sequence[Sequence[int]], device=None) -> Tuple[torch.
 @dataclass
 class HotwordContext:
     """Hotwords ready for decoding: embeddings (N, D) (the last is ``<s>``), the filter size and
-    the bias weight. Made once per hotword list by :meth:`SeacoParaformer.hotword_context`."""
+    the bias weight. Made once per hotword list by :meth:`SeacoParaformer.hotword_context`, which
+    also projects the embeddings through each seaco decoder layer's source attention
+    (``projected``: (N, 2D) per layer), so no utterance projects the list again; the filter and
+    the two attention passes take rows of these (a row's projection is its own)."""
 
     embeddings: torch.Tensor
     nfilter: int = 50
     seaco_weight: float = 1.0
+    projected: Optional[List[torch.Tensor]] = None
 
     @property
     def size(self) -> int:
@@ -132,28 +136,40 @@ class SeacoParaformer(BiCifParaformer):
         if not 0.0 < seaco_weight <= 1.0:
             raise ValueError(f"seaco_weight must be in (0, 1], got {seaco_weight}")
         pad, lengths = pad_hotwords(hotwords, self.hotword_output_layer.weight.device)
-        return HotwordContext(self.hotword_embeddings(pad, lengths), int(nfilter), float(seaco_weight))
+        embeddings = self.hotword_embeddings(pad, lengths)
+        projected = [layer.src_attn.project_memory(embeddings) for layer in self.seaco_decoder.decoders]
+        return HotwordContext(embeddings, int(nfilter), float(seaco_weight), projected)
 
-    def _attend(self, hotwords: torch.Tensor, queries: torch.Tensor, query_lengths: torch.Tensor) -> torch.Tensor:
-        """seaco_decoder from queries (B, L, D) to hotwords (B, N, D) -> (B, L, D)."""
+    def _attend(self, hotwords: torch.Tensor, queries: torch.Tensor, query_lengths: torch.Tensor,
+                projected: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+        """seaco_decoder from queries (B, L, D) to hotwords (B, N, D) -> (B, L, D); ``projected``:
+        the hotwords' rows of :attr:`HotwordContext.projected`, (B, N, 2D) per layer."""
         lengths = torch.full((hotwords.size(0),), hotwords.size(1), dtype=torch.long, device=hotwords.device)
-        return self.seaco_decoder(hotwords, lengths, queries, query_lengths)[0]
+        return self.seaco_decoder.forward_hidden(hotwords, lengths, queries, query_lengths, memory_kv=projected)
 
     def _filter_hotwords(self, context: HotwordContext, hidden: torch.Tensor,
-                         token_lengths: torch.Tensor) -> torch.Tensor:
-        """(B, N', D) hotwords per utterance: all of them, or ASF's top nfilter + <s> (N' = nfilter + 1)."""
+                         token_lengths: torch.Tensor) -> Tuple[torch.Tensor, Optional[List[torch.Tensor]]]:
+        """The hotwords each utterance attends to: all of them, or ASF's top nfilter + <s>
+        (N' = nfilter + 1) -> (embeddings (B, N', D), their projections per layer or None)."""
         batch = hidden.size(0)
-        every = context.embeddings.unsqueeze(0).expand(batch, -1, -1)
+
+        def rows(keep=None):
+            take = (lambda x: x.unsqueeze(0).expand(batch, -1, -1)) if keep is None else (lambda x: x[keep])
+            projected = None if context.projected is None else [take(kv) for kv in context.projected]
+            return take(context.embeddings), projected
+
+        every, every_projected = rows()
         size = context.size
         if not 0 < context.nfilter < size:
-            return every
+            return every, every_projected
         lengths = torch.full((batch,), size, dtype=torch.long, device=hidden.device)
-        attention = self.seaco_decoder.source_attention(every, lengths, hidden, token_lengths, ASF_LAYER)
+        attention = self.seaco_decoder.source_attention(every, lengths, hidden, token_lengths, ASF_LAYER,
+                                                        every_projected)
         valid = sequence_mask(token_lengths, hidden.size(1))[:, None, :, None]
         scores = (attention * valid).sum(dim=(1, 2))  # (B, N): over heads and this utterance's tokens
         keep = torch.topk(scores, min(context.nfilter, size - 1), dim=-1).indices
         keep = torch.cat([keep, torch.full_like(keep[:, :1], size - 1)], dim=1)  # <s> always (twice if ranked)
-        return context.embeddings[keep]
+        return rows(keep)
 
     # ------------------------------------------------------------------ decoding
     def decoder_log_probs(self, encoder_out, encoder_out_lens, acoustic_embeds, token_lengths,
@@ -163,9 +179,9 @@ class SeacoParaformer(BiCifParaformer):
         log_probs = torch.log_softmax(self.decoder.output_layer(hidden), dim=-1)
         if context is None:
             return log_probs
-        hotwords = self._filter_hotwords(context, hidden, token_lengths)
-        attended = self._attend(hotwords, acoustic_embeds, token_lengths) + self._attend(hotwords, hidden,
-                                                                                          token_lengths)
+        hotwords, projected = self._filter_hotwords(context, hidden, token_lengths)
+        attended = (self._attend(hotwords, acoustic_embeds, token_lengths, projected)
+                    + self._attend(hotwords, hidden, token_lengths, projected))
         bias_log_probs = torch.log_softmax(self.hotword_output_layer(attended), dim=-1)
         weight = context.seaco_weight
         no_bias = (bias_log_probs.argmax(-1) == self.NO_BIAS).to(log_probs.dtype).unsqueeze(-1)
