@@ -9,6 +9,10 @@ training (funasr_lite.data.hotword_sampling, seeded), and the bias head runs tea
 training. Per data dir: hotword positions, the share where the head predicts the hotword token
 (``acc_hotword``), the share where it says NO_BIAS instead, the share of NO_BIAS positions it gets
 right (``acc_no_bias``), and the share of hotword positions the plain decoder already gets right.
+What the list adds: of the hotword positions the plain decoder gets wrong, the share where the head
+is right (``head_right_where_decoder_wrong``: only the list can tell it those); and of the positions
+where the head names a token, the share where that token is the plain decoder's own argmax
+(``head_is_decoder``: a head that copies the decoder's state, not the list, scores high here).
 """
 
 import argparse
@@ -29,7 +33,8 @@ def measure(asr, data_dir, max_utts, seed, batch_size=8):
     items = [item for item in items_from_data_dir(data_dir) if item.key in refs][:max_utts]
     rng = random.Random(seed)
     counts = dict(hotword_positions=0, head_right=0, head_no_bias=0, no_bias_positions=0, no_bias_right=0,
-                  decoder_right=0)
+                  decoder_right=0, decoder_wrong=0, head_right_where_decoder_wrong=0, head_names_token=0,
+                  head_is_decoder=0)
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
         prepared = [speech2text.prepare(i, item) for i, item in enumerate(batch)]
@@ -59,11 +64,19 @@ def measure(asr, data_dir, max_utts, seed, batch_size=8):
         counts["no_bias_positions"] += int(cold.sum())
         counts["no_bias_right"] += int((head == model.NO_BIAS)[cold].sum())
         counts["decoder_right"] += int((decoded == labels)[hot].sum())
+        wrong = hot & (decoded != labels)
+        counts["decoder_wrong"] += int(wrong.sum())
+        counts["head_right_where_decoder_wrong"] += int((head == labels)[wrong].sum())
+        names = (labels >= 0) & (head != model.NO_BIAS)
+        counts["head_names_token"] += int(names.sum())
+        counts["head_is_decoder"] += int((head == decoded)[names].sum())
     positions = max(counts["hotword_positions"], 1)
     return {"data_dir": data_dir, "utterances": len(items), **counts,
             "acc_hotword": counts["head_right"] / positions, "no_bias_at_hotwords": counts["head_no_bias"] / positions,
             "acc_no_bias": counts["no_bias_right"] / max(counts["no_bias_positions"], 1),
-            "decoder_acc_at_hotwords": counts["decoder_right"] / positions}
+            "decoder_acc_at_hotwords": counts["decoder_right"] / positions,
+            "head_right_where_decoder_wrong": counts["head_right_where_decoder_wrong"] / max(counts["decoder_wrong"], 1),
+            "head_is_decoder": counts["head_is_decoder"] / max(counts["head_names_token"], 1)}
 
 
 def main():
@@ -77,13 +90,15 @@ def main():
     torch.set_num_threads(1)
     asr = SpeechRecognizer.from_model_dir(args.exp_dir, checkpoint=args.checkpoint)
     asr.speech2text.model.eval()
-    print("| data | utts | hotword positions | head right | head says NO_BIAS | NO_BIAS right | decoder right |")
-    print("|---|---|---|---|---|---|---|")
+    print("| data | utts | hotword positions | head right | head says NO_BIAS | NO_BIAS right | decoder right "
+          "| head right where decoder wrong | head's token = decoder's |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for data_dir in args.data_dirs:
         r = measure(asr, data_dir, args.max_utts, args.seed)
         print(f"| {data_dir} | {r['utterances']} | {r['hotword_positions']} | {100 * r['acc_hotword']:.1f}% | "
               f"{100 * r['no_bias_at_hotwords']:.1f}% | {100 * r['acc_no_bias']:.1f}% | "
-              f"{100 * r['decoder_acc_at_hotwords']:.1f}% |")
+              f"{100 * r['decoder_acc_at_hotwords']:.1f}% | {100 * r['head_right_where_decoder_wrong']:.1f}% | "
+              f"{100 * r['head_is_decoder']:.1f}% |")
         print(json.dumps(r))
 
 
