@@ -239,3 +239,40 @@ def test_no_bias_weight_scales_the_no_bias_positions(length_normalized_loss):
     config["model_conf"]["seaco_no_bias_weight"] = 0.0
     with pytest.raises(ValueError, match="seaco_no_bias_weight"):
         build_model(config)
+
+
+def test_error_spans_cover_a_token_the_decoder_gets_wrong():
+    """seaco_error_spans (ours, issue #22): a redrawn span (2-8 tokens) covers a position where the
+    decoder's teacher-forced argmax is wrong, its labels are its tokens, the batch list holds it;
+    an utterance the decoder gets all right keeps the data loader's span."""
+    import random
+
+    from funasr_lite.data.hotword_sampling import hotword_batch
+
+    config = seaco_config()
+    config["model_conf"]["seaco_error_spans"] = 1.0
+    model = build_model(config).eval()
+    vocab = model.vocab_size
+    text = torch.tensor([[5, 9, 3, 12, 15, 20, 8, 6, 4, 11], [4, 4, 8, 29, -1, -1, -1, -1, -1, -1]])  # no NO_BIAS (7)
+    lengths = torch.tensor([10, 4])
+    # hidden states whose output-layer argmax we set: utterance 0 wrong at 6 only, utterance 1 right
+    decoded = text.clamp(min=3).clone()
+    decoded[0, 6] = 13
+    weight = model.decoder.output_layer.weight
+    with torch.no_grad():
+        model.decoder.output_layer.weight.copy_(torch.eye(vocab, weight.size(1)))
+        model.decoder.output_layer.bias.zero_()
+    hidden = torch.nn.functional.one_hot(decoded, weight.size(1)).float() * 10
+    loader = hotword_batch(text, lengths, [[-1], [1, 2]], model.sos, NO_BIAS)
+    for seed in range(20):
+        pad, hw_lengths, labels = model._error_spans(hidden, text, lengths, loader["seaco_label_pad"],
+                                                     random.Random(seed))
+        span = (labels[0] != NO_BIAS).nonzero().flatten().tolist()
+        assert 2 <= len(span) <= 8 and 6 in span and span == list(range(span[0], span[-1] + 1))
+        assert labels[0, span].tolist() == text[0, span].tolist()
+        assert labels[1].tolist() == loader["seaco_label_pad"][1].tolist()  # all right: kept
+        words = [pad[i, :n].tolist() for i, n in enumerate(hw_lengths.tolist())]
+        assert words == [text[0, span].tolist(), [4, 8], [1]]
+    config["model_conf"]["seaco_error_spans"] = 1.5
+    with pytest.raises(ValueError, match="seaco_error_spans"):
+        build_model(config)

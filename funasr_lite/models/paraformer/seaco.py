@@ -16,12 +16,14 @@ uses the batch's first utterance for all), so a batched decode equals decoding e
 ``seaco_weight`` and ``nfilter`` are decoding options (FunASR fixes them at 1.0 and 50).
 """
 
+import random
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from funasr_lite.data.hotword_sampling import MAX_LENGTH, MIN_LENGTH, hotword_batch
 from funasr_lite.models.losses.label_smoothing import LabelSmoothingLoss
 from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.paraformer.model import BiCifParaformer
@@ -67,6 +69,10 @@ class SeacoParaformer(BiCifParaformer):
     count, timestamp-head and CTC losses are not used (as in FunASR). ``seaco_no_bias_weight``
     (ours; 1.0 is FunASR's loss) scales the positions labelled NO_BIAS: about three labels in four
     are NO_BIAS, and on small data a head that always predicts it is a cheap minimum (RESULTS.md).
+    ``seaco_error_spans`` (ours; 0 is FunASR's sampling): the share of utterances whose training
+    span is redrawn, before the loss, to cover a token the decoder gets wrong (teacher-forced argmax
+    of this very forward pass): a head trained on FunASR's random spans of a small corpus learns to
+    copy the decoder's own state, which is already right on most of them, instead of the list.
     """
 
     takes_hotwords = True
@@ -85,6 +91,7 @@ class SeacoParaformer(BiCifParaformer):
         seaco_weight: float = 0.01,
         NO_BIAS: int = 8377,  # noqa: N803 (FunASR's config key)
         seaco_no_bias_weight: float = 1.0,
+        seaco_error_spans: float = 0.0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -115,6 +122,38 @@ class SeacoParaformer(BiCifParaformer):
         if seaco_no_bias_weight <= 0:
             raise ValueError(f"seaco_no_bias_weight must be > 0, got {seaco_no_bias_weight}")
         self.seaco_no_bias_weight = seaco_no_bias_weight
+        if not 0.0 <= seaco_error_spans <= 1.0:
+            raise ValueError(f"seaco_error_spans must be in [0, 1], got {seaco_error_spans}")
+        self.seaco_error_spans = seaco_error_spans
+
+    def _error_spans(self, hidden: torch.Tensor, text: torch.Tensor, text_lengths: torch.Tensor,
+                     labels: torch.Tensor, rng=random) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``seaco_error_spans``: each utterance, with that probability and when the decoder's
+        teacher-forced argmax is wrong somewhere in it, gets one span of 2-8 tokens around a wrong
+        token drawn at random; the others keep the data loader's spans (read back off ``labels``).
+        Draws come from Python's global generator, as the data loader's (checkpointed: a resumed run
+        draws alike). -> the new (hotword_pad, hotword_lengths, seaco_label_pad)."""
+        with torch.no_grad():
+            decoded = self.decoder.output_layer(hidden[:, : text.size(1)]).argmax(-1)
+        valid = sequence_mask(text_lengths, text.size(1))
+        wrong = (decoded != text) & valid
+        spans = []
+        for row, length in enumerate(text_lengths.tolist()):
+            positions = wrong[row].nonzero().flatten().tolist()
+            if length >= MIN_LENGTH and positions and rng.random() < self.seaco_error_spans:
+                at = rng.choice(positions)
+                size = rng.randint(MIN_LENGTH, min(MAX_LENGTH, length))
+                start = rng.randint(max(0, at - size + 1), min(at, length - size))
+                spans.append([start, start + size - 1])
+                continue
+            kept = ((labels[row, :length] != self.NO_BIAS) & (labels[row, :length] >= 0)).tolist()
+            runs = [i for i in range(length) if kept[i] and (i == 0 or not kept[i - 1])]
+            ends = [i for i in range(length) if kept[i] and (i == length - 1 or not kept[i + 1])]
+            spans.append([index for pair in zip(runs, ends) for index in pair] or [-1])
+        batch = hotword_batch(text.cpu(), text_lengths.cpu(), spans, self.sos, self.NO_BIAS)
+        device = hidden.device
+        return (batch["hotword_pad"].to(device), batch["hotword_lengths"].to(device),
+                batch["seaco_label_pad"].to(device))
 
     # ------------------------------------------------------------------ hotwords
     def hotword_embeddings(self, hotword_pad: torch.Tensor, hotword_lengths: torch.Tensor) -> torch.Tensor:
@@ -210,6 +249,9 @@ class SeacoParaformer(BiCifParaformer):
         mask = sequence_mask(encoder_out_lens, encoder_out.size(1))
         acoustic_embeds = self.predictor(encoder_out, mask, target_lengths=target_lengths)[0]
         hidden = self.decoder.forward_hidden(encoder_out, encoder_out_lens, acoustic_embeds, target_lengths)
+        if self.training and self.seaco_error_spans > 0:
+            hotword_pad, hotword_lengths, seaco_label_pad = self._error_spans(hidden, text, text_lengths,
+                                                                              seaco_label_pad)
         hotwords = self.hotword_embeddings(hotword_pad, hotword_lengths)
         hotwords = hotwords.unsqueeze(0).expand(speech.size(0), -1, -1)
         attended = self._attend(hotwords, acoustic_embeds, target_lengths) + self._attend(hotwords, hidden,
