@@ -92,8 +92,12 @@ for seed in $seeds; do
 done
 
 # The table: CER (%) of each run and set.
-for exp in "$study/base" "$study/${ce_tag}"_s* "$study/${tag}"_s*; do
+runs=("$study/base")
+for seed in $seeds; do runs+=("$study/${ce_tag}_s$seed" "$study/${tag}_s$seed"); done
+for exp in "${runs[@]}"; do
   for f in "$exp"/decode_*/cer.txt; do
-    [ -f "$f" ] && printf '%s\t%s\t%s\n' "$(basename "$exp")" "$(basename "$(dirname "$f")")" "$(awk '{print $2}' "$f")"
+    if [ -f "$f" ]; then  # (a bare `[ ] &&` would make a missing last file the script's exit status)
+      printf '%s\t%s\t%s\n' "$(basename "$exp")" "$(basename "$(dirname "$f")")" "$(awk '{print $2}' "$f")"
+    fi
   done
 done | tee "$study/${tag}_table.tsv"
