@@ -28,6 +28,10 @@ decoding passes alone (model + libraries + activations; the peak is reset via cl
     python bench/benchmark_decode.py --model_dir egs/aishell1/exp/demo --no_large --max_utts 4 --repeats 1 --threads 1
     # paraformer-large alone (random weights, random features with the test set's lengths)
     python bench/benchmark_decode.py --max_utts 32 --threads 1,2 --out bench_out/decode_large.json
+
+``--ours_int8`` adds a third implementation beside the two: ours with every ``nn.Linear`` dynamically
+quantized to int8 (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantized
+per batch at run time), with its speed-up over FunASR and its token agreement with FunASR's fp32.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ def large_case(work, args, dir_feats, dir_audio_s):
 # ---------------------------------------------------------------- worker: one implementation, one configuration
 def decode_batch(impl, model, feats, lengths):
     """(B, T', D), (B,) -> B lists of token ids (<blank>, <s>, </s> dropped)."""
-    if impl == "ours":
+    if impl in ("ours", "ours_int8"):
         return [r["token_ids"] for r in model.decode_greedy(feats, lengths)]
     keys = [f"utt{i}" for i in range(feats.size(0))]
     results = model.inference(feats, lengths[:, None], key=keys, tokenizer=None, device="cpu", data_type="fbank")
@@ -130,9 +134,11 @@ def decode_case(impl: str, case: str, mode: str, batch_bins: int, repeats: int) 
     after one warm-up batch: batch 1, or batched (longest first, cut at ``batch_bins``)."""
     with open(os.path.join(case, "config.json")) as handle:
         config = json.load(handle)
-    model = build_model(config) if impl == "ours" else build_funasr_paraformer(config, with_specaug=False)
+    model = build_model(config) if impl != "funasr" else build_funasr_paraformer(config, with_specaug=False)
     model.load_state_dict(torch.load(os.path.join(case, "init.pt"), weights_only=True, mmap=True), strict=True)
     model.eval()
+    if impl == "ours_int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     gc.collect()
     data = torch.load(os.path.join(case, "feats.pt"), weights_only=True)
     feats, audio_s = data["feats"], sum(data["audio_s"])
@@ -169,9 +175,11 @@ def main(argv=None):
     parser.add_argument("--batch_bins", type=int, help="batched mode: padded frames per batch (overrides)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ours_int8", action="store_true", help="also time ours with int8 dynamic Linear layers")
     parser.add_argument("--out", help="JSON file to write")
     args = parser.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
+    implementations = IMPLEMENTATIONS + (("ours_int8",) if args.ours_int8 else ())
     if not args.model_dir and args.no_large:
         raise SystemExit("nothing to time: give --model_dir and/or drop --no_large")
 
@@ -191,8 +199,9 @@ def main(argv=None):
                 for mode in MODES:
                     results = {impl: harness.run_in_worker(decode_case, n_threads, impl=impl, case=case, mode=mode,
                                                            batch_bins=batch_bins, repeats=args.repeats)
-                               for impl in harness.rotated(IMPLEMENTATIONS, len(rows))}  # who goes first alternates
+                               for impl in harness.rotated(implementations, len(rows))}  # who goes first alternates
                     ours_tokens, funasr_tokens = results["ours"].pop("tokens"), results["funasr"].pop("tokens")
+                    int8_tokens = results["ours_int8"].pop("tokens") if "ours_int8" in results else None
                     matched = sum(a == b for a, b in zip(ours_tokens, funasr_tokens))
                     # Padding invariance: batched tokens vs the same implementation's batch-1 tokens.
                     for impl, impl_tokens in (("ours", ours_tokens), ("funasr", funasr_tokens)):
@@ -206,16 +215,26 @@ def main(argv=None):
                                  "ours": results["ours"], "funasr": results["funasr"],
                                  "token_match": matched / len(ours_tokens),
                                  "throughput_ratio_ours_over_funasr": results["funasr"]["rtf"] / results["ours"]["rtf"]})
+                    if int8_tokens is not None:
+                        rows[-1].update({"ours_int8": results["ours_int8"],
+                                         "token_match_int8": sum(a == b for a, b in zip(int8_tokens, funasr_tokens))
+                                         / len(int8_tokens),
+                                         "throughput_ratio_ours_int8_over_funasr":
+                                             results["funasr"]["rtf"] / results["ours_int8"]["rtf"]})
                     print(f"{source} {mode} {n_threads} thread(s): RTF ours {results['ours']['rtf']:.4f} "
                           f"funasr {results['funasr']['rtf']:.4f}", file=sys.stderr)
 
     print(f"\ngreedy decoding, median of {args.repeats} pass(es), torch {torch.__version__}")
     table = []
     for row in rows:
-        for impl in IMPLEMENTATIONS:
+        for impl in implementations:
+            extra = {}
+            if impl == "ours":
+                extra = {"speed_up": row["throughput_ratio_ours_over_funasr"], "match": row["token_match"]}
+            elif impl == "ours_int8":
+                extra = {"speed_up": row["throughput_ratio_ours_int8_over_funasr"], "match": row["token_match_int8"]}
             table.append(dict(row[impl], source=row["source"], mode=row["mode"], threads=row["threads"], impl=impl,
-                              **({"speed_up": row["throughput_ratio_ours_over_funasr"], "match": row["token_match"]}
-                                 if impl == "ours" else {})))
+                              **extra))
     print(harness.markdown_table(
         [("source", "source"), ("batch", "mode"), ("thr", "threads"), ("impl", "impl"), ("RTF", "rtf", ".4f"),
          ("peak RSS MB", "peak_rss_mb", ".0f"), ("decode HWM MB", "decode_hwm_mb", ".0f"),

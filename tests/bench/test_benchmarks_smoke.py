@@ -118,8 +118,8 @@ def test_benchmark_decode_smoke(setup_dirs):
     stdout = run_script("benchmark_decode.py", [
         "--model_dir", setup_dirs["model_dir"], "--data_dir", setup_dirs["data_dir"], "--max_utts", "3",
         "--large_config", setup_dirs["config"], "--threads", "1", "--repeats", "1", "--batch_utts", "2",
-        "--out", str(out)])
-    assert "speed-up" in stdout
+        "--ours_int8", "--out", str(out)])
+    assert "speed-up" in stdout and "ours_int8" in stdout
     report = json.loads(out.read_text())
     assert report["environment"]["threads"] == [1] and report["environment"]["funasr"]
     rows = {(r["source"], r["mode"]): r for r in report["rows"]}
@@ -133,6 +133,9 @@ def test_benchmark_decode_smoke(setup_dirs):
             assert result["peak_rss_mb"] > 0
         assert row["ours"]["mean_tokens"] > 0  # a vacuous comparison of empty outputs would prove nothing
         assert row["throughput_ratio_ours_over_funasr"] > 0
+        # --ours_int8: a third implementation, our model with int8 dynamic Linear layers
+        assert row["ours_int8"]["utterances"] == 3 and row["ours_int8"]["mean_tokens"] > 0
+        assert row["throughput_ratio_ours_int8_over_funasr"] > 0 and 0.0 <= row["token_match_int8"] <= 1.0
         if mode == "batch1":
             # One utterance at a time, identical input and weights: the same argmax tokens.
             assert row["token_match"] == 1.0
