@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import statistics
 import sys
@@ -49,7 +48,8 @@ import numpy as np
 import torch
 
 import harness
-from paraformer_pair import LARGE_VOCAB, build_funasr_paraformer, lfr_frame_s, model_config
+from paraformer_pair import (LARGE_VOCAB, build_funasr_paraformer, fire_about_every_third_frame, lfr_frame_s,
+                             model_config)
 
 from funasr_lite.data.batch_sampler import split_into_batches  # noqa: E402  (after harness: the repo on sys.path)
 from funasr_lite.models import build_model  # noqa: E402
@@ -103,8 +103,7 @@ def large_case(work, args, dir_feats, dir_audio_s):
     frame_s, lfr_n = lfr_frame_s(config), int(config["frontend_conf"].get("lfr_n", 1))
     torch.manual_seed(args.seed)
     model = build_model({k: v for k, v in config.items() if k not in TRAINING_ONLY})
-    with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(math.log(0.3 / 0.7))
+    fire_about_every_third_frame(model)
     if dir_feats and dir_feats[0].shape[1] == config["input_size"]:
         feats, audio_s, kind = dir_feats, dir_audio_s, "model_dir features"
     else:

@@ -23,7 +23,6 @@ on the model users run, whose encoder is far larger than the demo's.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
@@ -32,16 +31,11 @@ import time
 
 import harness
 
-# FunASR's seaco_paraformer/template.yaml (the released model's layout); dropout keys left at defaults.
-RELEASED_LAYOUT = {
+LARGE_CONFIG = os.path.join(harness.REPO, "egs", "aishell1", "conf", "paraformer_sanm.yaml")
+# What FunASR's seaco_paraformer/template.yaml adds to paraformer-large's encoder and decoder
+# (egs/aishell1/conf/paraformer_sanm.yaml): the BiCif predictor and the seaco decoder.
+SEACO_PARTS = {
     "model": "seaco_paraformer",
-    "encoder": "sanm",
-    "encoder_conf": dict(output_size=512, attention_heads=4, linear_units=2048, num_blocks=50, input_layer="pe",
-                         pos_enc_class="SinusoidalPositionEncoder", normalize_before=True, kernel_size=11,
-                         sanm_shfit=0, selfattention_layer_type="sanm"),
-    "decoder": "paraformer_decoder_sanm",
-    "decoder_conf": dict(attention_heads=4, linear_units=2048, num_blocks=16, att_layer_num=16, kernel_size=11,
-                         sanm_shfit=0),
     "seaco_decoder": "paraformer_decoder_sanm",
     "seaco_decoder_conf": dict(attention_heads=4, linear_units=1024, num_blocks=4, kernel_size=21, sanm_shfit=0,
                                use_output_layer=False, wo_input_layer=True),
@@ -51,24 +45,28 @@ RELEASED_LAYOUT = {
 }
 
 
-def released_layout_dir(model_dir: str, checkpoint, out_dir: str) -> str:
-    """A random-weight SeACo model dir of the released layout, with ``model_dir``'s tokens, am.mvn,
-    seg_dict and frontend (see the module docstring)."""
+def released_layout_dir(model_dir: str, checkpoint, out_dir: str, large_config: str = LARGE_CONFIG) -> str:
+    """A random-weight SeACo model dir of the released layout (``large_config``'s encoder and
+    decoder + :data:`SEACO_PARTS`), with ``model_dir``'s tokens, am.mvn, seg_dict and frontend (see
+    the module docstring)."""
     import torch
     import yaml
 
+    from paraformer_pair import fire_about_every_third_frame
+
     from funasr_lite.inference.model_dir import load_model_dir
     from funasr_lite.models import build_model
+    from funasr_lite.utils.config import load_yaml
 
     loaded = load_model_dir(model_dir, checkpoint)
     config = {key: value for key, value in loaded.config.items() if key not in ("specaug", "specaug_conf",
                                                                                    "freeze_param")}
-    config.update(RELEASED_LAYOUT)
-    config["model_conf"] = dict(config.get("model_conf") or {}, inner_dim=512)
+    large = load_yaml(large_config)
+    config.update({key: large[key] for key in ("encoder", "encoder_conf", "decoder", "decoder_conf")}, **SEACO_PARTS)
+    config["model_conf"] = dict(config.get("model_conf") or {}, inner_dim=int(large["encoder_conf"]["output_size"]))
     torch.manual_seed(1)
     model = build_model(dict(config, input_size=loaded.input_size, vocab_size=len(loaded.token_list)))
-    with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(math.log(0.3 / 0.7))
+    fire_about_every_third_frame(model)
     os.makedirs(out_dir, exist_ok=True)
     torch.save(model.state_dict(), os.path.join(out_dir, "model.pt"))
     with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as f:

@@ -31,7 +31,6 @@ ours_torch's (spaces and <unk> ignored); "frontend" = RTF of the decoder's featu
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import statistics
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 import harness
-from paraformer_pair import LARGE_VOCAB
+from paraformer_pair import LARGE_VOCAB, fire_about_every_third_frame
 
 DECODERS = ("ours_torch", "ours_onnx", "ours_onnx_int8", "funasr_torch", "funasr_onnx", "funasr_onnx_int8",
             "sherpa_onnx")
@@ -101,8 +100,7 @@ def random_model_dir(work, name, config_path, vocab_size, waves, seed):
     torch.manual_seed(seed)
     build = {k: v for k, v in config.items() if k not in ("specaug", "specaug_conf")}
     model = build_model(dict(build, input_size=int(conf["n_mels"]) * int(conf["lfr_m"]), vocab_size=vocab_size))
-    with torch.no_grad():
-        model.predictor.cif_output.bias.fill_(math.log(0.3 / 0.7))
+    fire_about_every_third_frame(model)
     torch.save(model.state_dict(), os.path.join(exp, "model.pt"))
     del model
     with open(os.path.join(exp, "config.yaml"), "w", encoding="utf-8") as f:

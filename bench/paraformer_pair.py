@@ -5,6 +5,7 @@ benchmark_onnx.py and the whole-trainer comparisons in trainer_pair.py)."""
 from __future__ import annotations
 
 import copy
+import math
 
 from funasr_lite.models import DECODERS, ENCODERS, MODELS, PREDICTORS, SPECAUGS
 from funasr_lite.utils.config import load_yaml
@@ -20,6 +21,15 @@ def model_config(config_path: str, vocab_size: int) -> dict:
     config["vocab_size"] = int(vocab_size)
     config.pop("token_list", None)
     return config
+
+
+def fire_about_every_third_frame(model) -> None:
+    """Random weights, a trained model's output length: the CIF output bias set to logit(0.3), so
+    the predictor fires about one token per 3 encoder frames."""
+    import torch
+
+    with torch.no_grad():
+        model.predictor.cif_output.bias.fill_(math.log(0.3 / 0.7))
 
 
 def lfr_frame_s(config: dict) -> float:

@@ -36,6 +36,24 @@ def sample_spans(length: int, rng: random.Random) -> List[int]:
     return [start, end]
 
 
+def error_span(wrong: List[int], length: int, rng: random.Random) -> List[int]:
+    """A span of 2-8 tokens, [start, end] inclusive, around one of the ``wrong`` positions drawn at
+    random (SeACo's ``seaco_error_spans``: spans the decoder cannot label by itself)."""
+    at = rng.choice(wrong)
+    size = rng.randint(MIN_LENGTH, min(MAX_LENGTH, length))
+    start = rng.randint(max(0, at - size + 1), min(at, length - size))
+    return [start, start + size - 1]
+
+
+def spans_of_labels(labels: List[int], seaco_id: int) -> List[int]:
+    """The spans a row of ``seaco_label_pad`` marks (:func:`hotword_batch`'s inverse): [-1] for
+    none, else [start1, end1, ...] ends inclusive."""
+    kept = [label >= 0 and label != seaco_id for label in labels]
+    starts = [i for i, k in enumerate(kept) if k and (i == 0 or not kept[i - 1])]
+    ends = [i for i, k in enumerate(kept) if k and (i == len(kept) - 1 or not kept[i + 1])]
+    return [index for pair in zip(starts, ends) for index in pair] or [-1]
+
+
 def hotword_batch(text: torch.Tensor, text_lengths: torch.Tensor, spans: List[List[int]], sos_id: int,
                   seaco_id: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """FunASR's collator: ``hotword_pad`` (N+1, L) padded with 0 (``<s>`` last), ``hotword_lengths``
@@ -68,4 +86,4 @@ def sample_hotword_batch(text: torch.Tensor, text_lengths: torch.Tensor, rng: ra
     return hotword_batch(text, text_lengths, spans, sos_id, seaco_id)
 
 
-__all__ = ["hotword_batch", "sample_hotword_batch", "sample_spans"]
+__all__ = ["error_span", "hotword_batch", "sample_hotword_batch", "sample_spans", "spans_of_labels"]

@@ -170,11 +170,12 @@ def test_benchmark_hotwords_smoke(tmp_path):
     assert "| none |" in stdout
 
 
-def test_benchmark_hotwords_released_layout_builds_that_layout(tmp_path, monkeypatch):
+def test_benchmark_hotwords_released_layout_builds_that_layout(tmp_path):
     """--released_layout: a random-weight SeACo of the released layout with the model dir's tokens
     and am.mvn (here the layout cut to 2 encoder / 2 decoder blocks, so the test stays small)."""
-    import copy
     import math
+
+    import yaml
 
     sys.path.insert(0, os.path.join(REPO, "bench"))
     sys.path.insert(0, os.path.join(REPO, "tests", "inference"))
@@ -184,12 +185,14 @@ def test_benchmark_hotwords_released_layout_builds_that_layout(tmp_path, monkeyp
 
     from funasr_lite.inference.model_dir import load_model_dir
 
-    layout = copy.deepcopy(benchmark_hotwords.RELEASED_LAYOUT)
-    layout["encoder_conf"]["num_blocks"] = 2
-    layout["decoder_conf"].update(num_blocks=2, att_layer_num=2)
-    monkeypatch.setattr(benchmark_hotwords, "RELEASED_LAYOUT", layout)
+    with open(benchmark_hotwords.LARGE_CONFIG, encoding="utf-8") as f:
+        large = yaml.safe_load(f)
+    large["encoder_conf"]["num_blocks"] = 2
+    large["decoder_conf"].update(num_blocks=2, att_layer_num=2)
+    small = tmp_path / "large_cut.yaml"
+    small.write_text(yaml.safe_dump(large), encoding="utf-8")
     source = write_seaco_dir(str(tmp_path / "seaco"), [synth_wave(1.5, seed=90)])
-    built = benchmark_hotwords.released_layout_dir(source, None, str(tmp_path / "large"))
+    built = benchmark_hotwords.released_layout_dir(source, None, str(tmp_path / "large"), str(small))
     loaded, original = load_model_dir(built), load_model_dir(source)
     model = loaded.model
     assert type(model).__name__ == "SeacoParaformer" and loaded.token_list == original.token_list

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from funasr_lite.data.hotword_sampling import MAX_LENGTH, MIN_LENGTH, hotword_batch
+from funasr_lite.data.hotword_sampling import MIN_LENGTH, error_span, hotword_batch, spans_of_labels
 from funasr_lite.models.losses.label_smoothing import LabelSmoothingLoss
 from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.paraformer.model import BiCifParaformer
@@ -141,15 +141,9 @@ class SeacoParaformer(BiCifParaformer):
         for row, length in enumerate(text_lengths.tolist()):
             positions = wrong[row].nonzero().flatten().tolist()
             if length >= MIN_LENGTH and positions and rng.random() < self.seaco_error_spans:
-                at = rng.choice(positions)
-                size = rng.randint(MIN_LENGTH, min(MAX_LENGTH, length))
-                start = rng.randint(max(0, at - size + 1), min(at, length - size))
-                spans.append([start, start + size - 1])
-                continue
-            kept = ((labels[row, :length] != self.NO_BIAS) & (labels[row, :length] >= 0)).tolist()
-            runs = [i for i in range(length) if kept[i] and (i == 0 or not kept[i - 1])]
-            ends = [i for i in range(length) if kept[i] and (i == length - 1 or not kept[i + 1])]
-            spans.append([index for pair in zip(runs, ends) for index in pair] or [-1])
+                spans.append(error_span(positions, length, rng))
+            else:
+                spans.append(spans_of_labels(labels[row, :length].tolist(), self.NO_BIAS))
         batch = hotword_batch(text.cpu(), text_lengths.cpu(), spans, self.sos, self.NO_BIAS)
         device = hidden.device
         return (batch["hotword_pad"].to(device), batch["hotword_lengths"].to(device),
