@@ -127,4 +127,13 @@ if $want_test && { ! command -v chromium >/dev/null 2>&1 || ! command -v chromed
     log "chromium-driver yourself; tests/serve/test_browser.py needs them."
   fi
 fi
+# 6. Tests only: iproute2's ip for the two-node drill (tools/two_node_netns.sh: namespaces joined by veth).
+if $want_test && ! command -v ip >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing iproute2 through apt (the two-node training test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+  else
+    log "ip is missing and apt-get is not usable here: install iproute2; tests/train/test_two_node_netns.py needs it."
+  fi
+fi
 log "done"
