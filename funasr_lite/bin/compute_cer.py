@@ -15,7 +15,9 @@ lines. timestamp.txt holds, in ms:
 Spaces are removed before scoring; reference utterances without a hypothesis count as all
 deletions. See funasr_lite.scoring.cer for the file formats. With --hotword_list, hotword.txt holds
 the hotwords' recall and precision and the CER outside (U-CER) and inside (B-CER) them
-(funasr_lite.scoring.hotword).
+(funasr_lite.scoring.hotword). With --command_list, command.txt (and command.json) hold the command
+recogniser's figures: command accuracy, and false accepts of the negatives, per kind with --utt2kind
+(funasr_lite.scoring.commands).
 """
 
 import argparse
@@ -40,7 +42,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hotword_list", default=None,
                         help="a hotword list (one per line): also write hotword.txt, the hotwords' recall and "
                              "precision and the CER outside and inside them (funasr_lite/scoring/hotword.py)")
+    parser.add_argument("--command_list", default=None,
+                        help="a command list (one per line): also write command.txt/command.json, the command "
+                             "accuracy and the negatives' false accepts (funasr_lite/scoring/commands.py)")
+    parser.add_argument("--utt2kind", default=None,
+                        help="with --command_list: utt -> kind of each utterance (command set: command, near_miss, "
+                             "other), false accepts reported per kind")
     return parser
+
+
+def _write_command_score(args, log) -> bool:
+    import json
+
+    from funasr_lite.data.datadir import read_kv
+    from funasr_lite.scoring.commands import score_commands
+    from funasr_lite.utils.fileio import atomic_open
+
+    try:
+        with open(args.command_list, encoding="utf-8") as f:
+            commands = [line.strip() for line in f if line.strip()]
+        kinds = read_kv(args.utt2kind) if args.utt2kind else None
+        score = score_commands(read_kv(args.ref), read_kv(args.hyp, allow_empty_value=True), commands, kinds)
+    except (DataDirError, ValueError, OSError) as e:
+        log.error("%s", e)
+        return False
+    with atomic_open(os.path.join(args.out_dir, "command.txt")) as f:
+        f.write("\n".join([f"# {len(commands)} commands from {args.command_list}", *score.lines()]) + "\n")
+    with atomic_open(os.path.join(args.out_dir, "command.json")) as f:
+        json.dump(score.as_dict(), f, indent=1)
+    for line in score.lines():
+        print(line)
+    return True
 
 
 def main(argv=None) -> int:
@@ -75,6 +107,8 @@ def main(argv=None) -> int:
             f.write("\n".join([f"# {len(words)} hotwords from {args.hotword_list}", *score.lines()]) + "\n")
         for line in score.lines():
             print(line)
+    if args.command_list and not _write_command_score(args, log):
+        return 1
     return 0
 
 

@@ -1,7 +1,7 @@
 r"""Build the token list (and the BPE model) from the TRAIN transcripts.
 
 Usage: python -m funasr_lite.bin.make_tokens --text data/train/text --token_type char \
-           --out_dir data/lang_char
+           --out_dir data/lang_char [--max_tokens 544]
 Writes <out_dir>/tokens.txt (<blank> <s> </s>, sorted tokens, <unk>); for --token_type bpe
 also <out_dir>/bpe.model and bpe.vocab (sentencepiece, trained on the given text only).
 Prints the number of tokens.
@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token_type", choices=["char", "bpe"], default="char", help="characters or sentencepiece BPE")
     parser.add_argument("--nbpe", type=int, default=500,
                         help="sentencepiece vocabulary size for --token_type bpe (an upper bound)")
+    parser.add_argument("--max_tokens", type=int, default=None,
+                        help="char lists: at most this many tokens (specials included), the most frequent "
+                             "characters kept, the rest read as <unk> (Paraformer-tiny: 544)")
     parser.add_argument("--out_dir", required=True, help="e.g. data/lang_char")
     return parser
 
@@ -30,7 +33,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     try:
-        tokens = make_token_list(args.text, args.token_type, args.out_dir, args.nbpe)
+        tokens = make_token_list(args.text, args.token_type, args.out_dir, args.nbpe, args.max_tokens)
     except (OSError, ValueError) as e:
         logging.error("%s", e)
         return 1

@@ -62,12 +62,23 @@ def text_to_chars(text: str) -> List[str]:
     return [ch for ch in text if not ch.isspace()]
 
 
-def build_char_token_list(texts: Iterable[str]) -> List[str]:
-    """``<blank> <s> </s>``, the sorted unique characters of ``texts`` (spaces removed), ``<unk>``."""
-    chars = set()
+def build_char_token_list(texts: Iterable[str], max_tokens: Optional[int] = None) -> List[str]:
+    """``<blank> <s> </s>``, the sorted unique characters of ``texts`` (spaces removed), ``<unk>``.
+
+    ``max_tokens``: the list's size at most (specials included), keeping the most frequent
+    characters (ties: the smaller code point); the rest become ``<unk>``, as in a fixed-vocabulary
+    model such as Paraformer-tiny's 544 characters."""
+    counts: collections.Counter = collections.Counter()
     for text in texts:
-        chars.update(text_to_chars(text))
-    chars -= set(LEADING_SPECIALS) | {UNK}
+        counts.update(text_to_chars(text))
+    for special in (*LEADING_SPECIALS, UNK):
+        counts.pop(special, None)
+    chars = set(counts)
+    if max_tokens is not None:
+        room = max_tokens - len(LEADING_SPECIALS) - 1
+        if room < 1:
+            raise ValueError(f"max_tokens={max_tokens}: no room for characters beside the 4 special tokens")
+        chars = {ch for ch, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:room]}
     return [*LEADING_SPECIALS, *sorted(chars), UNK]
 
 
@@ -403,8 +414,10 @@ def read_text_file(path, log_every_problem: int = 5) -> List[str]:
     return texts
 
 
-def make_token_list(text_path, token_type: str, out_dir, nbpe: int = 500) -> List[str]:
+def make_token_list(text_path, token_type: str, out_dir, nbpe: int = 500,
+                    max_tokens: Optional[int] = None) -> List[str]:
     """Write ``<out_dir>/tokens.txt`` (+ ``bpe.model``/``bpe.vocab`` for BPE) from a train text.
+    ``max_tokens`` (characters only): keep the most frequent characters (build_char_token_list).
 
     Raises ValueError on an empty text file or an unknown ``token_type``.
     """
@@ -413,8 +426,10 @@ def make_token_list(text_path, token_type: str, out_dir, nbpe: int = 500) -> Lis
         raise ValueError(f"{os.fspath(text_path)}: no transcripts (empty text file?)")
     os.makedirs(out_dir, exist_ok=True)
     if token_type == "char":
-        tokens = build_char_token_list(texts)
+        tokens = build_char_token_list(texts, max_tokens)
     elif token_type == "bpe":
+        if max_tokens is not None:
+            raise ValueError("max_tokens is for character token lists; a BPE list's size is nbpe")
         pieces = train_bpe(texts, os.path.join(out_dir, "bpe.model"), nbpe)
         tokens = build_bpe_token_list(texts, pieces)
     else:

@@ -10,6 +10,7 @@ from funasr_lite.data.tokenizer import (
     CharTokenizer,
     TokenListError,
     build_char_token_list,
+    make_token_list,
     read_token_list,
     tokens_to_text,
     write_token_list,
@@ -164,3 +165,16 @@ def test_vocabulary_size_has_one_computation(tmp_path):
     (tmp_path / "dup.txt").write_text("a\nb\na\n", encoding="utf-8")
     with pytest.raises(TokenListError, match="appears twice"):
         token_list_size(str(tmp_path / "dup.txt"))
+
+
+def test_a_capped_char_list_keeps_the_most_frequent_characters(tmp_path):
+    texts = ["打开 空调", "打开 电视", "打开 冰箱", "关闭 空调"]
+    tokens = build_char_token_list(texts, max_tokens=4 + 4)
+    # 打 开 (3 each), 空 调 (2 each) kept; the 1-count characters become <unk>
+    assert tokens == ["<blank>", "<s>", "</s>", *sorted("打开空调"), "<unk>"]
+    assert build_char_token_list(texts, max_tokens=100) == build_char_token_list(texts)
+    with pytest.raises(ValueError, match="no room"):
+        build_char_token_list(texts, max_tokens=4)
+    (tmp_path / "text").write_text("a 打开 空调\nb 关闭 空调\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="nbpe"):
+        make_token_list(tmp_path / "text", "bpe", tmp_path / "bpe", max_tokens=10)

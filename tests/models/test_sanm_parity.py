@@ -279,3 +279,39 @@ def test_greedy_decoding_matches_funasr():
         assert results[index]["token_num"] == int(token_num)
         expected_score = float(log_probs[0, : int(token_num)].max(-1)[0].sum())
         assert results[index]["score"] == pytest.approx(expected_score, rel=1e-4, abs=1e-4)
+
+
+def test_shared_embedding_training_losses_match_funasr_with_the_sampler_on(monkeypatch):
+    """share_embedding (Paraformer-tiny's: the decoder's output layer doubles as the character
+    embedding, no decoder.embed weights) with the glancing sampler on. The two samplers draw their
+    positions differently (funasr: randperm per utterance; ours: one batched draw, docs/decisions.md),
+    so both are made to glance at the first floor((L - correct) * ratio) positions."""
+    import funasr_lite.models.paraformer.sampler as our_sampler
+
+    monkeypatch.setattr(torch, "randperm", lambda n, **kwargs: torch.arange(int(n)))
+
+    def first_positions(first_pass_tokens, targets, sampling_ratio, ignore_id=-1, generator=None):
+        valid = targets != ignore_id
+        num_correct = ((first_pass_tokens == targets) & valid).sum(1)
+        num_glance = ((valid.sum(1) - num_correct).to(torch.float32) * sampling_ratio).long()
+        return (torch.arange(targets.shape[1])[None] < num_glance[:, None]) & valid
+
+    monkeypatch.setattr(our_sampler, "choose_glance_positions", first_positions)
+    config = small_paraformer_config(False)
+    config["model_conf"].update(share_embedding=True, sampling_ratio=0.7)
+    for conf in (config["encoder_conf"], config["decoder_conf"]):  # no dropout: the sampler's effect alone
+        conf.update({key: 0.0 for key in conf if "dropout" in key})
+    ours, theirs = build_pair(config, seed=3)
+    assert not any(key.startswith("decoder.embed") for key in theirs.state_dict())
+    fire_every_target_token(theirs.predictor)
+    ours.train(), theirs.train()
+    speech, speech_lengths = torch.randn(2, 25, 40), torch.tensor([25, 25])
+    text = torch.tensor([[5, 9, 3, 12, 7, 20], [4, 4, 8, 29, -1, -1]])
+    text_lengths = torch.tensor([6, 4])
+    _, expected_stats, _ = theirs(speech, speech_lengths, text, text_lengths)
+    _, stats, _ = ours(speech, speech_lengths, text, text_lengths)
+    for key in ("loss_att", "loss_ctc", "loss_pre", "loss"):
+        assert float(stats[key]) == pytest.approx(float(expected_stats[key]), rel=1e-4, abs=1e-4), key
+    # the glanced positions took the targets' embeddings (rows of the output layer):
+    # a separate embedding table would have moved loss_att
+    assert not any(key.startswith("decoder.embed") for key in ours.state_dict())
