@@ -215,3 +215,32 @@ def test_an_8khz_recipe_resamples_trains_decodes_and_exports_at_8khz(recipe, tmp
     audio8k = resample_waveform(audio, rate, 8000)
     # the exported dir decodes the 8 kHz samples as they are: the same tokens as stage 6's 1best
     assert asr(audio8k, audio_fs=8000)[0]["text"].replace(" ", "") == asr(path)[0]["text"].replace(" ", "")
+
+
+def test_the_commandword_recipe_makes_its_set_trains_decodes_scores_and_exports(recipe):
+    """local/run_commandword.sh stages 0..5 on the tiny corpus's voices (a small set, a narrowed
+    Paraformer-tiny for one epoch): 544-or-fewer tokens, command.txt per decoded set, the model dir
+    with share_embedding, size.json."""
+    import yaml
+
+    work, env = recipe
+    proc = subprocess.run(
+        ["bash", "local/run_commandword.sh", "--corpus_size", "tiny", "--nj", "2", "--num_avg", "1",
+         "--set_args", "--repeats train=1 dev=1 test=1 --others train=8 dev=2 test=3",
+         "--train_args", "++encoder_conf.num_blocks=1 ++decoder_conf.num_blocks=1 ++train_conf.max_epoch=1"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    data = work / "data" / "commandword"
+    kinds = read_kv(data / "cmd_test" / "utt2kind")
+    assert sorted(set(kinds.values())) == ["command", "near_miss", "other"]
+    assert len((data / "lang_char" / "tokens.txt").read_text(encoding="utf-8").split("\n")) - 1 <= 544
+    exp = work / "exp" / "commandword"
+    for x in ("cmd_dev", "cmd_test"):
+        scored = json.loads((exp / f"decode_{x}_greedy" / "command.json").read_text())
+        assert scored["commands"] == list(read_kv(data / x / "utt2kind").values()).count("command")
+        assert (exp / f"decode_{x}_greedy" / "1best_recog" / "rtf").is_file()
+    config = yaml.safe_load((exp / "model_dir" / "config.yaml").read_text())
+    assert config["model_conf"]["share_embedding"] is True
+    size = json.loads((exp / "size.json").read_text())
+    assert size["parameters"] > 0 and "decoder" in size["by_part"]

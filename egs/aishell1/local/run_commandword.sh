@@ -26,12 +26,12 @@ train_args=
 max_tokens=544
 num_avg=3
 set_args=                 # extra make_command_set arguments, e.g. "--repeats train=2 --others train=300"
+data=data/commandword     # where the set's data dirs go
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (run_commandword.sh:${BASH_LINENO[0]}) $*" >&2; }
 stage_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-data=data/commandword
 exp_dir=exp/$exp_tag
 lang_dir=$data/lang_char
 
