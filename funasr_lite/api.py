@@ -411,6 +411,11 @@ class SpeakerVerifier:
         self.embedding_node = embedding_node
         self.batch_frames = int(batch_frames)
 
+    @classmethod
+    def from_model_dir(cls, model_dir, **options) -> "SpeakerVerifier":
+        """The same as ``SpeakerVerifier(model_dir, **options)`` (the other recognisers' spelling)."""
+        return cls(model_dir, **options)
+
     @property
     def sample_rate(self) -> int:
         return self.loaded.sample_rate

@@ -116,7 +116,10 @@ def resolve_speaker_files(model_dir, checkpoint: Optional[str] = None):
     if not is_speaker_config(config):
         raise ModelDirError(f"{config_path}: not a speaker model config (no pooling_type, encoder "
                             f"{config.get('encoder')!r}); for ASR model dirs use SpeechRecognizer")
-    weights = _first_file(model_dir, [checkpoint] if checkpoint else [named["weights"], *WEIGHT_NAMES], "weights")
+    if checkpoint:  # relative to the dir, else as given (absolute, or relative to the working dir)
+        weights = _first_file(model_dir, [checkpoint, os.path.abspath(checkpoint)], "checkpoint")
+    else:
+        weights = _first_file(model_dir, [named["weights"], *WEIGHT_NAMES], "weights")
     frontend_conf = config.get("frontend_conf") or {}
     cmvn = None
     for value in (config.get("cmvn_file"), frontend_conf.get("cmvn_file"), CMVN_NAME):

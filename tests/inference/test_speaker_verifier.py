@@ -174,3 +174,16 @@ def test_model_dir_errors(tmp_path, config, funasr_model):
     (asr / "config.yaml").write_text("model: Paraformer\nencoder: SANMEncoder\n")
     with pytest.raises(ModelDirError, match="not a speaker model config"):
         SpeakerVerifier(str(asr))
+
+
+def test_checkpoint_choice(tmp_path, config, funasr_model, recordings, expected):
+    from funasr_lite import SpeakerVerifier
+
+    path = write_dir(tmp_path / "dir", config, funasr_model, "1.x")
+    os.rename(os.path.join(path, "model.pt"), os.path.join(path, "model.avg3.pt"))
+    with pytest.raises(ModelDirError, match=r"no weights \(tried model.pt, model.pb, sv.pb\)"):
+        SpeakerVerifier(path)
+    with pytest.raises(ModelDirError, match="no checkpoint"):
+        SpeakerVerifier(path, checkpoint="model.avg5.pt")
+    verifier = SpeakerVerifier.from_model_dir(path, checkpoint="model.avg3.pt")
+    np.testing.assert_allclose(verifier.embed(recordings[0]["spk_a2"]), expected["spk_a2"], rtol=0, atol=ATOL)
