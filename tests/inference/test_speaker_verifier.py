@@ -187,3 +187,22 @@ def test_checkpoint_choice(tmp_path, config, funasr_model, recordings, expected)
         SpeakerVerifier(path, checkpoint="model.avg5.pt")
     verifier = SpeakerVerifier.from_model_dir(path, checkpoint="model.avg3.pt")
     np.testing.assert_allclose(verifier.embed(recordings[0]["spk_a2"]), expected["spk_a2"], rtol=0, atol=ATOL)
+
+
+def test_wav_scp_and_stored_features(verifier, recordings, expected, tmp_path):
+    """A wav.scp gives a list in its order; a data dir's feats.scp (raw fbank) gives the same."""
+    import kaldiio
+
+    paths, samples = recordings
+    names = ["spk_b1", "spk_a1"]
+    (tmp_path / "wav.scp").write_text("".join(f"{name} {paths[name]}\n" for name in names))
+    from_scp = verifier.embed(str(tmp_path / "wav.scp"))
+    data_dir = tmp_path / "data"  # stored features only: no wav.scp to fall back on
+    data_dir.mkdir()
+    with kaldiio.WriteHelper(f"ark,scp:{data_dir / 'feats.ark'},{data_dir / 'feats.scp'}") as writer:
+        for name in names:
+            writer(name, verifier.loaded.frontend.fbank(samples[name]).numpy())
+    from_feats = verifier.embed(str(data_dir))
+    for name, a, b in zip(names, from_scp, from_feats):
+        np.testing.assert_allclose(a, expected[name], rtol=0, atol=ATOL)
+        np.testing.assert_allclose(b, expected[name], rtol=0, atol=ATOL)
