@@ -15,7 +15,8 @@ imports each layer alone in a fresh interpreter)::
     scoring    CER from one alignment, timestamp scores, decode-dir reports, punctuation scores
     export     model-dir export (stage 8), ONNX export
     train      the training engine and its tasks (ASR, LM, punctuation), config, DDP, checkpoints
-    api        the Python API (``funasr_lite.SpeechRecognizer``, ``funasr_lite.VAD``, ``funasr_lite.Punctuator``)
+    api        the Python API (``funasr_lite.SpeechRecognizer``, ``funasr_lite.VAD``, ``funasr_lite.Punctuator``,
+               ``funasr_lite.SpeakerVerifier``)
     serve      the server: OpenAI-compatible HTTP, FunASR's WebSocket protocol, a web page
     bin        thin command-line entry points
 
@@ -47,6 +48,10 @@ def __getattr__(name):
         from funasr_lite.api import VAD
 
         return VAD
+    if name == "SpeakerVerifier":
+        from funasr_lite.api import SpeakerVerifier
+
+        return SpeakerVerifier
     if name == "TwoPass":
         from funasr_lite.api import TwoPass
 

@@ -380,8 +380,91 @@ class VAD:
         return self.model.segment_blocks(blocks, max_end_silence_time)
 
 
-__all__ = ["AudioInputError", "SpeechRecognizer", "VAD", "array_to_waveform", "bytes_to_waveform", "fetch_url",
-           "input_items"]
+# ---------------------------------------------------------------- speaker verification
+
+
+class SpeakerVerifier:
+    """FunASR's x-vector speaker verification (docs/speaker.md): ``sv = SpeakerVerifier(DIR)``;
+    ``sv.embed(audio)`` -> (E,) float32 embedding (a list, wav.scp or data dir: a list of them, in
+    order); ``sv.score(a, b)`` -> cosine similarity; ``sv.verify(a, b)`` -> (same speaker?, score).
+
+    Audio comes in any form :class:`SpeechRecognizer` takes; an input that cannot be used (missing,
+    unreadable, shorter than one 25 ms window) raises AudioInputError naming it (in a list, by its key:
+    the file name, or ``utt<N>`` for the N-th element given as samples).
+    DIR: FunASR's released ``speech_xvector_sv-zh-cn-cnceleb-16k-spk3465-pytorch`` (sv.yaml + sv.pb)
+    or a config.yaml + model.pt dir. ``threshold``: :meth:`verify`'s default, FunASR's ``sv_threshold``
+    0.9465 (the released model's equal-error threshold on CN-Celeb; another model needs its own).
+    ``embedding_node``: FunASR's, ``resnet1_dense`` (default) or ``resnet2_dense``.
+    """
+
+    DEFAULT_THRESHOLD = 0.9465
+
+    def __init__(self, model_dir, checkpoint: Optional[str] = None, device: str = "cpu",
+                 threshold: float = DEFAULT_THRESHOLD, embedding_node: str = "resnet1_dense",
+                 batch_frames: int = 20000):
+        from funasr_lite.inference.speaker import EMBEDDING_NODES, load_speaker_model_dir
+
+        if embedding_node not in EMBEDDING_NODES:
+            raise ValueError(f"embedding_node {embedding_node!r}: choose one of {', '.join(EMBEDDING_NODES)}")
+        self.loaded = load_speaker_model_dir(model_dir, checkpoint, device)
+        self.threshold = float(threshold)
+        self.embedding_node = embedding_node
+        self.batch_frames = int(batch_frames)
+
+    @classmethod
+    def from_model_dir(cls, model_dir, **options) -> "SpeakerVerifier":
+        """The same as ``SpeakerVerifier(model_dir, **options)`` (the other recognisers' spelling)."""
+        return cls(model_dir, **options)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.loaded.sample_rate
+
+    def embed(self, audio, audio_fs: Optional[int] = None, channel: Optional[int] = None):
+        """Speaker embedding(s) of ``audio``: (E,) float32, or a list of them for many inputs."""
+        from funasr_lite.inference.speaker import embed_features, item_features
+        from funasr_lite.inference.speech2text import ItemError
+
+        many = _is_many(audio)
+        items = input_items(audio, audio_fs, self.sample_rate, self.loaded.frontend, channel)
+        features = []
+        for item in items:
+            label = f"input {item.key}" if many else "audio"  # a list's arrays are utt1, utt2, ... by position
+            if item.kind == "failed":
+                raise AudioInputError(f"{label}: {item.error}")
+            try:
+                features.append(item_features(self.loaded.frontend, item))
+            except ItemError as e:
+                source = f" ({item.value})" if item.value else ""
+                raise AudioInputError(f"{label}{source}: {e.detail}") from None
+        if not many and len(features) != 1:
+            raise AudioInputError(f"audio: {len(features)} recordings where one was expected")
+        vectors = embed_features(self.loaded, features, self.embedding_node, self.batch_frames)
+        return vectors if many else vectors[0]
+
+    def _one(self, audio, name: str, audio_fs: Optional[int]) -> np.ndarray:
+        if _is_many(audio):
+            raise AudioInputError(f"{name}: one recording expected, got {type(audio).__name__} of many")
+        try:
+            return self.embed(audio, audio_fs)
+        except AudioInputError as e:
+            raise AudioInputError(f"{name}: {e}") from None
+
+    def score(self, a, b, audio_fs: Optional[int] = None) -> float:
+        """Cosine similarity of the embeddings of recordings ``a`` and ``b`` (in [-1, 1])."""
+        from funasr_lite.inference.speaker import cosine_score
+
+        return cosine_score(self._one(a, "a", audio_fs), self._one(b, "b", audio_fs))
+
+    def verify(self, a, b, threshold: Optional[float] = None, audio_fs: Optional[int] = None):
+        """(score >= threshold, score): whether ``a`` and ``b`` are one speaker, and the cosine score.
+        threshold: default the verifier's (FunASR's 0.9465 unless given at construction)."""
+        score = self.score(a, b, audio_fs)
+        return score >= (self.threshold if threshold is None else float(threshold)), score
+
+
+__all__ = ["AudioInputError", "SpeakerVerifier", "SpeechRecognizer", "VAD", "array_to_waveform", "bytes_to_waveform",
+           "fetch_url", "input_items"]
 
 
 # ---------------------------------------------------------------- 2-pass
