@@ -178,7 +178,8 @@ class Data2VecEncoder(nn.Module):
             raise ValueError("ema_transformer_only=false (a teacher over the whole encoder) is broken in FunASR "
                              "and not supported")
         if not 0 < average_top_k_layers <= encoder_layers:
-            raise ValueError(f"average_top_k_layers={average_top_k_layers} must be in 1..encoder_layers={encoder_layers}")
+            raise ValueError(f"average_top_k_layers={average_top_k_layers} must be in "
+                             f"1..encoder_layers={encoder_layers}")
         conv_layers = parse_conv_layers(conv_feature_layers)
         extractor_dim = conv_layers[-1][0]
 

@@ -63,7 +63,8 @@ def build_data2vec(config: Dict[str, Any], input_size: int) -> Data2VecPretrainM
 
     encoder_cls = _lookup(ENCODERS, config.get("encoder", "data2vec_encoder"), "encoder")
     if encoder_cls is not Data2VecEncoder:
-        raise ConfigError(f"model {config.get('model')!r} needs encoder: data2vec_encoder, got {config.get('encoder')!r}")
+        raise ConfigError(f"model {config.get('model')!r} needs encoder: data2vec_encoder, "
+                          f"got {config.get('encoder')!r}")
     for key in ("decoder", "predictor"):
         if config.get(key):
             raise ConfigError(f"{key}={config[key]!r}: model {config.get('model')!r} has no {key}")

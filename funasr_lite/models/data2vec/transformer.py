@@ -61,7 +61,7 @@ class WeightNormConv1d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = torch._weight_norm(self.weight_v, self.weight_g, 2)
+        weight = torch._weight_norm(self.weight_v, self.weight_g, 2)  # the kernel nn.utils.weight_norm runs
         return F.conv1d(x, weight, self.bias, padding=self.padding, groups=self.groups)
 
 
