@@ -253,3 +253,24 @@ def test_paraformer_with_a_data2vec_encoder_builds_and_trains_a_step():
 def test_bad_configs_are_refused_by_name(config, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("?", r"\?")):
         build_model(config)
+
+
+RELEASED_PRETRAIN_CONF = {  # FunASR's egs/aishell2/data2vec_pretrain/conf/train_pretrain_transformer.yaml
+    "extractor_mode": "layer_norm", "encoder_layerdrop": 0.05, "dropout_input": 0.0, "dropout_features": 0.0,
+    "feature_grad_mult": 1.0, "encoder_embed_dim": 768, "mask_prob": 0.65, "mask_length": 10, "loss_beta": 0,
+    "loss_scale": None, "instance_norm_target_layer": True, "average_top_k_layers": 8, "pos_conv_depth": 5,
+    "conv_pos": 95, "ema_decay": 0.999, "ema_end_decay": 0.9999, "ema_anneal_end_step": 30000,
+    "ema_transformer_only": True, "ema_layers_only": True, "require_same_masks": True, "mask_dropout": 0,
+}
+
+
+def test_released_pretraining_config_has_funasrs_parameters():
+    config = {"model": "data2vec", "encoder": "data2vec_encoder", "input_size": 80, "normalize": None,
+              "encoder_conf": dict(RELEASED_PRETRAIN_CONF)}
+    with torch.device("meta"):  # shapes and counts without allocating ours
+        ours = build_model(config)
+    theirs = FunasrEncoder(input_size=80, **RELEASED_PRETRAIN_CONF)  # its init copies through the CPU
+    shapes = {f"encoder.{k}": tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == shapes
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == 90_156_544
+    assert shapes["encoder.encoder.pos_conv.4.0.weight"] == (768, 48, 19)  # 5 convs of width 95 // 5
