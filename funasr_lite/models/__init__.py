@@ -236,7 +236,7 @@ def build_model(config: Dict[str, Any]):
     specaug/specaug_conf, ctc_conf, input_size (or frontend_conf n_mels * lfr_m) and vocab_size
     (or token_list); other top-level keys are ignored. All confs are validated before building.
     """
-    if config.get("normalize") not in (None, "null"):
+    if config.get("normalize") not in (None, "null", "None"):  # "None": a YAML string, FunASR's data2vec configs
         raise ConfigError(f"normalize={config['normalize']!r} is not supported: CMVN is applied by the data loader")
     input_size = _input_size(config)
     if config.get("model") in _DATA2VEC_NAMES:

@@ -265,7 +265,8 @@ RELEASED_PRETRAIN_CONF = {  # FunASR's egs/aishell2/data2vec_pretrain/conf/train
 
 
 def test_released_pretraining_config_has_funasrs_parameters():
-    config = {"model": "data2vec", "encoder": "data2vec_encoder", "input_size": 80, "normalize": None,
+    # normalize: None is a YAML string in FunASR's file (no normalisation layer), spelt as there.
+    config = {"model": "data2vec", "encoder": "data2vec_encoder", "input_size": 80, "normalize": "None",
               "encoder_conf": dict(RELEASED_PRETRAIN_CONF)}
     with torch.device("meta"):  # shapes and counts without allocating ours
         ours = build_model(config)
