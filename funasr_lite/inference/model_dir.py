@@ -366,8 +366,12 @@ def timestamp_shift_frames(config: Dict[str, Any], source: str, timestamp_source
 
 
 def _encoder_frame_ms(model: torch.nn.Module, frontend_conf: Dict[str, Any]) -> float:
-    """Feature shift x LFR hop x the encoder's time subsampling (conv2d input layers)."""
-    stages = getattr(getattr(model.encoder, "embed", None), "stages", None) or []
+    """Feature shift x LFR hop x the encoder's time subsampling (conv2d input layers, data2vec's
+    conv feature extractor)."""
+    input_layer = getattr(model.encoder, "embed", None)
+    if input_layer is None:
+        input_layer = getattr(model.encoder, "feature_extractor", None)
+    stages = getattr(input_layer, "stages", None) or []
     subsampling = math.prod(stride for _, stride in stages) if stages else 1
     return float(frontend_conf["frame_shift"]) * int(frontend_conf["lfr_n"]) * subsampling
 
