@@ -33,6 +33,7 @@ _STREAMING = "funasr_lite.models.paraformer.streaming:ParaformerStreaming"
 _UNIASR_NAMES = ("UniASR", "uniasr")
 _SEACO = "funasr_lite.models.paraformer.seaco:SeacoParaformer"
 _CONTEXTUAL = "funasr_lite.models.paraformer.contextual:ContextualParaformer"
+_PARAFORMER_BERT = "funasr_lite.models.paraformer.bert:ParaformerBert"
 _CONTEXTUAL_DECODER = "funasr_lite.models.paraformer.decoder_contextual:ContextualParaformerDecoder"
 _SPECAUG = "funasr_lite.frontend.specaug:SpecAug"
 _SPECAUG_LFR = "funasr_lite.frontend.specaug:SpecAugLFR"
@@ -84,6 +85,8 @@ MODELS = {
     "SeacoParaformer": _SEACO,
     "contextual_paraformer": _CONTEXTUAL,
     "ContextualParaformer": _CONTEXTUAL,
+    "paraformer_bert": _PARAFORMER_BERT,  # FunASR 0.x's name (its AISHELL configs)
+    "ParaformerBert": _PARAFORMER_BERT,
     "paraformer_streaming": _STREAMING,
     "ParaformerStreaming": _STREAMING,
     "uniasr": "funasr_lite.models.uniasr.model:UniASR",  # built by build_uniasr (below)
