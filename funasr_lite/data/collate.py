@@ -26,7 +26,8 @@ def collate_batch(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
     """Dataset items -> batch.
 
     Returns ``utt_ids`` (list of B str), ``speech`` (B, T, D) float32 padded with 0,
-    ``speech_lengths`` (B,) int64, ``text`` (B, L) int64 padded with -1, ``text_lengths`` (B,),
+    ``speech_lengths`` (B,) int64, ``text`` (B, L) int64 padded with -1, ``text_lengths`` (B,)
+    (both absent for items without ``text``: a dataset without transcripts),
     ``skipped_utts`` (the ids of items marked ``"unreadable"`` by the dataset, left out; see
     funasr_lite/data/dataset.py), and when the items carry ``embed`` (L, D): ``embed`` (B, L, D)
     padded with 0 and ``embed_lengths``. Every item unreadable: ValueError naming them.
@@ -39,15 +40,16 @@ def collate_batch(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
                              "(see the warnings above; fix or drop them: utils/fix_data_dir.sh)")
     utt_ids: List[str] = [item["utt_id"] for item in items]
     speech = [item["speech"] for item in items]
-    text = [item["text"] for item in items]
     batch = {
         "utt_ids": utt_ids,
         "speech": pad_sequences(speech, FEATURE_PAD),
         "speech_lengths": torch.tensor([int(s.shape[0]) for s in speech], dtype=torch.long),
-        "text": pad_sequences(text, TEXT_PAD),
-        "text_lengths": torch.tensor([int(t.shape[0]) for t in text], dtype=torch.long),
         "skipped_utts": skipped,
     }
+    if "text" in items[0]:  # items of a dataset without transcripts (pretraining) have none
+        text = [item["text"] for item in items]
+        batch["text"] = pad_sequences(text, TEXT_PAD)
+        batch["text_lengths"] = torch.tensor([int(t.shape[0]) for t in text], dtype=torch.long)
     if "embed" in items[0]:
         embeds = [item["embed"] for item in items]
         batch["embed"] = pad_sequences(embeds, 0.0)

@@ -7,6 +7,9 @@ filtering and batching never read a matrix. Built from a config (:func:`build_da
 data dir's ``fbank.json`` must match ``frontend_conf`` (features made with other options are
 refused, naming both settings).
 
+Without a tokenizer (``tokenizer=None``: self-supervised pretraining, audio without transcripts)
+``text`` is neither needed nor read, items carry no ``"text"`` and the token limits do not apply.
+
 The utterance list is the intersection of ``feats.scp``, ``text`` and ``utt2num_frames``
 (the leftovers are counted and logged), minus utterances with no tokens, fewer/more frames
 than ``min_frames``/``max_frames`` or more tokens than ``max_tokens`` (frames are model-input
@@ -97,7 +100,8 @@ class AsrDataset(Dataset):
     Args:
         data_dir: Kaldi data dir with ``feats.scp``, ``text`` and ``utt2num_frames``.
         tokenizer: object with ``text2tokens``/``tokens2ids`` and ``token2id``/``unk_token``
-            (``funasr_lite.data.tokenizer.CharTokenizer``).
+            (``funasr_lite.data.tokenizer.CharTokenizer``); None: features only (no ``text`` read,
+            items without ``"text"``; for self-supervised pretraining).
         cmvn_file: ``am.mvn`` whose dim must equal ``n_mels * lfr_m``.
         lfr_m, lfr_n: LFR stacking (1, 1 = none).
         frontend: a :class:`WavFrontend` (frontend_conf + am.mvn) instead of cmvn_file/lfr_m/lfr_n:
@@ -138,7 +142,8 @@ class AsrDataset(Dataset):
         self.cmvn_file = os.fspath(cmvn_file) if cmvn_file is not None else "CMVN"
         self.lfr_m, self.lfr_n = int(lfr_m), int(lfr_n)
         self.feats_scp = os.path.join(self.data_dir, "feats.scp")
-        for name in ("feats.scp", "text", "utt2num_frames"):
+        needed = ("feats.scp", "text", "utt2num_frames") if tokenizer is not None else ("feats.scp", "utt2num_frames")
+        for name in needed:
             if not os.path.isfile(os.path.join(self.data_dir, name)):
                 raise DatasetError(f"{self.data_dir}: missing {name} (make fbank features first)")
         feats = read_kv(self.feats_scp)
@@ -153,7 +158,10 @@ class AsrDataset(Dataset):
                 del feats[utt_id]
         self.max_unreadable = max_unreadable
         self.num_unreadable = 0
-        texts = read_kv(os.path.join(self.data_dir, "text"), allow_empty_value=True)
+        if tokenizer is not None:
+            texts = read_kv(os.path.join(self.data_dir, "text"), allow_empty_value=True)
+        else:  # audio without transcripts: every utterance of feats.scp counts as having one
+            texts = {utt_id: "" for utt_id in feats}
         num_frames_path = os.path.join(self.data_dir, "utt2num_frames")
         num_frames: Dict[str, int] = {}
         for utt_id, value in read_kv(num_frames_path).items():
@@ -203,34 +211,40 @@ class AsrDataset(Dataset):
         lengths: List[int] = []
         unknown_utts: List[str] = []
         unknown_total = 0
-        token2id = self.tokenizer.token2id
         for utt_id, feat_path in feats.items():
             if utt_id not in texts or utt_id not in num_frames:
                 continue
-            tokens = self.tokenizer.text2tokens(texts[utt_id])
-            unknown = sum(1 for token in tokens if token not in token2id)
-            if unknown:
-                unknown_total += unknown
-                unknown_utts.append(utt_id)
-            ids = np.asarray(self.tokenizer.tokens2ids(tokens), dtype=np.int64)
             frames = lfr_length(num_frames[utt_id], self.lfr_n)
-            if ids.size == 0:
-                summary.drop("no tokens in text", utt_id)
-            elif ids.size < min_tokens:
-                summary.drop(f"fewer than min_tokens={min_tokens} tokens", utt_id)
-            elif ids.size > max_tokens:
-                summary.drop(f"more than max_tokens={max_tokens} tokens", utt_id)
-            elif frames < min_frames:
-                summary.drop(f"shorter than min_frames={min_frames} frames (after LFR)", utt_id)
-            elif frames > max_frames:
-                summary.drop(f"longer than max_frames={max_frames} frames (after LFR)", utt_id)
+            if self.tokenizer is None:
+                ids = np.zeros(0, dtype=np.int64)
             else:
-                self.utt_ids.append(utt_id)
-                self.feat_paths.append(feat_path)
-                if embed_paths:
-                    self.embed_paths.append(embed_paths[utt_id])
-                self.token_ids.append(ids)
-                lengths.append(frames)
+                tokens = self.tokenizer.text2tokens(texts[utt_id])
+                unknown = sum(1 for token in tokens if token not in self.tokenizer.token2id)
+                if unknown:
+                    unknown_total += unknown
+                    unknown_utts.append(utt_id)
+                ids = np.asarray(self.tokenizer.tokens2ids(tokens), dtype=np.int64)
+            reason = None
+            if self.tokenizer is not None:  # without transcripts there are no token limits
+                if ids.size == 0:
+                    reason = "no tokens in text"
+                elif ids.size < min_tokens:
+                    reason = f"fewer than min_tokens={min_tokens} tokens"
+                elif ids.size > max_tokens:
+                    reason = f"more than max_tokens={max_tokens} tokens"
+            if reason is None and frames < min_frames:
+                reason = f"shorter than min_frames={min_frames} frames (after LFR)"
+            elif reason is None and frames > max_frames:
+                reason = f"longer than max_frames={max_frames} frames (after LFR)"
+            if reason is not None:
+                summary.drop(reason, utt_id)
+                continue
+            self.utt_ids.append(utt_id)
+            self.feat_paths.append(feat_path)
+            if embed_paths:
+                self.embed_paths.append(embed_paths[utt_id])
+            self.token_ids.append(ids)
+            lengths.append(frames)
         if unknown_utts:
             logger.warning(
                 "%s/text: %d token(s) in %d utterance(s) are not in the token list; mapped to <unk> "
@@ -323,11 +337,9 @@ class AsrDataset(Dataset):
                                    "utterance(s): stopping") from None
             logger.warning("%s: skipped (%d unreadable utterance(s) so far in this process)", e, self.num_unreadable)
             return {"utt_id": self.utt_ids[index], "unreadable": str(e)}
-        item = {
-            "utt_id": self.utt_ids[index],
-            "speech": speech,
-            "text": torch.from_numpy(self.token_ids[index]),
-        }
+        item = {"utt_id": self.utt_ids[index], "speech": speech}
+        if self.tokenizer is not None:
+            item["text"] = torch.from_numpy(self.token_ids[index])
         if embed is not None:
             item["embed"] = embed
         return item

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 
 # Top-level keys of a training config that name files on the training machine.
-_MACHINE_PATH_KEYS = ("token_list", "cmvn_file", "train_data", "valid_data", "output_dir", "init_param")
+_MACHINE_PATH_KEYS = ("token_list", "cmvn_file", "train_data", "valid_data", "output_dir", "init_param", "init_encoder")
 
 
 def _class_name(registry: Dict[str, Any], name: Optional[str]) -> Optional[str]:

@@ -20,7 +20,7 @@ from funasr_lite.models.encoders.sanm import SANMEncoder
 from funasr_lite.models.paraformer.cif import CifPredictor, CifPredictorV2, CifPredictorV3
 from funasr_lite.models.paraformer.decoder_sanm import ParaformerSANMDecoder
 from funasr_lite.models.paraformer.model import BiCifParaformer, Paraformer
-from funasr_lite.utils.config import ConfigError  # the one config error (also raised here)
+from funasr_lite.utils.config import PRETRAINING_MODELS, ConfigError  # the one config error (also raised here)
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ _CONTEXTUAL_DECODER = "funasr_lite.models.paraformer.decoder_contextual:Contextu
 _SPECAUG = "funasr_lite.frontend.specaug:SpecAug"
 _SPECAUG_LFR = "funasr_lite.frontend.specaug:SpecAugLFR"
 _DATA2VEC_ENCODER = "funasr_lite.models.data2vec.encoder:Data2VecEncoder"
-_DATA2VEC_NAMES = ("data2vec", "Data2VecPretrainModel")  # pretraining: an encoder only, no vocabulary
+_DATA2VEC_NAMES = PRETRAINING_MODELS  # pretraining: an encoder only, no vocabulary
 
 ENCODERS = {
     "sanm": SANMEncoder,

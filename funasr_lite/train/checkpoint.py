@@ -110,6 +110,62 @@ def load_matching_weights(model: torch.nn.Module, path, strict: bool = False) ->
     return report
 
 
+ENCODER_PREFIX = "encoder."
+
+
+def load_encoder_weights(model: torch.nn.Module, path) -> Dict[str, list]:
+    """Initialise ``model``'s encoder from a pretrained model (``init_encoder``: fine-tuning from
+    data2vec pretraining, whose weights are ``encoder.*`` as FunASR names them).
+
+    Only ``encoder.*`` tensors are read, and of them not the encoder's pretraining-only parameters
+    (its class's ``PRETRAINING_ONLY_PARAMETERS``: data2vec's ``final_proj``, ``mask_emb``); the EMA
+    teacher is never in a model's weights (a training checkpoint keeps it apart, under ``task``).
+    Names and shapes must match; mismatches, encoder parameters the file lacks and the file's other
+    tensors are logged. Returns ``{"loaded", "skipped", "missing", "mismatched", "ignored"}`` name
+    lists. No encoder tensor loaded: CheckpointError.
+    """
+    path = os.fspath(path)
+    source = extract_model_state(load_checkpoint(path), path)
+    target = model.state_dict()
+    encoder = getattr(model, "encoder", None)
+    pretraining_only = tuple(ENCODER_PREFIX + p for p in getattr(encoder, "PRETRAINING_ONLY_PARAMETERS", ()))
+    loaded, skipped, mismatched = [], [], []
+    ignored = [name for name in source if not name.startswith(ENCODER_PREFIX)]
+    for name, value in source.items():
+        if not name.startswith(ENCODER_PREFIX):
+            continue
+        if name.startswith(pretraining_only):
+            skipped.append(name)
+        elif name in target and tuple(target[name].shape) == tuple(value.shape):
+            target[name] = value.to(dtype=target[name].dtype)
+            loaded.append(name)
+        elif name in target:
+            mismatched.append(f"{name} {tuple(value.shape)} vs model {tuple(target[name].shape)}")
+        else:
+            ignored.append(name)
+    missing = [name for name in target if name.startswith(ENCODER_PREFIX) and name not in source
+               and not name.startswith(pretraining_only)]
+    if not loaded:
+        encoder_names = [name for name in source if name.startswith(ENCODER_PREFIX)]
+        why = (f"its {len(encoder_names)} encoder tensors match none of the model's (e.g. "
+               f"{', '.join((mismatched or encoder_names)[:3])})" if encoder_names
+               else f"it has no encoder.* tensor among its {len(source)} (e.g. {', '.join(list(source)[:3])})")
+        raise CheckpointError(f"{path}: init_encoder: {why}; is it a pretrained model of this encoder "
+                              f"({type(encoder).__name__})?")
+    model.load_state_dict(target)
+    num_encoder = sum(1 for name in target if name.startswith(ENCODER_PREFIX))
+    logger.info("init_encoder %s: loaded %d of the model's %d encoder tensors", path, len(loaded), num_encoder)
+    if skipped:
+        logger.info("init_encoder %s: skipped %d pretraining-only tensors: %s (the EMA teacher is never a model "
+                    "weight)", path, len(skipped), ", ".join(skipped))
+    report = {"loaded": loaded, "skipped": skipped, "missing": missing, "mismatched": mismatched, "ignored": ignored}
+    for kind in ("missing", "mismatched", "ignored"):
+        if report[kind]:
+            logger.warning("init_encoder %s: %d %s (e.g. %s)", path, len(report[kind]), kind,
+                           ", ".join(report[kind][:3]))
+    return report
+
+
 # ---------------------------------------------------------------- RNG state
 
 
@@ -166,6 +222,7 @@ __all__ = [
     "extract_model_state",
     "link_or_copy",
     "load_checkpoint",
+    "load_encoder_weights",
     "load_matching_weights",
     "restore_rng_state",
     "save_checkpoint",

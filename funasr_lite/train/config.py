@@ -16,7 +16,7 @@ import os
 from typing import Any, Dict, Optional, Sequence
 
 from funasr_lite.data.tokenizer import token_list_size
-from funasr_lite.utils.config import ConfigError, apply_overrides, load_yaml, validate_config
+from funasr_lite.utils.config import PRETRAINING_MODELS, ConfigError, apply_overrides, load_yaml, validate_config
 
 
 def _absolute(path: Optional[str]) -> Optional[str]:
@@ -37,6 +37,8 @@ def derive_sizes(config: Dict[str, Any], source: str = "config") -> Dict[str, An
         )
     config["input_size"] = input_size
     token_list = config.get("token_list")
+    if token_list is None and config.get("model") in PRETRAINING_MODELS:
+        return config  # self-supervised pretraining: no vocabulary
     if token_list is None:
         raise ConfigError(f"{source}: no token_list (give --token_list)")
     try:
@@ -70,11 +72,13 @@ def resolve_training_config(
     valid_data: Optional[str] = None,
     output_dir: Optional[str] = None,
     init_param: Optional[str] = None,
+    init_encoder: Optional[str] = None,
 ) -> Dict[str, Any]:
     """YAML file + overrides + command-line paths -> the validated, resolved config.
 
     Command-line paths win over the YAML; FunASR's ``frontend_conf.cmvn_file`` and
     ``tokenizer_conf.token_list`` are used when nothing else gives them. Paths become absolute.
+    A pretraining model (``model: data2vec``) needs no token list (it is left out when not given).
     """
     source = os.fspath(config_path)
     raw = apply_overrides(load_yaml(config_path), overrides)
@@ -86,6 +90,7 @@ def resolve_training_config(
         "valid_data": valid_data,
         "output_dir": output_dir,
         "init_param": init_param,
+        "init_encoder": init_encoder,
     }
     for key, value in given.items():
         if value is not None:
@@ -94,7 +99,7 @@ def resolve_training_config(
         config["cmvn_file"] = config["frontend_conf"]["cmvn_file"]
     if config.get("token_list") is None and (config.get("tokenizer_conf") or {}).get("token_list"):
         config["token_list"] = config["tokenizer_conf"]["token_list"]
-    for key in ("token_list", "cmvn_file", "train_data", "valid_data", "output_dir", "init_param"):
+    for key in ("token_list", "cmvn_file", "train_data", "valid_data", "output_dir", "init_param", "init_encoder"):
         if isinstance(config.get(key), str):
             config[key] = _absolute(config[key])
     tokenizer_conf = config.get("tokenizer_conf") or {}

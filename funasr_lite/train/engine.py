@@ -37,7 +37,8 @@ epochs.jsonl); more than ``train_conf.max_consecutive_nonfinite`` skipped update
 
 Resume (one mechanism): a run finds ``<exp>/checkpoint_latest.pt`` and continues from it exactly:
 model, optimizer, scheduler, grad scaler, batch-sampler position (mid-epoch too), epoch/step,
-every rank's RNG states, validation history. The config keys the task lists in
+every rank's RNG states, validation history, and the task's own training state (``task``:
+data2vec's EMA teacher; :meth:`Task.training_state`), which the final model never holds. The config keys the task lists in
 ``RESUME_MUST_MATCH`` must equal those of ``<exp>/config.yaml`` (else :class:`ResumeMismatchError`);
 other differences are warnings. ``train.done`` makes a rerun a no-op while its epoch/step already
 reach ``max_epoch``/``max_steps``; a rerun with a larger ``max_epoch`` continues the experiment.
@@ -64,6 +65,7 @@ from funasr_lite.train.checkpoint import (
     epoch_checkpoint_name,
     link_or_copy,
     load_checkpoint,
+    load_encoder_weights,
     load_matching_weights,
     remove_stale_checkpoint_temps,
     restore_rng_state,
@@ -225,6 +227,7 @@ class Engine:
             "world_size": self.context.world_size,
             "history": self.history,
             "nonfinite_total": self.nonfinite_total,
+            "task": self.task.training_state(self.raw_model),
         }
 
     def load_state_dict(self, state: Dict[str, Any], source: str) -> None:
@@ -235,6 +238,7 @@ class Engine:
             self.scaler.load_state_dict(state["scaler"])
         self.train_sampler.load_state_dict(state["sampler"])
         self.global_step = int(state["step"])
+        self.task.load_training_state(self.raw_model, state.get("task") or {})
         self.history = list(state.get("history", []))
         self.nonfinite_total = int(state.get("nonfinite_total", 0))
         rng_states = state.get("rng") or []
@@ -345,11 +349,12 @@ class Engine:
 
         Runs on the bare model (before DDP wrapping) and records in ``unused_parameters`` the
         trainable parameters that got no gradient. Not a training step: gradients are dropped,
-        and model buffers (e.g. BatchNorm statistics) and RNG states are restored, so the
-        training that follows is unchanged.
+        and model buffers (e.g. BatchNorm statistics), the task's training state (data2vec's
+        teacher) and RNG states are restored, so the training that follows is unchanged.
         """
         rng_state = capture_rng_state()
         buffers = {name: buffer.detach().clone() for name, buffer in self.raw_model.named_buffers()}
+        task_state = self.task.training_state(self.raw_model)
         self.model.train()
         batch: Any = None
         try:
@@ -377,6 +382,7 @@ class Engine:
             with torch.no_grad():
                 for name, buffer in self.raw_model.named_buffers():
                     buffer.copy_(buffers[name])
+            self.task.load_training_state(self.raw_model, task_state)
             restore_rng_state(rng_state)
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -509,6 +515,7 @@ class Engine:
                     self.global_step += 1
                     lr_used = self._current_lr()
                     self.scheduler.step()
+                    self.task.on_update(self.raw_model, self.global_step)
                     if self.step_callback is not None:
                         self.step_callback(
                             {
@@ -628,6 +635,7 @@ class Engine:
     def fit(self, resume_from: Optional[str] = None) -> None:
         if resume_from is not None:
             self.load_state_dict(load_checkpoint(resume_from), resume_from)
+        self.task.on_update(self.raw_model, self.global_step)
         max_epoch = self.train_conf["max_epoch"]
         max_steps = self.train_conf["max_steps"]
         start_epoch = self.train_sampler.epoch
@@ -733,7 +741,8 @@ def run_task(
     """Train ``task`` into ``exp_dir`` (module docstring): alone or under torchrun
     (RANK/WORLD_SIZE/LOCAL_RANK). ``resume`` continues from ``<exp>/checkpoint_latest.pt`` when it
     exists. ``config`` holds ``seed``, ``optim*``, ``scheduler*``, ``train_conf`` and, optionally,
-    ``init_param`` (weights to start from: parameters with matching names and shapes)."""
+    ``init_param`` (weights to start from: parameters with matching names and shapes) and
+    ``init_encoder`` (a pretrained model's ``encoder.*`` weights only; after init_param)."""
     if not exp_dir:
         raise ValueError("no experiment dir (output_dir)")
     done_path = os.path.join(exp_dir, DONE_MARKER)
@@ -764,6 +773,8 @@ def run_task(
             model = task.build_model()
             if config.get("init_param") and resume_from is None:
                 load_matching_weights(model, config["init_param"])
+            if config.get("init_encoder") and resume_from is None:
+                load_encoder_weights(model, config["init_encoder"])
             frozen = freeze_parameters(model, config.get("freeze_param"))
             if frozen:
                 logger.info("freeze_param: %d tensors not trained (%d values)", len(frozen),

@@ -5,7 +5,8 @@ and any output of its own. Everything else (epochs, resume, the non-finite polic
 scheduling, best-epoch ranking, retention, logs, the final ``model.avg{N}.pt``) is the engine's,
 the same for every task. The tasks today: :mod:`funasr_lite.train.tasks.asr` (Paraformer and the
 other ASR models, CER), :mod:`funasr_lite.train.tasks.lm` (token LM, perplexity),
-:mod:`funasr_lite.train.tasks.punc` (CT-Transformer punctuation, F1).
+:mod:`funasr_lite.train.tasks.punc` (CT-Transformer punctuation, F1),
+:mod:`funasr_lite.train.tasks.pretrain` (data2vec on audio without transcripts, loss).
 
 How to add a task (BiCif, SeACo, streaming, self-supervised pretraining, ...):
 
@@ -24,7 +25,10 @@ How to add a task (BiCif, SeACo, streaming, self-supervised pretraining, ...):
    (:func:`funasr_lite.train.text_batches.resolve_task_config` does it for a small YAML).
 4. A ``train_<name>(...)`` function builds the task and calls
    :func:`funasr_lite.train.engine.run_task`; ``funasr_lite/bin/train_<name>.py`` parses and calls it.
-5. Test it with the engine's own checks in mind: tests/train/test_engine.py runs every task
+5. State that lives outside the model's weights and changes each update (data2vec's EMA teacher):
+   :meth:`on_update` (told the update count), :meth:`training_state` and
+   :meth:`load_training_state` (saved in checkpoints, so a resumed run equals an uninterrupted one).
+6. Test it with the engine's own checks in mind: tests/train/test_engine.py runs every task
    through the non-finite policy, retention and resume.
 
 The sampler protocol (what :meth:`train_batches` returns first; ``FrameBatchSampler``,
@@ -73,6 +77,22 @@ class Task:
 
     def build_model(self) -> torch.nn.Module:
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- per-update state
+
+    def on_update(self, model: torch.nn.Module, num_updates: int) -> None:
+        """Called on every rank with the bare model and the number of optimizer updates done so
+        far: once before training (0, or the step a run resumes at) and after every update (skipped
+        non-finite updates do not count). data2vec: ``model.set_num_updates`` (the EMA decay)."""
+
+    def training_state(self, model: torch.nn.Module) -> Dict[str, Any]:
+        """Training state of the task's own that is not in ``model.state_dict()`` (data2vec: the
+        EMA teacher), as tensors and plain values (copies). The engine saves it in every training
+        checkpoint (``task``), never in the final model, and restores it around the memory check."""
+        return {}
+
+    def load_training_state(self, model: torch.nn.Module, state: Dict[str, Any]) -> None:
+        """Inverse of :meth:`training_state` (``{}``: what a fresh run starts with)."""
 
     # ---------------------------------------------------------------- batches
 

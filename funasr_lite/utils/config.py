@@ -117,6 +117,7 @@ TOP_LEVEL_TYPES: Dict[str, Tuple[type, ...]] = {
     "cmvn_file": (str, _NONE),
     "seed": (int,),
     "init_param": (str, _NONE),
+    "init_encoder": (str, _NONE),  # fine-tuning from a pretrained encoder: its encoder.* weights only
     "freeze_param": (str, list, _NONE),
     "timestamp_conf": (dict, _NONE),  # {time_shift_frames: x}: a calibrated fire delay (docs/timestamps.md)  # FunASR's: parameter-name prefixes (comma-separated or a list) not trained
     "seaco_decoder": (str, _NONE),  # SeacoParaformer's second decoder (FunASR keeps it at the top level)
@@ -134,6 +135,10 @@ TOP_LEVEL_TYPES: Dict[str, Tuple[type, ...]] = {
     "valid_data": (str, _NONE),
     "output_dir": (str, _NONE),
 }
+
+# Self-supervised pretraining models (config ``model:``): an encoder alone, trained on audio without
+# transcripts (funasr_lite.train.tasks.pretrain); no vocabulary, decoder or predictor.
+PRETRAINING_MODELS = ("data2vec", "Data2VecPretrainModel")
 
 # Keys found in FunASR configs that this toolkit does not use: accepted, dropped, logged.
 FUNASR_IGNORED_TOP_LEVEL = frozenset(
@@ -270,9 +275,13 @@ def validate_config(config: Dict[str, Any], source: str = "config") -> Dict[str,
         if not _is_instance(value, types):
             raise ConfigError(f"{source}: {key} must be {_type_names(types)}, got {value!r}")
         out[key] = copy.deepcopy(value)
-    # An attention encoder-decoder (models.aed: FunASR's Conformer model class) has no predictor.
-    needs_predictor = out.get("model") not in ("Conformer", "conformer")
+    # An attention encoder-decoder (models.aed: FunASR's Conformer model class) has no predictor;
+    # a self-supervised pretraining model (data2vec) is an encoder alone.
+    pretraining = out.get("model") in PRETRAINING_MODELS
+    needs_predictor = out.get("model") not in ("Conformer", "conformer") and not pretraining
     for required in ("model", "encoder", "decoder", "predictor", "frontend_conf"):
+        if required == "decoder" and pretraining:
+            continue
         if required not in out and (required != "predictor" or needs_predictor):
             raise ConfigError(f"{source}: missing required key {required!r}")
     out.setdefault("seed", 0)
@@ -396,6 +405,7 @@ def config_differences(old: Dict[str, Any], new: Dict[str, Any], keys: Optional[
 __all__ = [
     "ConfigError",
     "OVERRIDE_PREFIX",
+    "PRETRAINING_MODELS",
     "apply_overrides",
     "config_differences",
     "dump_config",

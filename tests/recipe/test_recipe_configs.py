@@ -38,8 +38,11 @@ def test_config_validates_and_builds(path):
     with torch.device("meta"):  # shapes only: the large model would need ~1 GB
         model = build_model(_with_sizes(config, vocab_size=4234))
     assert sum(p.numel() for p in model.parameters()) > 1_000_000
-    # a Paraformer has a CIF predictor; an attention encoder-decoder (model: Conformer) does not
+    # a Paraformer has a CIF predictor; an attention encoder-decoder (model: Conformer) does not;
+    # a pretraining model (model: data2vec) is an encoder alone
     parts = {"encoder", "predictor", "decoder"} if getattr(model, "uses_predictor", True) else {"encoder", "decoder"}
+    if config["model"] == "data2vec":
+        parts = {"encoder"}
     assert {name.split(".")[0] for name, _ in model.named_parameters()} >= parts
 
 
@@ -89,3 +92,22 @@ def test_punctuation_config_builds(path):
 
 def test_there_is_a_punctuation_config():
     assert [os.path.basename(p) for p in PUNC_CONFIGS] == ["punc.yaml"]
+
+
+def test_data2vec_demo_configs_share_one_encoder_and_funasrs_keys():
+    conf = os.path.join(REPO, "egs", "aishell1", "conf")
+    pretrain = load_yaml(os.path.join(conf, "data2vec_demo.yaml"))
+    finetune = load_yaml(os.path.join(conf, "paraformer_data2vec_demo.yaml"))
+    # FunASR's released pretraining config's encoder keys, every one of them (the demo adds sizes).
+    released = {"extractor_mode", "encoder_layerdrop", "dropout_input", "dropout_features", "feature_grad_mult",
+                "encoder_embed_dim", "mask_prob", "mask_length", "loss_beta", "loss_scale",
+                "instance_norm_target_layer", "average_top_k_layers", "pos_conv_depth", "conv_pos", "ema_decay",
+                "ema_end_decay", "ema_anneal_end_step", "ema_transformer_only", "ema_layers_only",
+                "require_same_masks", "mask_dropout"}
+    assert released <= set(pretrain["encoder_conf"])
+    assert (pretrain["optim"], pretrain["scheduler"]) == ("fairseq_adam", "tri_stage")
+    # The fine-tuned encoder is the pretrained one: equal but for FunASR's two fine-tuning values.
+    differ = {k for k in pretrain["encoder_conf"] if pretrain["encoder_conf"][k] != finetune["encoder_conf"].get(k)}
+    assert differ == {"encoder_layerdrop", "feature_grad_mult"} and set(finetune["encoder_conf"]) == set(pretrain["encoder_conf"])
+    assert finetune["frontend_conf"] == pretrain["frontend_conf"]
+    assert finetune["predictor_conf"]["idim"] == pretrain["encoder_conf"]["encoder_embed_dim"]

@@ -1,6 +1,7 @@
 """The engine's policies are the same for every task (funasr_lite.train.engine): the non-finite
 policy, retention + the final model.avg{N}.pt, resume (mid-epoch too) and the train.done rule,
-checked on the ASR, LM and punctuation tasks alike."""
+checked on the ASR, LM, punctuation and pretraining tasks alike (the pretraining task's own resume
+test: tests/train/test_pretrain_task.py)."""
 
 import json
 import os
@@ -13,8 +14,10 @@ from funasr_lite.train.config import resolve_training_config
 from funasr_lite.train.engine import NonFiniteLossError, run_task
 from funasr_lite.train.tasks.asr import AsrTask
 from funasr_lite.train.tasks.lm import LmTask, resolve_lm_config
+from funasr_lite.train.tasks.pretrain import PretrainTask, resolve_pretraining_config
 from funasr_lite.train.tasks.punc import PuncTask, resolve_punc_config
 from funasr_lite.train.text_batches import EpochBatchSampler
+from pretrain_testkit import make_audio_dirs, write_pretrain_config
 from train_testkit import make_experiment
 
 LM_CORPUS = ["甲乙丙丁", "乙丙丁甲乙", "丙丁甲", "丁甲乙丙丁甲"]
@@ -67,8 +70,16 @@ def _punc(tmp_path, overrides):
     return PuncTask(config), config
 
 
-TASKS = {"asr": _asr, "lm": _lm, "punc": _punc}
-TASK_CLASSES = {"asr": AsrTask, "lm": LmTask, "punc": PuncTask}
+def _pretrain(tmp_path, overrides):
+    paths = make_audio_dirs(tmp_path / "data")
+    config = resolve_training_config(write_pretrain_config(tmp_path), overrides, cmvn_file=paths["cmvn"],
+                                     train_data=paths["train"], valid_data=paths["dev"],
+                                     output_dir=str(tmp_path / "exp"))
+    return PretrainTask(resolve_pretraining_config(config)), config
+
+
+TASKS = {"asr": _asr, "lm": _lm, "punc": _punc, "pretrain": _pretrain}
+TASK_CLASSES = {"asr": AsrTask, "lm": LmTask, "punc": PuncTask, "pretrain": PretrainTask}
 
 
 def _run(kind, tmp_path, overrides=(), **kwargs):

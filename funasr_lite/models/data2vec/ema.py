@@ -21,8 +21,9 @@ class EMATeacher:
     """A frozen copy of a module updated as teacher = decay * teacher + (1 - decay) * student.
 
     Deliberately not an nn.Module attribute of the model (as in FunASR): its weights are not in the
-    state dict, so FunASR's checkpoints load with strict=True and ours stay FunASR's layout; after a
-    resume the teacher starts again from the student. ``copied_keys`` (the positional conv with
+    state dict, so FunASR's checkpoints load with strict=True and ours stay FunASR's layout. FunASR's
+    resumed runs start the teacher again from the student; our training checkpoints carry it apart
+    (Data2VecEncoder.teacher_state, saved by the pretraining task). ``copied_keys`` (the positional conv with
     ema_layers_only) are copied from the student instead of averaged.
     """
 

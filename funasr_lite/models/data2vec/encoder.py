@@ -110,6 +110,9 @@ def batch_std(y: torch.Tensor) -> torch.Tensor:
 class Data2VecEncoder(nn.Module):
     """FunASR's Data2VecEncoder (see the module docstring). Shapes: (B, T, input_size) -> (B, T', D)."""
 
+    # Parameters only pretraining reads (a fine-tuned ASR model carries them unused): name prefixes.
+    PRETRAINING_ONLY_PARAMETERS = ("final_proj.", "mask_emb")
+
     def __init__(
         self,
         input_size: int,
@@ -242,13 +245,16 @@ class Data2VecEncoder(nn.Module):
         return out, (~padding_mask).sum(1)
 
     # ------------------------------------------------------------------ pretraining
+    def _make_teacher(self, decay: float) -> EMATeacher:
+        copied = [f"pos_conv.{name}" for name, _ in self.encoder.pos_conv.named_parameters()]
+        return EMATeacher(self.encoder, decay, copied if self.ema_layers_only else ())
+
     def set_num_updates(self, num_updates: int) -> None:
         """Before each pretraining forward (FunASR's order): the first call makes the teacher; later
         calls in training anneal the decay and take one EMA step towards the current student."""
         if self.ema is None:
             logger.info("making the EMA teacher")
-            copied = [f"pos_conv.{name}" for name, _ in self.encoder.pos_conv.named_parameters()]
-            self.ema = EMATeacher(self.encoder, self.ema_decay, copied if self.ema_layers_only else ())
+            self.ema = self._make_teacher(self.ema_decay)
         elif self.training:
             if self.ema_decay != self.ema_end_decay:
                 self.ema.decay = annealed_decay(self.ema_decay, self.ema_end_decay, num_updates,
@@ -256,6 +262,23 @@ class Data2VecEncoder(nn.Module):
             if self.ema.decay < 1:
                 self.ema.step(self.encoder)
         self.num_updates = num_updates
+
+    def teacher_state(self) -> Optional[Dict[str, Any]]:
+        """The EMA teacher as plain tensors (copies) and its decay, None before it is made. Not part
+        of ``state_dict()`` (FunASR's layout, see EMATeacher): training checkpoints carry it so that
+        a resumed pretraining continues with the same teacher."""
+        if self.ema is None:
+            return None
+        return {"weights": {key: value.detach().clone() for key, value in self.ema.model.state_dict().items()},
+                "decay": float(self.ema.decay)}
+
+    def load_teacher_state(self, state: Optional[Dict[str, Any]]) -> None:
+        """Inverse of :meth:`teacher_state` (None: no teacher; the next forward makes one)."""
+        if state is None:
+            self.ema = None
+            return
+        self.ema = self._make_teacher(float(state["decay"]))
+        self.ema.model.load_state_dict(state["weights"])
 
     def draw_mask(self, padding_mask: Optional[torch.Tensor], shape, rng: np.random.RandomState) -> torch.Tensor:
         """(B, T') bool, True = masked: FunASR's span masks (masking.compute_mask_indices)."""

@@ -3,6 +3,7 @@
 asr   Paraformer / Conformer-AED ASR on Kaldi data dirs or tar shards; validation CER (run_training)
 lm    token LM for shallow fusion on transcripts; validation perplexity (train_lm)
 punc  CT-Transformer punctuation on punctuated text; validation F1, a FunASR model dir (train_punc)
+pretrain  data2vec self-supervised pretraining on audio without transcripts; validation loss (run_pretraining)
 
 How to add one: funasr_lite.train.task.
 """
