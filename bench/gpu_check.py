@@ -248,7 +248,7 @@ def decode_rows(steps) -> list:
 
 def summary_markdown(result: dict) -> str:
     probe, env = result["probe"], result["environment"]
-    device = env.get("device_name") or "?"
+    device = env.get("device_name") or "no CUDA device seen"
     lines = [f"# GPU check: {device} ({result['device']})", ""]
     if result["device"] == "cpu":
         lines += [f"**Device: cpu.** {'Quick mode: a' if result['quick'] else 'A'} test of the script on the CPU, "

@@ -103,6 +103,16 @@ def test_benchmarks_refuse_what_this_machine_cannot_run():
     assert proc.returncode != 0 and "--ours_int8 is a CPU path" in proc.stderr
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what it does on a machine without CUDA")
+def test_gpu_check_without_cuda_runs_nothing_and_says_why(tmp_path):
+    proc = run("gpu_check.py", ["--impls", "ours", "--site", str(tmp_path / "none"), "--out", str(tmp_path)])
+    assert proc.returncode == 1
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [(s["name"], s["status"]) for s in report["steps"]] == [("all", "skipped")]
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    assert markdown.startswith("# GPU check: no CUDA device seen (cuda)") and "torch sees no CUDA device" in markdown
+
+
 # What the GPU image lacks (the device tool's KINDS.md lists what it has): hidden by an import
 # blocker in a sitecustomize.py on PYTHONPATH, which the harness hands on to every step and worker.
 IMAGE_LACKS = ("funasr", "kaldiio", "librosa", "rapidfuzz", "torch_complex", "hydra", "omegaconf", "jieba",
