@@ -24,6 +24,17 @@ implementations and FunASR does not zero padded frames before the predictor.
     # real LFR+CMVN features and tokens of a data dir
     python bench/benchmark_train.py --data_dir egs/aishell1/data/train --steps 10 --repeats 3 \
         --out bench_out/train_demo_data.json
+    # on a GPU, bf16 autocast (bench/gpu_check.py runs this and the fp32 form on the device)
+    python bench/benchmark_train.py --device cuda --precision bf16 --batch_frames 8000 \
+        --out bench_out/train_demo_cuda_bf16.json
+
+``--device`` (cpu | cuda | cuda:N) puts both models, their optimizers and the batches on that
+device (the batches are copied there before the untimed warm-up); on CUDA the timed region starts
+and ends with ``torch.cuda.synchronize()`` and ``cuda_peak_mb`` is the peak of
+``torch.cuda.max_memory_allocated`` during the steps. ``--precision`` bf16 | fp16 runs the forward
+(loss) under ``torch.autocast`` for both implementations; fp16 adds a GradScaler (scale, unscale
+before clipping, step, update), as our trainer does, and is a CUDA path only. ``--impls ours``
+times our model alone (where FunASR is not installed, e.g. on a bare GPU machine).
 """
 
 from __future__ import annotations
@@ -94,39 +105,58 @@ def data_dir_batches(count, batch_frames, config, data_dir, token_list, cmvn_fil
 
 
 # ---------------------------------------------------------------- worker: one implementation, one repeat
-def measure_steps(impl: str, work: str, warmup: int, seed: int, frame_s: float) -> dict:
-    """(harness worker) Build ``impl``'s model from work/config.json with work/init.pt's weights and
-    time the steps on work/batches.pt after ``warmup`` untimed ones."""
+def measure_steps(impl: str, work: str, warmup: int, seed: int, frame_s: float, device: str = "cpu",
+                  precision: str = "fp32") -> dict:
+    """(harness worker) Build ``impl``'s model from work/config.json with work/init.pt's weights on
+    ``device`` and time the steps on work/batches.pt after ``warmup`` untimed ones, the forward under
+    ``precision``'s autocast (fp16: with a GradScaler)."""
     torch.manual_seed(seed)
     with open(os.path.join(work, "config.json")) as handle:
         config = json.load(handle)
     model = build_model(copy.deepcopy(config)) if impl == "ours" else build_funasr_paraformer(config)
     model.load_state_dict(torch.load(os.path.join(work, "init.pt"), weights_only=True, mmap=True), strict=True)
-    model.train()
-    batches = torch.load(os.path.join(work, "batches.pt"), weights_only=True)
+    model.to(device).train()
+    batches = [{key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+               for batch in torch.load(os.path.join(work, "batches.pt"), weights_only=True)]
     optimizer = torch.optim.Adam(model.parameters(), lr=float((config.get("optim_conf") or {}).get("lr", 1e-3)))
     grad_clip = float((config.get("train_conf") or {}).get("grad_clip", 5.0))
     parameters = [p for p in model.parameters() if p.requires_grad]
+    scaler = torch.amp.GradScaler(torch.device(device).type) if precision == "fp16" else None
+    cuda = torch.device(device).type == "cuda"
 
     def step(batch):
-        loss = model(batch["speech"], batch["speech_lengths"], batch["text"], batch["text_lengths"])[0]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
-        optimizer.step()
+        with harness.autocast(device, precision):
+            loss = model(batch["speech"], batch["speech_lengths"], batch["text"], batch["text_lengths"])[0]
+        if scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return loss.detach()
 
     timed = batches[warmup:]
     with harness.PeakRss() as steps_peak:  # the warm-up + timed steps alone (setup excluded)
         for batch in batches[:warmup]:
-            step(batch)
+            float(step(batch))
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        harness.synchronize(device)
         start = time.perf_counter()
-        losses = [step(batch) for batch in timed]
+        losses = [step(batch) for batch in timed]  # no .item() per step: no extra sync in the timed loop
+        harness.synchronize(device)
         seconds = time.perf_counter() - start
     frames = int(sum(int(b["speech_lengths"].sum()) for b in timed))
     return {"impl": impl, "seconds": seconds, "frames": frames, "frames_per_s": frames / seconds,
-            "x_real_time": frames * frame_s / seconds, "steps": len(timed), "last_loss": losses[-1],
-            "step_hwm_mb": steps_peak.mb, "parameters": sum(p.numel() for p in model.parameters())}
+            "x_real_time": frames * frame_s / seconds, "steps": len(timed), "last_loss": float(losses[-1]),
+            "step_hwm_mb": steps_peak.mb, "parameters": sum(p.numel() for p in model.parameters()),
+            "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2 ** 20 if cuda else None,
+            "scaler_scale": float(scaler.get_scale()) if scaler is not None else None}
 
 
 # ---------------------------------------------------------------- driver
@@ -145,8 +175,17 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (both implementations)")
+    parser.add_argument("--precision", default="fp32", choices=harness.PRECISIONS,
+                        help="autocast dtype of the forward; fp16 (CUDA only) adds a GradScaler")
+    parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
+                        help="comma-separated: ours,funasr (default) or ours alone where FunASR is not installed")
     parser.add_argument("--out", help="JSON file to write")
     args = parser.parse_args(argv)
+    harness.check_device(args.device, args.precision)
+    impls = tuple(i for i in args.impls.split(",") if i)
+    if not impls or set(impls) - set(IMPLEMENTATIONS):
+        raise SystemExit(f"--impls {args.impls!r}: a comma-separated subset of {','.join(IMPLEMENTATIONS)}")
 
     vocab_size = args.vocab_size
     if args.data_dir:
@@ -173,26 +212,41 @@ def main(argv=None):
         with open(os.path.join(work, "config.json"), "w") as handle:
             json.dump(config, handle)
 
+        failed = {}
+
         def measure(impl, repeat):
-            result = harness.run_in_worker(measure_steps, args.threads, impl=impl, work=work, warmup=args.warmup,
-                                           seed=args.seed, frame_s=frame_s)
+            if impl in failed:  # it failed once: the setting does not run, no point in retrying
+                return failed[impl]
+            try:
+                result = harness.run_in_worker(measure_steps, args.threads, impl=impl, work=work, warmup=args.warmup,
+                                               seed=args.seed, frame_s=frame_s, device=args.device,
+                                               precision=args.precision)
+            except harness.WorkerError as error:
+                failed[impl] = dict(harness.worker_failure(error), impl=impl)
+                print(f"repeat {repeat + 1}/{args.repeats} {impl}: FAILED: {failed[impl]['error']}", file=sys.stderr)
+                return failed[impl]
             print(f"repeat {repeat + 1}/{args.repeats} {impl}: {result['frames_per_s']:.0f} frames/s", file=sys.stderr)
             return result
 
-        runs = harness.side_by_side(IMPLEMENTATIONS, args.repeats, measure)
+        runs = harness.side_by_side(impls, args.repeats, measure)
 
     timed = batches[args.warmup:]
     summary = {}
     for impl, impl_runs in runs.items():
+        if impl in failed:  # an implementation that cannot run this setting: its error, no numbers
+            summary[impl] = {"impl": impl, "error": failed[impl]["error"], "error_tail": failed[impl]["error_tail"]}
+            continue
         summary[impl] = {
             "impl": impl, **harness.medians(impl_runs, ("frames_per_s", "x_real_time")),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in impl_runs),
             "step_hwm_mb": max((r["step_hwm_mb"] or 0.0) for r in impl_runs) or None,
             "parameters": impl_runs[0]["parameters"], "runs": impl_runs,
+            "cuda_peak_mb": max((r.get("cuda_peak_mb") or 0.0) for r in impl_runs) or None,
         }
     report = {
         "benchmark": "train_step", "timed": "forward + backward + grad clip + Adam step (no data loading)",
-        "environment": harness.environment(args.threads),
+        "environment": harness.environment(args.threads, args.device, args.precision),
+        "device": args.device, "precision": args.precision, "impls": list(impls),
         "config": os.path.abspath(args.config), "features": args.data_dir or "random",
         "vocab_size": vocab_size, "batch_frames": args.batch_frames, "warmup": args.warmup, "steps": args.steps,
         "repeats": args.repeats, "seed": args.seed, "lfr_frame_s": frame_s,
@@ -200,17 +254,29 @@ def main(argv=None):
                           "frames": int(sum(int(b["speech_lengths"].sum()) for b in timed)),
                           "padded_frames": int(sum(b["speech"].shape[0] * b["speech"].shape[1] for b in timed))},
         "results": summary,
-        "throughput_ratio_ours_over_funasr": harness.paired_ratios(runs["ours"], runs["funasr"], "frames_per_s"),
+        "throughput_ratio_ours_over_funasr": (harness.paired_ratios(runs["ours"], runs["funasr"], "frames_per_s")
+                                              if {"ours", "funasr"} <= set(runs) - set(failed) else None),
     }
+    where = report["environment"]["device_name"] if args.device != "cpu" else f"{args.threads} thread(s)"
     print(f"\ntraining step, {os.path.basename(args.config)}, {report['features']} features, "
-          f"{args.steps} steps, median of {args.repeats} repeats, {args.threads} thread(s), torch {torch.__version__}")
-    print(harness.markdown_table(
-        [("impl", "impl"), ("frames/s", "frames_per_s", ".0f"), ("x real time", "x_real_time", ".1f"),
-         ("peak RSS MB", "peak_rss_mb", ".0f"), ("step HWM MB", "step_hwm_mb", ".0f")], summary.values()))
-    ratio = report["throughput_ratio_ours_over_funasr"]["median_per_repeat"]
-    print(f"ours / funasr throughput (median of per-repeat ratios): {ratio:.3f}")
+          f"{args.steps} steps, median of {args.repeats} repeats, {args.device} ({where}), {args.precision}, "
+          f"torch {torch.__version__}")
+    columns = [("impl", "impl"), ("frames/s", "frames_per_s", ".0f"), ("x real time", "x_real_time", ".1f"),
+               ("peak RSS MB", "peak_rss_mb", ".0f"), ("step HWM MB", "step_hwm_mb", ".0f")]
+    if args.device != "cpu":
+        columns.append(("CUDA peak MB", "cuda_peak_mb", ".0f"))
+    print(harness.markdown_table(columns, summary.values()))
+    for impl in failed:
+        print(f"{impl} FAILED under --device {args.device} --precision {args.precision}: {failed[impl]['error']}")
+    if report["throughput_ratio_ours_over_funasr"]:
+        ratio = report["throughput_ratio_ours_over_funasr"]["median_per_repeat"]
+        print(f"ours / funasr throughput (median of per-repeat ratios): {ratio:.3f}")
+    elif len(impls) == 1:
+        print(f"timed {impls[0]} alone (--impls): no ours / funasr ratio")
     if args.out:
         harness.write_report(args.out, report)
+    if "ours" in failed or len(failed) == len(impls):
+        raise SystemExit(f"{', '.join(failed)} failed: {'; '.join(f['error'] for f in failed.values())}")
 
 
 if __name__ == "__main__":

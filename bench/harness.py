@@ -5,12 +5,16 @@ memory, side-by-side order, and the output (a printed markdown table + a JSON re
                                           OMP/MKL_NUM_THREADS and torch.set_num_threads = threads;
                                           the dict comes back with the worker's peak_rss_mb (VmHWM)
     run_command(argv, log, threads)       any command: wall_s and the peak RSS of its process tree
+    worker_failure(error)                 a failed worker as a row ({"error": last line, "error_tail"})
     time_repeats(run, repeats)            wall seconds of each call (and the last call's value)
     stats(values) / medians(runs, keys)   median, min, max, n of repeated measurements
     side_by_side(impls, repeats, measure) measure(impl, repeat), the order rotating between repeats
     paired_ratios(a_runs, b_runs, key)    per-repeat a/b and their median (ours / peer)
     PeakRss(), peak_rss_mb()              peak RSS of a phase / of this process (VmHWM)
-    environment(threads)                  CPU model, cores, versions, threads, git commit
+    environment(threads, device, precision)  CPU model, cores, versions, threads, git commit (+ the
+                                          device's name, CUDA version and the precision when given)
+    check_device(device, precision)       --device / --precision of a benchmark, refused early when
+                                          the machine cannot run them; autocast(), synchronize()
     markdown_table(columns, rows)         the printed table; write_report(path, report): the JSON
 
 A worker is this file run as ``python bench/harness.py --worker SPEC RESULT``: it imports the
@@ -255,6 +259,15 @@ def run_command(argv: list, log: str, threads: Optional[int] = None, cwd: Option
     return {"command": " ".join(argv), "wall_s": wall, "peak_rss_mb": peak, "log": log}
 
 
+def worker_failure(error: WorkerError) -> dict:
+    """A failed worker as a result row: ``error`` its last line of output (the exception), ``error_tail``
+    the end of its output. For benchmarks that go on when one implementation cannot run a setting
+    (FunASR's model under an autocast dtype, say) and report it rather than stop."""
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return {"error": lines[-1][:300] if lines else "failed", "error_tail": text[-2000:]}
+
+
 def run_in_worker(function: Callable[..., dict], threads: Optional[int], *, log: Optional[str] = None,
                   cwd: Optional[str] = None, timeout: Optional[float] = None, **kwargs) -> dict:
     """``function(**kwargs)`` in a fresh interpreter (a module-level function of a bench script or
@@ -359,8 +372,72 @@ def _git(*args) -> Optional[str]:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def environment(threads) -> dict:
-    """Where the numbers were measured: CPU model, cores, library versions, threads, git commit."""
+PRECISIONS = ("fp32", "bf16", "fp16")
+AUTOCAST_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+def check_device(device: str, precision: str = "fp32") -> str:
+    """A benchmark's ``--device`` (cpu | cuda | cuda:N) and ``--precision`` (fp32 | bf16 | fp16),
+    checked before anything is built: CUDA must be there, fp16 (autocast + grad scaler) is a CUDA
+    path only. Returns the device string; a SystemExit says what is wrong."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise SystemExit(f"--precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise SystemExit(f"--device {device!r}: {error}") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise SystemExit(f"--device {device!r}: cpu, cuda or cuda:N")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {device}: torch {torch.__version__} sees no CUDA device "
+                             f"(built with CUDA {torch.version.cuda})")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise SystemExit(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif precision == "fp16":
+        raise SystemExit("--precision fp16 is a CUDA path (autocast + GradScaler); on cpu use fp32 or bf16")
+    return device
+
+
+def autocast(device: str, precision: str):
+    """The mixed-precision context of the forward passes: torch.autocast for bf16 / fp16, nothing for fp32."""
+    import contextlib
+
+    import torch
+
+    if AUTOCAST_DTYPES[precision] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=getattr(torch, AUTOCAST_DTYPES[precision]))
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously); nothing on CPU."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_environment(device: str) -> dict:
+    """The device of a run: its name (torch.cuda.get_device_name, else the CPU model), CUDA and cuDNN
+    versions, GPU memory, driver-visible device count."""
+    import torch
+
+    info = {"device": device, "device_name": _cpu_model(), "cuda": torch.version.cuda}
+    if torch.device(device).type == "cuda":
+        index = torch.device(device).index or 0
+        props = torch.cuda.get_device_properties(index)
+        info.update(device_name=torch.cuda.get_device_name(index), cudnn=torch.backends.cudnn.version(),
+                    gpu_memory_gb=round(props.total_memory / 1e9, 1), gpu_count=torch.cuda.device_count(),
+                    capability=".".join(map(str, torch.cuda.get_device_capability(index))))
+    return info
+
+
+def environment(threads, device: Optional[str] = None, precision: Optional[str] = None) -> dict:
+    """Where the numbers were measured: CPU model, cores, library versions, threads, git commit;
+    with ``device`` its name and CUDA version (device_environment), with ``precision`` that too."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
@@ -376,6 +453,10 @@ def environment(threads) -> dict:
             env[package] = None
     status = _git("status", "--porcelain", "--untracked-files=no")
     env.update(git_commit=_git("rev-parse", "HEAD"), git_dirty=bool(status) if status is not None else None)
+    if device is not None:
+        env.update(device_environment(device))
+    if precision is not None:
+        env["precision"] = precision
     return env
 
 

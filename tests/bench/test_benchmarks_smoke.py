@@ -145,6 +145,36 @@ def test_benchmark_decode_smoke(setup_dirs):
     assert rows["model_dir", "batch1"]["ours"]["audio_s"] == pytest.approx(7.0)
 
 
+def test_benchmark_train_and_decode_cpu_bf16_smoke(setup_dirs):
+    """--device cpu --precision bf16: both benchmarks run the forward under CPU bf16 autocast and say
+    so in the report; an implementation that cannot run it (FunASR 1.4's CIF index_put mixes bf16 and
+    fp32 there) gets its error in the report, not numbers, and the other still runs."""
+    out = setup_dirs["root"] / "train_bf16.json"
+    stdout = run_script("benchmark_train.py", ["--config", setup_dirs["config"], "--vocab_size", str(len(TOKENS)),
+                                               "--batch_frames", "200", "--max_frames", "60", "--steps", "1",
+                                               "--warmup", "1", "--repeats", "1", "--threads", "1",
+                                               "--device", "cpu", "--precision", "bf16", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["precision"] == "bf16" and report["environment"]["precision"] == "bf16"
+    assert report["environment"]["device"] == "cpu" and report["environment"]["device_name"]
+    assert ", bf16," in stdout and report["results"]["ours"]["frames_per_s"] > 0
+    funasr = report["results"]["funasr"]
+    assert funasr.get("frames_per_s", 0) > 0 or funasr["error"]
+    assert (report["throughput_ratio_ours_over_funasr"] is None) == ("error" in funasr)
+
+    out = setup_dirs["root"] / "decode_bf16.json"
+    run_script("benchmark_decode.py", ["--large_config", setup_dirs["config"], "--data_dir", "", "--max_utts", "2",
+                                       "--batch_utts", "2", "--modes", "batched", "--threads", "1", "--repeats", "1",
+                                       "--device", "cpu", "--precision", "bf16", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["environment"]["precision"] == "bf16" and report["modes"] == ["batched"]
+    (row,) = report["rows"]
+    assert row["precision"] == "bf16" and row["ours"]["rtf"] > 0 and row["ours"]["utterances"] == 2
+    assert "match_own_batch1" not in row["ours"]  # no batch-1 pass to compare with
+    assert row["funasr"].get("rtf", 0) > 0 or row["funasr"]["error"]
+    assert (row["token_match"] is None) == ("error" in row["funasr"])
+
+
 def test_benchmark_hotwords_smoke(tmp_path):
     """bench/benchmark_hotwords.py on a funasr-built SeACo dir and three wavs: a row per list, ratios
     over the no-hotword decode."""
