@@ -12,7 +12,9 @@ batch, each utterance as it is alone (see :mod:`funasr_lite.models.speaker.resne
 FunASR's model has no working training loss: ``ESPnetSVModel.forward`` is the ASR model's
 (CTC/attention) left in place and fails on a missing ``ctc_weight``; the released model was trained
 elsewhere (TensorFlow, additive angular margin softmax). :meth:`XVector.forward` gives the speaker
-logits of ``output_dense``; a loss on them is left to the training recipe.
+logits of ``output_dense``, or with ``cosine=True`` the cosines that the AAM-softmax loss
+(:mod:`funasr_lite.models.losses.aam_softmax`) of the speaker task (funasr_lite.train.tasks.speaker)
+trains on.
 """
 
 import logging
@@ -56,9 +58,11 @@ class XVector(nn.Module):
         encoded, encoded_lengths = self.encoder(feats, lengths)
         return self.pooling_layer(encoded, encoded_lengths)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """(B, T, F), (B,) -> speaker logits (B, vocab_size), {embedding node: (B, D)}."""
-        return self.decoder(self.pool(feats, lengths))
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
+                cosine: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """(B, T, F), (B,) -> speaker logits (B, vocab_size), {embedding node: (B, D)}.
+        ``cosine``: the logits are cosines to each speaker's row (the AAM-softmax training input)."""
+        return self.decoder(self.pool(feats, lengths), cosine)
 
     def embed(self, feats: torch.Tensor, lengths: torch.Tensor,
               embedding_node: str = DEFAULT_EMBEDDING_NODE) -> torch.Tensor:
