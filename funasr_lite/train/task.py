@@ -5,7 +5,8 @@ and any output of its own. Everything else (epochs, resume, the non-finite polic
 scheduling, best-epoch ranking, retention, logs, the final ``model.avg{N}.pt``) is the engine's,
 the same for every task. The tasks today: :mod:`funasr_lite.train.tasks.asr` (Paraformer and the
 other ASR models, CER), :mod:`funasr_lite.train.tasks.lm` (token LM, perplexity),
-:mod:`funasr_lite.train.tasks.punc` (CT-Transformer punctuation, F1).
+:mod:`funasr_lite.train.tasks.punc` (CT-Transformer punctuation, F1),
+:mod:`funasr_lite.train.tasks.speaker` (the x-vector speaker model, EER).
 
 How to add a task (BiCif, SeACo, streaming, self-supervised pretraining, ...):
 
