@@ -38,6 +38,9 @@ SPEAKER_DECODERS = {"dense": DenseDecoder, "DenseDecoder": DenseDecoder}
 # sv.yaml says ``model: espnet`` (FunASR 0.x's SV task had one model class); the others name it too.
 SPEAKER_MODEL_NAMES = ("espnet", "ESPnetSVModel", "xvector", "XVector")
 DEFAULT_EMBEDDING_NODE = "resnet1_dense"  # FunASR's sv inference default
+# sv.yaml's model keys, in its order (a speaker model dir's config.yaml; token_list comes last).
+SV_CONFIG_KEYS = ("model", "model_conf", "encoder", "encoder_conf", "pooling_type", "pooling_type_conf", "decoder",
+                  "decoder_conf", "frontend", "frontend_conf", "input_size", "specaug", "normalize")
 
 
 class XVector(nn.Module):

@@ -52,7 +52,7 @@ from funasr_lite.data.datadir import read_kv, utt2spk_to_spk2utt
 from funasr_lite.frontend.wav_frontend import check_feature_options, fbank_options
 from funasr_lite.models.losses import AAMSoftmaxLoss
 from funasr_lite.models.speaker import build_speaker_model
-from funasr_lite.models.speaker.model import DEFAULT_EMBEDDING_NODE
+from funasr_lite.models.speaker.model import DEFAULT_EMBEDDING_NODE, SV_CONFIG_KEYS
 from funasr_lite.scoring.speaker import compute_eer
 from funasr_lite.train.checkpoint import link_or_copy, save_checkpoint
 from funasr_lite.train.distributed import DistributedContext
@@ -80,9 +80,6 @@ DEFAULT_LOSS_CONF = {"scale": 8.0, "margin": 0.25}  # FunASR's released x-vector
 RESUME_MUST_MATCH = ("encoder", "encoder_conf", "pooling_type", "pooling_type_conf", "decoder", "decoder_conf",
                      "frontend_conf", "token_list", "loss", "loss_conf", "optim", "optim_conf", "scheduler",
                      "scheduler_conf", "seed", "train_data")
-# sv.yaml's model keys, in its order: written first in config.yaml (token_list goes last).
-MODEL_DIR_KEYS = ("model", "model_conf", "encoder", "encoder_conf", "pooling_type", "pooling_type_conf", "decoder",
-                  "decoder_conf", "frontend", "frontend_conf", "input_size", "specaug", "normalize")
 MODEL_DIR_WEIGHTS = "model.pt"
 INITIAL_WEIGHTS = "model.init.pt"
 
@@ -152,7 +149,7 @@ def resolve_speaker_config(config_path: Optional[str], overrides: Sequence[str],
 
 def model_dir_config(config: Dict[str, Any]) -> Dict[str, Any]:
     """The config.yaml written: sv.yaml's model keys first, the training sections, token_list last."""
-    first = {key: config[key] for key in MODEL_DIR_KEYS if key in config}
+    first = {key: config[key] for key in SV_CONFIG_KEYS if key in config}
     rest = {key: value for key, value in config.items() if key not in first and key not in ("token_list", "vocab_size")}
     return {**first, **rest, "vocab_size": config["vocab_size"], "token_list": config["token_list"]}
 
