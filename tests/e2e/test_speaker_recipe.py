@@ -41,7 +41,7 @@ def recipe(tmp_path_factory, repo_root):
 
 def test_sets_and_trials_hold_out_the_right_utterances(recipe):
     work, _, _ = recipe
-    sv = work / "data" / "sv"
+    sv = work / "data" / "sv_xvector"
     train, valid = read_kv(sv / "train" / "utt2spk"), read_kv(sv / "valid" / "utt2spk")
     assert len(valid) == 10 and len(train) == 30 and not set(train) & set(valid)
     assert set(train.values()) == set(valid.values()) and len(set(train.values())) == 5
@@ -70,8 +70,8 @@ def test_training_model_dirs_and_eer_of_both_models(recipe):
         assert "EER " in text and "minDCF(p_target=0.01) " in text
         assert len((exp / f"score_{kind}" / "scores").read_text().splitlines()) == 60
         assert f"{kind}: EER " in proc.stderr
-    trained = SpeakerVerifier(str(exp / "model_dir")).embed(str(work / "data" / "sv" / "eval"))
-    untrained = SpeakerVerifier(str(exp / "model_dir_untrained")).embed(str(work / "data" / "sv" / "eval"))
+    trained = SpeakerVerifier(str(exp / "model_dir")).embed(str(work / "data" / "sv_xvector" / "eval"))
+    untrained = SpeakerVerifier(str(exp / "model_dir_untrained")).embed(str(work / "data" / "sv_xvector" / "eval"))
     assert trained[0].shape == (6,) and not (trained[0] == untrained[0]).all()
 
 
@@ -79,10 +79,10 @@ def test_rerun_does_nothing_again(recipe):
     work, env, _ = recipe
     exp = work / "exp" / "xvector"
     before = {p: os.stat(p).st_mtime_ns for p in (exp / "model.pt", exp / "score_trained" / "eer.txt",
-                                                   work / "data" / "sv" / "eval" / "trials")}
+                                                   work / "data" / "sv_xvector" / "eval" / "trials")}
     proc = subprocess.run(["bash", "local/run_speaker.sh", *ARGS], cwd=work, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "stage 0: data/sv exists" in proc.stderr and "model_dir exists" in proc.stderr
-    assert "score data/sv/eval/trials" not in proc.stderr and "trained: EER " in proc.stderr
+    assert "stage 0: data/sv_xvector exists" in proc.stderr and "model_dir exists" in proc.stderr
+    assert "score data/sv_xvector/eval/trials" not in proc.stderr and "trained: EER " in proc.stderr
     assert {p: os.stat(p).st_mtime_ns for p in before} == before
