@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from funasr_lite import SpeakerVerifier
 from funasr_lite.data.datadir import read_kv
@@ -63,6 +64,9 @@ def test_training_model_dirs_and_eer_of_both_models(recipe):
         assert sorted(os.listdir(exp / name)) == [".done", "config.yaml", "model.pt"]
         verifier = SpeakerVerifier(str(exp / name))
         assert verifier.loaded.speakers == [f"S{i:04d}" for i in range(2, 7)]
+        config = yaml.safe_load((exp / name / "config.yaml").read_text(encoding="utf-8"))
+        assert config["encoder"] == "resnet34" and config["token_list"] == verifier.loaded.speakers
+        assert not {"train_conf", "optim", "train_data", "loss"} & set(config)  # the model, not the training
         result = json.loads((exp / f"score_{kind}" / "eer.json").read_text())
         assert 0.0 <= result["eer"] <= 1.0 and result["trials"] == 60 and result["target_trials"] == 30
         assert result["p_target"] == 0.01 and 0.0 <= result["min_dcf"] <= 1.0
