@@ -90,3 +90,12 @@ def test_rerun_does_nothing_again(recipe):
     assert "stage 0: data/sv_xvector exists" in proc.stderr and "model_dir exists" in proc.stderr
     assert "score data/sv_xvector/eval/trials" not in proc.stderr and "trained: EER " in proc.stderr
     assert {p: os.stat(p).st_mtime_ns for p in before} == before
+
+
+def test_help_lists_every_option(repo_root):
+    proc = subprocess.run(["bash", "local/run_speaker.sh", "--help"], cwd=os.path.join(repo_root, "egs", "aishell1"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--stage 0", "--heldout_per_speaker 8", "--num_trials 4000", "--sv_data data/sv_xvector",
+                   "--train_config conf/xvector_demo.yaml", "--device auto"):
+        assert option in proc.stdout

@@ -12,8 +12,9 @@
 #   3 score eval/trials with each -> exp/$exp_tag/score_{trained,untrained}/{scores,eer.txt,eer.json}
 #   bash local/run_speaker.sh [--stage 0 --stop_stage 3] [--train_args "++train_conf.max_epoch=2"]
 set -euo pipefail
-stage=0
-stop_stage=3
+# ---- options (each can be given as --name value; `bash local/run_speaker.sh --help` lists them) ----
+stage=0                   # first stage to run
+stop_stage=3              # last stage to run
 data=data                 # where the data dirs of run.sh stage 1 are
 train_set=train           # training voices
 eval_sets="dev test"      # unseen voices: combined into the trial set
@@ -21,11 +22,14 @@ sv_data=data/sv_xvector   # where this recipe's data dirs and lists go
 heldout_per_speaker=8     # utterances of every training voice held out for validation
 num_trials=4000           # trials over the unseen voices (half target, half nontarget)
 seed=1                    # seed of the held-out choice and of the trial list
-train_config=conf/xvector_demo.yaml
-exp_tag=xvector
+train_config=conf/xvector_demo.yaml   # speaker model + training config (sv.yaml keys)
+exp_tag=xvector           # experiment name: exp/$exp_tag
 train_args=               # extra trainer arguments, e.g. "++train_conf.max_epoch=2"
 device=auto               # training device: auto | cpu | cuda
 nj=2                      # torch threads of the scoring jobs
+# ---- end of options
+help_message="Usage: bash local/run_speaker.sh [--name value ...]
+Speaker verification: train the x-vector on the training voices, EER on the unseen voices (docs/speaker.md)."
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
