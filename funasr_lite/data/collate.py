@@ -28,7 +28,8 @@ def collate_batch(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
     Returns ``utt_ids`` (list of B str), ``speech`` (B, T, D) float32 padded with 0,
     ``speech_lengths`` (B,) int64, ``text`` (B, L) int64 padded with -1, ``text_lengths`` (B,),
     ``skipped_utts`` (the ids of items marked ``"unreadable"`` by the dataset, left out; see
-    funasr_lite/data/dataset.py). Every item unreadable: ValueError naming them.
+    funasr_lite/data/dataset.py), and when the items carry ``embed`` (L, D): ``embed`` (B, L, D)
+    padded with 0 and ``embed_lengths``. Every item unreadable: ValueError naming them.
     """
     skipped = [str(item["utt_id"]) for item in items if "unreadable" in item]
     if skipped:
@@ -39,7 +40,7 @@ def collate_batch(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
     utt_ids: List[str] = [item["utt_id"] for item in items]
     speech = [item["speech"] for item in items]
     text = [item["text"] for item in items]
-    return {
+    batch = {
         "utt_ids": utt_ids,
         "speech": pad_sequences(speech, FEATURE_PAD),
         "speech_lengths": torch.tensor([int(s.shape[0]) for s in speech], dtype=torch.long),
@@ -47,3 +48,8 @@ def collate_batch(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
         "text_lengths": torch.tensor([int(t.shape[0]) for t in text], dtype=torch.long),
         "skipped_utts": skipped,
     }
+    if "embed" in items[0]:
+        embeds = [item["embed"] for item in items]
+        batch["embed"] = pad_sequences(embeds, 0.0)
+        batch["embed_lengths"] = torch.tensor([int(e.shape[0]) for e in embeds], dtype=torch.long)
+    return batch

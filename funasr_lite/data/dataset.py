@@ -105,6 +105,10 @@ class AsrDataset(Dataset):
         min_frames, max_frames: keep utterances with min_frames <= T' <= max_frames (after LFR).
         min_tokens, max_tokens: keep utterances with min_tokens <= L <= max_tokens (0 tokens never).
         max_unreadable: how many unreadable matrices an epoch may skip (module docstring).
+        embeds: a file of the data dir (``embeds.scp``: utt -> Kaldi matrix of L x D, one row per
+            token) whose matrices each item carries as ``"embed"`` (ParaformerBert's BERT
+            embeddings); an utterance without one is dropped and counted; one whose row count is
+            not its token count is unreadable (skipped, named, counted).
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class AsrDataset(Dataset):
         check_feature_dim: bool = True,
         frontend: Optional[WavFrontend] = None,
         max_unreadable: Optional[int] = None,
+        embeds: Optional[str] = None,
     ):
         self.data_dir = os.fspath(data_dir)
         self.tokenizer = tokenizer
@@ -179,9 +184,21 @@ class AsrDataset(Dataset):
         for utt_id in texts:
             if utt_id not in feats and utt_id not in summary.dropped.get(_UNREADABLE_REASON, ()):
                 summary.drop("in text but not in feats.scp", utt_id)
+        self.embeds_scp: Optional[str] = None
+        embed_paths: Dict[str, str] = {}
+        if embeds:
+            self.embeds_scp = os.path.join(self.data_dir, embeds)
+            if not os.path.isfile(self.embeds_scp):
+                raise DatasetError(f"{self.data_dir}: missing {embeds} (dataset_conf.embeds: per-token embeddings)")
+            embed_paths = read_kv(self.embeds_scp)
+            for utt_id in list(feats):
+                if utt_id in texts and utt_id in num_frames and utt_id not in embed_paths:
+                    summary.drop(f"in feats.scp but not in {embeds}", utt_id)
+                    del feats[utt_id]
 
         self.utt_ids: List[str] = []
         self.feat_paths: List[str] = []
+        self.embed_paths: List[str] = []
         self.token_ids: List[np.ndarray] = []
         lengths: List[int] = []
         unknown_utts: List[str] = []
@@ -210,6 +227,8 @@ class AsrDataset(Dataset):
             else:
                 self.utt_ids.append(utt_id)
                 self.feat_paths.append(feat_path)
+                if embed_paths:
+                    self.embed_paths.append(embed_paths[utt_id])
                 self.token_ids.append(ids)
                 lengths.append(frames)
         if unknown_utts:
@@ -281,9 +300,22 @@ class AsrDataset(Dataset):
             )
         return self.frontend.lfr_cmvn(raw)
 
+    def load_embed(self, index: int) -> torch.Tensor:
+        """(L, D) float32 embeddings of utterance ``index``, one row per token."""
+        utt_id = self.utt_ids[index]
+        try:
+            embed = np.array(kaldiio.load_mat(self.embed_paths[index], fd_dict=self._open_files), dtype=np.float32)
+        except Exception as e:
+            raise DatasetError(f"{self.embeds_scp}: cannot read utterance {utt_id} ({self.embed_paths[index]}): {e}") from None
+        if embed.ndim != 2 or embed.shape[0] != self.token_ids[index].size:
+            raise DatasetError(f"{self.embeds_scp}: utterance {utt_id} has embeddings of shape {embed.shape}; "
+                               f"expected one row per token ({self.token_ids[index].size})")
+        return torch.from_numpy(embed)
+
     def __getitem__(self, index: int) -> Dict[str, object]:
         try:
             speech = self.load_features(index)
+            embed = self.load_embed(index) if self.embed_paths else None
         except DatasetError as e:
             self.num_unreadable += 1
             if self.max_unreadable is not None and self.num_unreadable > self.max_unreadable:
@@ -291,11 +323,14 @@ class AsrDataset(Dataset):
                                    "utterance(s): stopping") from None
             logger.warning("%s: skipped (%d unreadable utterance(s) so far in this process)", e, self.num_unreadable)
             return {"utt_id": self.utt_ids[index], "unreadable": str(e)}
-        return {
+        item = {
             "utt_id": self.utt_ids[index],
             "speech": speech,
             "text": torch.from_numpy(self.token_ids[index]),
         }
+        if embed is not None:
+            item["embed"] = embed
+        return item
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -319,6 +354,7 @@ def build_dataset(data_dir, tokenizer, cmvn_file, frontend_conf: dict, dataset_c
         max_frames=int(dataset_conf.get("max_frames", 1_000_000)),
         min_tokens=int(dataset_conf.get("min_tokens", 1)),
         max_tokens=int(dataset_conf.get("max_tokens", 1_000_000)),
+        embeds=dataset_conf.get("embeds"),
     )
 
 

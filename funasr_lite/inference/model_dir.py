@@ -365,9 +365,27 @@ def timestamp_shift_frames(config: Dict[str, Any], source: str, timestamp_source
     return float(value)
 
 
+def load_fitting_weights(model: torch.nn.Module, state, files) -> None:
+    """Load ``state`` into ``model`` strictly, or raise ModelDirError listing what does not fit
+    (shape mismatches, missing and unexpected keys, five of each) with the dir's file names."""
+    missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), state)
+    if missing or unexpected or mismatched:
+        lines = []
+        for title, items in (("shape mismatches", mismatched), ("missing keys", missing), ("unexpected keys", unexpected)):
+            if items:
+                more = f" ... ({len(items) - 5} more)" if len(items) > 5 else ""
+                lines.append(f"{len(items)} {title}: {', '.join(items[:5])}{more}")
+        raise ModelDirError(f"weights {files.weights} do not fit the model of {files.config}:\n  " + "\n  ".join(lines))
+    model.load_state_dict(state, strict=True)
+
+
 def _encoder_frame_ms(model: torch.nn.Module, frontend_conf: Dict[str, Any]) -> float:
-    """Feature shift x LFR hop x the encoder's time subsampling (conv2d input layers)."""
-    stages = getattr(getattr(model.encoder, "embed", None), "stages", None) or []
+    """Feature shift x LFR hop x the encoder's time subsampling (conv2d input layers, data2vec's
+    conv feature extractor)."""
+    input_layer = getattr(model.encoder, "embed", None)
+    if input_layer is None:
+        input_layer = getattr(model.encoder, "feature_extractor", None)
+    stages = getattr(input_layer, "stages", None) or []
     subsampling = math.prod(stride for _, stride in stages) if stages else 1
     return float(frontend_conf["frame_shift"]) * int(frontend_conf["lfr_n"]) * subsampling
 
@@ -410,15 +428,7 @@ def load_model_dir(model_dir, checkpoint: Optional[str] = None, device="cpu") ->
         model = build_model(build_config)
     except (ConfigError, ValueError, TypeError) as e:
         raise ModelDirError(f"{files.config}: cannot build the model: {e}") from None
-    missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), state)
-    if missing or unexpected or mismatched:
-        lines = []
-        for title, items in (("shape mismatches", mismatched), ("missing keys", missing), ("unexpected keys", unexpected)):
-            if items:
-                more = f" ... ({len(items) - 5} more)" if len(items) > 5 else ""
-                lines.append(f"{len(items)} {title}: {', '.join(items[:5])}{more}")
-        raise ModelDirError(f"weights {files.weights} do not fit the model of {files.config}:\n  " + "\n  ".join(lines))
-    model.load_state_dict(state, strict=True)
+    load_fitting_weights(model, state, files)
     device = torch.device(device)
     model.to(device).eval()
     encoder_frame_ms = _encoder_frame_ms(model, frontend_conf)

@@ -33,9 +33,9 @@ import torch
 from funasr_lite.frontend.cmvn import CmvnError
 from funasr_lite.frontend.fbank import WaveformTooShortError
 from funasr_lite.frontend.wav_frontend import WavFrontend
-from funasr_lite.inference.model_dir import ModelDirError, read_model_config, resolve_frontend_conf
+from funasr_lite.inference.model_dir import ModelDirError, load_fitting_weights, read_model_config, resolve_frontend_conf
 from funasr_lite.inference.speech2text import InputItem, ItemError, item_waveform
-from funasr_lite.models.load import CheckpointError, compare_state_dicts, load_state_dict_file
+from funasr_lite.models.load import CheckpointError, load_state_dict_file
 from funasr_lite.models.speaker import EMBEDDING_NODES, XVector, build_speaker_model, is_speaker_config
 from funasr_lite.models.speaker.model import DEFAULT_EMBEDDING_NODE
 from funasr_lite.utils.config import ConfigError
@@ -164,15 +164,7 @@ def load_speaker_model_dir(model_dir, checkpoint: Optional[str] = None, device="
         model = build_speaker_model(build_config)
     except (ConfigError, ValueError, TypeError) as e:
         raise ModelDirError(f"{files.config}: cannot build the speaker model: {e}") from None
-    missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), state)
-    if missing or unexpected or mismatched:
-        lines = []
-        for title, items in (("shape mismatches", mismatched), ("missing keys", missing), ("unexpected keys", unexpected)):
-            if items:
-                more = f" ... ({len(items) - 5} more)" if len(items) > 5 else ""
-                lines.append(f"{len(items)} {title}: {', '.join(items[:5])}{more}")
-        raise ModelDirError(f"weights {files.weights} do not fit the model of {files.config}:\n  " + "\n  ".join(lines))
-    model.load_state_dict(state, strict=True)
+    load_fitting_weights(model, state, files)
     device = torch.device(device)
     model.to(device).eval()
     try:

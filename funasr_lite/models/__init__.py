@@ -33,9 +33,12 @@ _STREAMING = "funasr_lite.models.paraformer.streaming:ParaformerStreaming"
 _UNIASR_NAMES = ("UniASR", "uniasr")
 _SEACO = "funasr_lite.models.paraformer.seaco:SeacoParaformer"
 _CONTEXTUAL = "funasr_lite.models.paraformer.contextual:ContextualParaformer"
+_PARAFORMER_BERT = "funasr_lite.models.paraformer.bert:ParaformerBert"
 _CONTEXTUAL_DECODER = "funasr_lite.models.paraformer.decoder_contextual:ContextualParaformerDecoder"
 _SPECAUG = "funasr_lite.frontend.specaug:SpecAug"
 _SPECAUG_LFR = "funasr_lite.frontend.specaug:SpecAugLFR"
+_DATA2VEC_ENCODER = "funasr_lite.models.data2vec.encoder:Data2VecEncoder"
+_DATA2VEC_NAMES = ("data2vec", "Data2VecPretrainModel")  # pretraining: an encoder only, no vocabulary
 
 ENCODERS = {
     "sanm": SANMEncoder,
@@ -44,6 +47,8 @@ ENCODERS = {
     "ConformerEncoder": _CONFORMER,
     "sanm_chunk_opt": _SANM_CHUNK,
     "SANMEncoderChunkOpt": _SANM_CHUNK,
+    "data2vec_encoder": _DATA2VEC_ENCODER,
+    "Data2VecEncoder": _DATA2VEC_ENCODER,
 }
 DECODERS = {
     "paraformer_decoder_sanm": ParaformerSANMDecoder,
@@ -80,12 +85,16 @@ MODELS = {
     "SeacoParaformer": _SEACO,
     "contextual_paraformer": _CONTEXTUAL,
     "ContextualParaformer": _CONTEXTUAL,
+    "paraformer_bert": _PARAFORMER_BERT,  # FunASR 0.x's name (its AISHELL configs)
+    "ParaformerBert": _PARAFORMER_BERT,
     "paraformer_streaming": _STREAMING,
     "ParaformerStreaming": _STREAMING,
     "uniasr": "funasr_lite.models.uniasr.model:UniASR",  # built by build_uniasr (below)
     "UniASR": "funasr_lite.models.uniasr.model:UniASR",
     "conformer": _CONFORMER_AED,  # the attention encoder-decoder (FunASR's Conformer model class)
     "Conformer": _CONFORMER_AED,
+    "data2vec": "funasr_lite.models.data2vec.model:Data2VecPretrainModel",  # built by build_data2vec
+    "Data2VecPretrainModel": "funasr_lite.models.data2vec.model:Data2VecPretrainModel",
 }
 
 # Arguments build_model supplies itself; a *_conf may not set them.
@@ -230,9 +239,13 @@ def build_model(config: Dict[str, Any]):
     specaug/specaug_conf, ctc_conf, input_size (or frontend_conf n_mels * lfr_m) and vocab_size
     (or token_list); other top-level keys are ignored. All confs are validated before building.
     """
-    if config.get("normalize") not in (None, "null"):
+    if config.get("normalize") not in (None, "null", "None"):  # "None": a YAML string, FunASR's data2vec configs
         raise ConfigError(f"normalize={config['normalize']!r} is not supported: CMVN is applied by the data loader")
     input_size = _input_size(config)
+    if config.get("model") in _DATA2VEC_NAMES:
+        from funasr_lite.models.data2vec.model import build_data2vec
+
+        return build_data2vec(config, input_size)
     vocab_size = vocab_size_of(config)
 
     if config.get("model") in _UNIASR_NAMES:  # two passes, its own sections (encoder2, decoder2, ...)

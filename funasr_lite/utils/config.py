@@ -187,6 +187,8 @@ DATASET_CONF_SCHEMA: Dict[str, Tuple[Any, Tuple[type, ...]]] = {
     "max_tokens": (200, (int,)),  # drop utterances with more tokens
     "num_workers": (2, (int,)),  # DataLoader worker processes
     "valid_batch_bins": (0, (int,)),  # batch_bins for validation (0: same as batch_bins)
+    # ParaformerBert: a file of each data dir (embeds.scp: utt -> L x D matrix, one row per token)
+    "embeds": (None, (str, type(None))),
 }
 FUNASR_IGNORED_DATASET_CONF = frozenset(
     {

@@ -27,8 +27,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from funasr_lite.data.char_timestamps import write_char_timestamps
-from funasr_lite.data.synthetic.corpus import SIZES, CorpusError, CorpusSize, _render_all, utterance_id, wav_path
+from funasr_lite.data.synthetic.corpus import (SIZES, CorpusError, CorpusSize, _render_all, utterance_id,
+                                              write_rendered_data_dir)
 from funasr_lite.data.synthetic.render import UtterancePlan
 from funasr_lite.data.synthetic.text import extract_sentences, sentence_pinyin
 from funasr_lite.data.synthetic.voices import make_speakers
@@ -125,21 +125,9 @@ def build_command_set(corpus_dir: str, out_root: str, text_path: str, size: str 
         plan_of = {plan.utt_id: plan for plan, _ in planned}
         results, dropped = _render_all(root, [plan for plan, _ in planned], speakers, seed, nj)
         out_dir = os.path.join(out_root, f"cmd_{split}")
-        os.makedirs(out_dir, exist_ok=True)
-        with atomic_open(os.path.join(out_dir, "wav.scp")) as f:
-            f.writelines(f"{r.utt_id} {wav_path(root, plan_of[r.utt_id])}\n" for r in results)
-        with atomic_open(os.path.join(out_dir, "text")) as f:
-            f.writelines(f"{r.utt_id} {' '.join(r.words)}\n" for r in results)
-        with atomic_open(os.path.join(out_dir, "utt2spk")) as f:
-            f.writelines(f"{r.utt_id} {plan_of[r.utt_id].speaker_id}\n" for r in results)
-        by_speaker: Dict[str, List[str]] = {}
-        for r in results:
-            by_speaker.setdefault(plan_of[r.utt_id].speaker_id, []).append(r.utt_id)
-        with atomic_open(os.path.join(out_dir, "spk2utt")) as f:
-            f.writelines(f"{spk} {' '.join(utts)}\n" for spk, utts in sorted(by_speaker.items()))
+        write_rendered_data_dir(out_dir, root, results, plan_of)
         with atomic_open(os.path.join(out_dir, "utt2kind")) as f:
             f.writelines(f"{r.utt_id} {kind_of[r.utt_id]}\n" for r in results)
-        write_char_timestamps(os.path.join(out_dir, "char_timestamps"), {r.utt_id: r.char_times for r in results})
         summary["splits"][split] = {
             "utterances": len(results), "dropped": len(dropped), "voices": len(speakers[split]),
             "hours": round(sum(r.num_samples for r in results) / 16000 / 3600, 3),

@@ -345,6 +345,26 @@ def _render_all(root: str, plans: Sequence[UtterancePlan], speakers: Dict[str, L
     return results, dropped_utts
 
 
+def write_rendered_data_dir(out_dir: str, root: str, results: Sequence[UtteranceResult],
+                            plan_of: Dict[str, UtterancePlan]) -> None:
+    """A Kaldi data dir of rendered utterances (a set made beside the corpus: hotwords, commands):
+    wav.scp, text, utt2spk, spk2utt and char_timestamps, sorted by utterance id."""
+    os.makedirs(out_dir, exist_ok=True)
+    results = sorted(results, key=lambda r: r.utt_id)
+    with atomic_open(os.path.join(out_dir, "wav.scp")) as f:
+        f.writelines(f"{r.utt_id} {wav_path(root, plan_of[r.utt_id])}\n" for r in results)
+    with atomic_open(os.path.join(out_dir, "text")) as f:
+        f.writelines(f"{r.utt_id} {' '.join(r.words)}\n" for r in results)
+    with atomic_open(os.path.join(out_dir, "utt2spk")) as f:
+        f.writelines(f"{r.utt_id} {plan_of[r.utt_id].speaker_id}\n" for r in results)
+    by_speaker: Dict[str, List[str]] = {}
+    for r in results:
+        by_speaker.setdefault(plan_of[r.utt_id].speaker_id, []).append(r.utt_id)
+    with atomic_open(os.path.join(out_dir, "spk2utt")) as f:
+        f.writelines(f"{spk} {' '.join(utts)}\n" for spk, utts in sorted(by_speaker.items()))
+    write_char_timestamps(os.path.join(out_dir, "char_timestamps"), {r.utt_id: r.char_times for r in results})
+
+
 def _summary(params: dict, speakers: Dict[str, List[SpeakerVoice]], results: Sequence[UtteranceResult],
              dropped: Dict[str, collections.Counter], dropped_utts: Sequence[Tuple[str, str]],
              lm_sentences: int) -> dict:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from funasr_lite.data.char_timestamps import write_char_timestamps
-from funasr_lite.data.synthetic.corpus import SIZES, CorpusError, CorpusSize, _render_all, utterance_id, wav_path
+from funasr_lite.data.synthetic.corpus import (SIZES, CorpusError, CorpusSize, _render_all, utterance_id,
+                                              write_rendered_data_dir)
 from funasr_lite.data.synthetic.render import UtterancePlan
 from funasr_lite.data.synthetic.text import MAX_CHARS, MIN_CHARS, sentence_pinyin, tagged_line_runs, utf8_lines
 from funasr_lite.data.synthetic.voices import make_speakers
@@ -116,22 +116,10 @@ def build_hotword_set(corpus_dir: str, train_text: str, out_dir: str, text_path:
     results, dropped = _render_all(root, plans, speakers, seed, nj)
     entities_of = {plan.utt_id: entities for plan, (_, _, entities) in zip(plans, chosen)}
     plan_of = {plan.utt_id: plan for plan in plans}
-    os.makedirs(out_dir, exist_ok=True)
+    write_rendered_data_dir(out_dir, root, results, plan_of)
     results = sorted(results, key=lambda r: r.utt_id)
-    with atomic_open(os.path.join(out_dir, "wav.scp")) as f:
-        f.writelines(f"{r.utt_id} {wav_path(root, plan_of[r.utt_id])}\n" for r in results)
-    with atomic_open(os.path.join(out_dir, "text")) as f:
-        f.writelines(f"{r.utt_id} {' '.join(r.words)}\n" for r in results)
-    with atomic_open(os.path.join(out_dir, "utt2spk")) as f:
-        f.writelines(f"{r.utt_id} {plan_of[r.utt_id].speaker_id}\n" for r in results)
-    by_speaker: Dict[str, List[str]] = {}
-    for r in results:
-        by_speaker.setdefault(plan_of[r.utt_id].speaker_id, []).append(r.utt_id)
-    with atomic_open(os.path.join(out_dir, "spk2utt")) as f:
-        f.writelines(f"{spk} {' '.join(utts)}\n" for spk, utts in sorted(by_speaker.items()))
     with atomic_open(os.path.join(out_dir, "utt2entities")) as f:
         f.writelines(f"{r.utt_id} {' '.join(entities_of[r.utt_id])}\n" for r in results)
-    write_char_timestamps(os.path.join(out_dir, "char_timestamps"), {r.utt_id: r.char_times for r in results})
     pool = hotwords + distractors
     for count in list_sizes:
         with atomic_open(os.path.join(out_dir, f"hotwords_{count}.txt")) as f:

@@ -81,6 +81,8 @@ class AsrTask(Task):
         if os.path.isfile(config["train_data"]):  # a shards.list: the streaming path (batch_bins in ms)
             from funasr_lite.data.shards import build_shard_stream
 
+            if self.dataset_conf.get("embeds"):
+                raise ValueError("dataset_conf.embeds (ParaformerBert's embeddings) needs a data dir, not tar shards")
             self.train_set = build_shard_stream(config["train_data"], self.tokenizer, config["cmvn_file"], frontend_conf,
                                                 self.dataset_conf, seed=int(config["seed"]), rank=context.rank,
                                                 world_size=context.world_size)
@@ -152,6 +154,9 @@ class AsrTask(Task):
 
     def compute_loss(self, model, batch):
         speech, speech_lengths, text, text_lengths = self._to_device(batch)
+        if "embed" in batch:  # ParaformerBert: the transcripts' per-token embeddings (dataset_conf.embeds)
+            return model(speech, speech_lengths, text, text_lengths, embed=batch["embed"].to(self.device),
+                         embed_lengths=batch["embed_lengths"].to(self.device))
         if getattr(self, "hotwords", None) is None:
             return model(speech, speech_lengths, text, text_lengths)
         # Python's global generator: its state is in every checkpoint, so a resumed run draws alike.
