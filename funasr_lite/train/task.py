@@ -6,7 +6,8 @@ scheduling, best-epoch ranking, retention, logs, the final ``model.avg{N}.pt``) 
 the same for every task. The tasks today: :mod:`funasr_lite.train.tasks.asr` (Paraformer and the
 other ASR models, CER), :mod:`funasr_lite.train.tasks.lm` (token LM, perplexity),
 :mod:`funasr_lite.train.tasks.punc` (CT-Transformer punctuation, F1),
-:mod:`funasr_lite.train.tasks.pretrain` (data2vec on audio without transcripts, loss).
+:mod:`funasr_lite.train.tasks.pretrain` (data2vec on audio without transcripts, loss),
+:mod:`funasr_lite.train.tasks.speaker` (the x-vector speaker model, EER).
 
 How to add a task (BiCif, SeACo, streaming, self-supervised pretraining, ...):
 

@@ -7,13 +7,17 @@ import pytest
 import torch
 
 from funasr_lite.models import build_model
+from funasr_lite.models.speaker import build_speaker_model, is_speaker_config
 from funasr_lite.utils.config import load_yaml, validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL_CONFIGS = sorted(
     p for p in glob.glob(os.path.join(REPO, "egs", "*", "conf", "*.yaml"))
     if "encoder" in load_yaml(p) and load_yaml(p).get("model") != "CTTransformer"  # punctuation: below
+    and not is_speaker_config(load_yaml(p))  # speaker models: below
 )
+SPEAKER_CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "egs", "*", "conf", "*.yaml"))
+                         if is_speaker_config(load_yaml(p)))
 PUNC_CONFIGS = sorted(
     p for p in glob.glob(os.path.join(REPO, "egs", "*", "conf", "*.yaml")) if load_yaml(p).get("model") == "CTTransformer"
 )
@@ -111,3 +115,19 @@ def test_data2vec_demo_configs_share_one_encoder_and_funasrs_keys():
     assert differ == {"encoder_layerdrop", "feature_grad_mult"} and set(finetune["encoder_conf"]) == set(pretrain["encoder_conf"])
     assert finetune["frontend_conf"] == pretrain["frontend_conf"]
     assert finetune["predictor_conf"]["idim"] == pretrain["encoder_conf"]["encoder_embed_dim"]
+
+
+def test_there_is_a_speaker_config():
+    assert "xvector_demo.yaml" in {os.path.basename(p) for p in SPEAKER_CONFIGS}
+
+
+@pytest.mark.parametrize("path", SPEAKER_CONFIGS, ids=os.path.basename)
+def test_speaker_config_resolves_and_builds(path, tmp_path):
+    from funasr_lite.train.tasks.speaker import resolve_speaker_config
+
+    (tmp_path / "utt2spk").write_text("a S1\nb S2\n")
+    config = resolve_speaker_config(path, [], str(tmp_path))
+    model = build_speaker_model(config)
+    assert model.vocab_size == 2 and sum(p.numel() for p in model.parameters()) > 100_000
+    logits, embeddings = model.train()(torch.randn(2, 30, config["input_size"]), torch.tensor([30, 21]), cosine=True)
+    assert logits.shape == (2, 2) and float(logits.abs().max()) <= 1 + 1e-6

@@ -1,7 +1,7 @@
 """The engine's policies are the same for every task (funasr_lite.train.engine): the non-finite
 policy, retention + the final model.avg{N}.pt, resume (mid-epoch too) and the train.done rule,
-checked on the ASR, LM, punctuation and pretraining tasks alike (the pretraining task's own resume
-test: tests/train/test_pretrain_task.py)."""
+checked on the ASR, LM, punctuation, pretraining and speaker tasks alike (the pretraining task's own
+resume test: tests/train/test_pretrain_task.py)."""
 
 import json
 import os
@@ -16,13 +16,16 @@ from funasr_lite.train.tasks.asr import AsrTask
 from funasr_lite.train.tasks.lm import LmTask, resolve_lm_config
 from funasr_lite.train.tasks.pretrain import PretrainTask, resolve_pretraining_config
 from funasr_lite.train.tasks.punc import PuncTask, resolve_punc_config
+from funasr_lite.train.tasks.speaker import SpeakerTask, resolve_speaker_config
 from funasr_lite.train.text_batches import EpochBatchSampler
 from pretrain_testkit import make_audio_dirs, write_pretrain_config
+from speaker_data import TINY_MODEL_OVERRIDES, write_speaker_data_dir  # tests/speaker_data.py
 from train_testkit import make_experiment
 
 LM_CORPUS = ["甲乙丙丁", "乙丙丁甲乙", "丙丁甲", "丁甲乙丙丁甲"]
-PUNC_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           "egs", "aishell1", "conf", "punc.yaml")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PUNC_CONFIG = os.path.join(REPO, "egs", "aishell1", "conf", "punc.yaml")
+SPEAKER_CONFIG = os.path.join(REPO, "egs", "aishell1", "conf", "xvector_demo.yaml")
 
 
 @pytest.fixture(autouse=True)
@@ -78,8 +81,19 @@ def _pretrain(tmp_path, overrides):
     return PretrainTask(resolve_pretraining_config(config)), config
 
 
-TASKS = {"asr": _asr, "lm": _lm, "punc": _punc, "pretrain": _pretrain}
-TASK_CLASSES = {"asr": AsrTask, "lm": LmTask, "punc": PuncTask, "pretrain": PretrainTask}
+def _speaker(tmp_path, overrides):
+    root = tmp_path / "data"
+    write_speaker_data_dir(root / "train", speakers=4, per_speaker=4, seed=1)  # 16 crops: 4 batches of 4
+    write_speaker_data_dir(root / "valid", speakers=4, per_speaker=2, seed=2)
+    base = [*TINY_MODEL_OVERRIDES, "++train_conf.crop_frames=12", "++train_conf.batch_size=4",
+            "++optim_conf.lr=0.01", "++scheduler=constantlr", "++scheduler_conf={}", "++train_conf.max_epoch=2",
+            "++seed=5"]
+    config = resolve_speaker_config(SPEAKER_CONFIG, [*base, *overrides], str(root / "train"), str(root / "valid"))
+    return SpeakerTask(config, SPEAKER_CONFIG), config
+
+
+TASKS = {"asr": _asr, "lm": _lm, "punc": _punc, "pretrain": _pretrain, "speaker": _speaker}
+TASK_CLASSES = {"asr": AsrTask, "lm": LmTask, "punc": PuncTask, "pretrain": PretrainTask, "speaker": SpeakerTask}
 
 
 def _run(kind, tmp_path, overrides=(), **kwargs):
@@ -131,14 +145,14 @@ def test_one_non_finite_policy_for_every_task(kind, tmp_path, monkeypatch, caplo
     assert not (tmp_path / "abort" / "exp" / "train.done").exists()
 
 
-@pytest.mark.parametrize("kind", ["lm", "punc"])
-def test_retention_and_final_model_apply_to_the_text_tasks(kind, tmp_path):
+@pytest.mark.parametrize("kind", ["lm", "punc", "speaker"])
+def test_retention_and_final_model_apply_to_the_small_tasks(kind, tmp_path):
     result, _ = _run(kind, tmp_path, ["++train_conf.max_epoch=4", "++train_conf.keep_nbest_models=1",
                                       "++train_conf.oom_check=true"])
     exp = tmp_path / "exp"
     best = json.loads((exp / "best.json").read_text(encoding="utf-8"))
     metric = best["metric"]
-    assert metric == {"lm": "ppl", "punc": "f1"}[kind]
+    assert metric == {"lm": "ppl", "punc": "f1", "speaker": "eer"}[kind]
     values = {r["epoch"]: r["valid"][metric] for r in result.epochs}
     sign = 1 if best["lower_is_better"] else -1
     best_epoch = min(values, key=lambda e: (sign * values[e], -e))
@@ -147,15 +161,16 @@ def test_retention_and_final_model_apply_to_the_text_tasks(kind, tmp_path):
     assert kept == sorted({best_epoch, 4})
     final = _weights(exp / "model.avg1.pt")
     assert _equal(final, _weights(exp / f"epoch_{best_epoch}.pt"))
-    if kind == "punc":  # the FunASR model dir's weights are the final model
+    if kind in ("punc", "speaker"):  # the model dir's weights are the final model
         assert _equal(_weights(exp / "model.pt"), final)
+    if kind == "punc":
         assert (exp / "tokens.json").is_file()
     assert (exp / "train.done").read_text().startswith("epoch 4 step ")
 
 
-@pytest.mark.parametrize("kind", ["lm", "punc"])
-def test_text_tasks_resume_mid_epoch_exactly(kind, tmp_path):
-    """New with the engine: a text task killed between epoch ends resumes from checkpoint_latest.pt
+@pytest.mark.parametrize("kind", ["lm", "punc", "speaker"])
+def test_small_tasks_resume_mid_epoch_exactly(kind, tmp_path):
+    """New with the engine: a text or speaker task killed between epoch ends resumes from checkpoint_latest.pt
     (save_every_steps) to the uninterrupted run's weights, bit for bit."""
     overrides = ["++train_conf.max_epoch=2", "++train_conf.save_every_steps=2"]
     straight, _ = _run(kind, tmp_path / "straight", overrides)

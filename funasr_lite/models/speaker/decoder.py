@@ -29,9 +29,12 @@ class DenseDecoder(nn.Module):
         self.resnet2_bn = nn.BatchNorm1d(num_nodes_last_layer, eps=1e-3, momentum=batchnorm_momentum)
         self.output_dense = nn.Linear(num_nodes_last_layer, vocab_size, bias=False)
 
-    def forward(self, pooled: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(self, pooled: torch.Tensor, cosine: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """(B, encoder_output_size) -> logits (B, vocab_size), {node: (B, width)} for EMBEDDING_NODES
-        (each dense layer's output before its ReLU, as FunASR records them)."""
+        (each dense layer's output before its ReLU, as FunASR records them).
+
+        ``cosine``: the logits are instead the cosines between the last hidden layer and each row of
+        ``output_dense`` (the input of the AAM-softmax training loss, funasr_lite.models.losses)."""
         embeddings = {}
         x = self.resnet1_dense(pooled)
         embeddings["resnet1_dense"] = x
@@ -39,4 +42,6 @@ class DenseDecoder(nn.Module):
         x = self.resnet2_dense(x)
         embeddings["resnet2_dense"] = x
         x = self.resnet2_bn(F.relu(x))
+        if cosine:
+            return F.linear(F.normalize(x, dim=-1), F.normalize(self.output_dense.weight, dim=-1)), embeddings
         return self.output_dense(x), embeddings

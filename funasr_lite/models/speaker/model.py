@@ -12,7 +12,9 @@ batch, each utterance as it is alone (see :mod:`funasr_lite.models.speaker.resne
 FunASR's model has no working training loss: ``ESPnetSVModel.forward`` is the ASR model's
 (CTC/attention) left in place and fails on a missing ``ctc_weight``; the released model was trained
 elsewhere (TensorFlow, additive angular margin softmax). :meth:`XVector.forward` gives the speaker
-logits of ``output_dense``; a loss on them is left to the training recipe.
+logits of ``output_dense``, or with ``cosine=True`` the cosines that the AAM-softmax loss
+(:mod:`funasr_lite.models.losses.aam_softmax`) of the speaker task (funasr_lite.train.tasks.speaker)
+trains on.
 """
 
 import logging
@@ -36,6 +38,9 @@ SPEAKER_DECODERS = {"dense": DenseDecoder, "DenseDecoder": DenseDecoder}
 # sv.yaml says ``model: espnet`` (FunASR 0.x's SV task had one model class); the others name it too.
 SPEAKER_MODEL_NAMES = ("espnet", "ESPnetSVModel", "xvector", "XVector")
 DEFAULT_EMBEDDING_NODE = "resnet1_dense"  # FunASR's sv inference default
+# sv.yaml's model keys, in its order (a speaker model dir's config.yaml; token_list comes last).
+SV_CONFIG_KEYS = ("model", "model_conf", "encoder", "encoder_conf", "pooling_type", "pooling_type_conf", "decoder",
+                  "decoder_conf", "frontend", "frontend_conf", "input_size", "specaug", "normalize")
 
 
 class XVector(nn.Module):
@@ -56,9 +61,11 @@ class XVector(nn.Module):
         encoded, encoded_lengths = self.encoder(feats, lengths)
         return self.pooling_layer(encoded, encoded_lengths)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """(B, T, F), (B,) -> speaker logits (B, vocab_size), {embedding node: (B, D)}."""
-        return self.decoder(self.pool(feats, lengths))
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
+                cosine: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """(B, T, F), (B,) -> speaker logits (B, vocab_size), {embedding node: (B, D)}.
+        ``cosine``: the logits are cosines to each speaker's row (the AAM-softmax training input)."""
+        return self.decoder(self.pool(feats, lengths), cosine)
 
     def embed(self, feats: torch.Tensor, lengths: torch.Tensor,
               embedding_node: str = DEFAULT_EMBEDDING_NODE) -> torch.Tensor:
