@@ -215,7 +215,7 @@ class Engine:
     def state_dict(self) -> Dict[str, Any]:
         """The full training state of this moment; a collective call (gathers RNG states)."""
         rng_states = self.context.all_gather_object(capture_rng_state())
-        return {
+        state = {
             "model": self.raw_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -227,8 +227,11 @@ class Engine:
             "world_size": self.context.world_size,
             "history": self.history,
             "nonfinite_total": self.nonfinite_total,
-            "task": self.task.training_state(self.raw_model),
         }
+        task_state = self.task.training_state(self.raw_model)
+        if task_state:  # only a task with state of its own (data2vec's teacher): the others' checkpoints are as before
+            state["task"] = task_state
+        return state
 
     def load_state_dict(self, state: Dict[str, Any], source: str) -> None:
         self.raw_model.load_state_dict(state["model"])
