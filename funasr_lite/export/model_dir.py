@@ -104,6 +104,23 @@ def write_seg_dict(loaded: LoadedModel, path: str) -> None:
         write_vocabulary_seg_dict(path, loaded.token_list)
 
 
+def write_dir_whole(out_dir, fill) -> str:
+    """``fill(tmp_dir)`` writes a dir beside ``out_dir`` under a temp name, then it replaces
+    ``out_dir``: ``out_dir`` is either the old dir or the complete new one (a failure removes the
+    temp dir and re-raises). Returns the absolute ``out_dir``."""
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp.", dir=parent)
+    try:
+        fill(tmp_dir)
+        _replace_dir(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return out_dir
+
+
 def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> str:
     """Write a FunASR-layout model dir from a training exp dir (or another model dir).
 
@@ -113,11 +130,8 @@ def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> str:
     place, so ``out_dir`` is either the old one or the complete new one. Returns ``out_dir``.
     """
     loaded = load_model_dir(exp_dir, checkpoint)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp.", dir=parent)
-    try:
+
+    def fill(tmp_dir: str) -> None:
         with atomic_open(os.path.join(tmp_dir, CONFIG_NAME)) as f:
             f.write(dump_config(exported_config(loaded)))
         state = {key: value.detach().cpu().clone() for key, value in loaded.model.state_dict().items()}
@@ -129,10 +143,8 @@ def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> str:
             shutil.copyfile(loaded.files.bpe_model, os.path.join(tmp_dir, BPE_MODEL_NAME))
         write_seg_dict(loaded, os.path.join(tmp_dir, SEG_DICT_NAME))
         load_model_dir(tmp_dir)  # the new dir must load on its own
-        _replace_dir(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
+
+    out_dir = write_dir_whole(out_dir, fill)
     logger.info("exported %s (%s) to %s", loaded.files.model_dir, os.path.basename(loaded.files.weights), out_dir)
     return out_dir
 

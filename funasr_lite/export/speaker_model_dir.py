@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from typing import Any, Dict, Optional
 
 import torch
 
-from funasr_lite.export.model_dir import _replace_dir
+from funasr_lite.export.model_dir import write_dir_whole
 from funasr_lite.inference.model_dir import read_model_config
 from funasr_lite.inference.speaker import CONFIG_NAMES, load_speaker_model_dir
 from funasr_lite.models.speaker.model import SV_CONFIG_KEYS, is_speaker_config
@@ -51,21 +49,16 @@ def export_speaker_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None)
     """Write ``out_dir`` (module docstring) from a speaker exp or model dir; ``checkpoint``: the
     weights to take (a file in the dir; default: the dir's own, model.pt). Returns ``out_dir``."""
     loaded = load_speaker_model_dir(exp_dir, checkpoint)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp.", dir=parent)
-    try:
+
+    def fill(tmp_dir: str) -> None:
         with atomic_open(os.path.join(tmp_dir, CONFIG_NAME)) as f:
             f.write(dump_config(speaker_model_dir_config(loaded.config, loaded.speakers)))
         state = {key: value.detach().cpu().clone() for key, value in loaded.model.state_dict().items()}
         with atomic_open(os.path.join(tmp_dir, WEIGHTS_NAME), "wb") as f:
             torch.save(state, f)
         load_speaker_model_dir(tmp_dir)  # the new dir must load on its own
-        _replace_dir(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
+
+    out_dir = write_dir_whole(out_dir, fill)
     logger.info("exported speaker model %s (%s) to %s", loaded.files.model_dir, os.path.basename(loaded.files.weights),
                 out_dir)
     return out_dir
