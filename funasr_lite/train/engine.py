@@ -435,10 +435,12 @@ class Engine:
             self.writer.add_scalar("train/grad_norm", grad_norm, self.global_step)
             self.writer.add_scalar(f"train/{self.task.UNIT}_per_s", units_per_s, self.global_step)
 
-    def _batches_left(self, epoch: int) -> int:
-        """Batches still to train in the run (this epoch's rest and the later epochs; max_steps)."""
+    def _batches_left(self, epoch: int, position: Optional[int] = None) -> int:
+        """Batches still to train in the run (this epoch's rest from ``position``, by default the
+        sampler's, and the later epochs), capped by what ``max_steps`` leaves."""
         per_epoch = len(self.train_sampler)
-        left = per_epoch - self.train_sampler.position + (self.train_conf["max_epoch"] - epoch) * per_epoch
+        done = self.train_sampler.position if position is None else position
+        left = per_epoch - done + (self.train_conf["max_epoch"] - epoch) * per_epoch
         max_steps = self.train_conf["max_steps"]
         if max_steps:
             left = min(left, (max_steps - self.global_step) * self.train_conf["accum_grad"])
@@ -602,7 +604,7 @@ class Engine:
                 "epoch": epoch, "step": self.global_step, "seconds": round(self.epoch_seconds, 3),
                 "lr": self._current_lr(), "train": train_averages, "valid": dict(metrics),
                 "skipped_updates": self.nonfinite_total - self.nonfinite_at_epoch_start})
-        self.log_progress(epoch, batches_left=(self.train_conf["max_epoch"] - epoch) * len(self.train_sampler),
+        self.log_progress(epoch, batches_left=self._batches_left(epoch, position=len(self.train_sampler)),
                           in_epoch=False)
         if self.writer is not None:
             for key, value in metrics.items():

@@ -83,3 +83,18 @@ def test_training_writes_progress_lines_and_one_epoch_record_per_epoch(tmp_path)
     last = last_progress_message(os.path.join(exp, "train.log"))
     assert last.startswith(f"epoch 2/2 step {steps[-1]['step']}, elapsed ")
     assert "ETA 0:00" in last and f"last valid cer {history[1]['cer']:.4g} (epoch 2)" in last
+
+
+def test_a_run_bounded_by_max_steps_ends_with_eta_zero(tmp_path):
+    """The end-of-epoch [progress] line counts what max_steps leaves, not max_epoch's epochs (a data2vec
+    pretraining of max_epoch 100 and max_steps 3000 said "ETA 10:37:46" after its 6th epoch)."""
+    paths = make_experiment(tmp_path)
+    config = resolve_training_config(
+        paths["config"], ["++train_conf.max_epoch=50", "++train_conf.max_steps=2", "++train_conf.log_interval=1"],
+        token_list=paths["token_list"], cmvn_file=paths["cmvn_file"], train_data=paths["train_data"],
+        valid_data=paths["valid_data"], output_dir=paths["output_dir"])
+    steps = []
+    assert run_training(config, device="cpu", step_callback=steps.append)
+    assert steps[-1]["step"] == 2
+    last = last_progress_message(os.path.join(paths["output_dir"], "train.log"))
+    assert last.startswith("epoch 1/50 step 2, elapsed ") and "ETA 0:00" in last, last
