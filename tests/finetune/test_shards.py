@@ -25,6 +25,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 FRONTEND_CONF = {"fs": 16000, "n_mels": 80, "lfr_m": 7, "lfr_n": 6}
 
 
+def _run(cmd, env, timeout=1200):
+    """Run a fine-tuning command; on failure, fail with the tail of its output (a DDP failure under load
+    left nothing to read when the output went to /dev/null)."""
+    proc = subprocess.run(cmd, env=env, timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace")
+    assert proc.returncode == 0, f"exit {proc.returncode}: {' '.join(map(str, cmd))}\n{proc.stdout[-6000:]}"
+
+
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
@@ -124,8 +132,7 @@ def test_killed_large_finetuning_resumes_at_the_saved_shard_position(tmp_path):
     model_dir = write_funasr_model_dir(str(tmp_path / "released"), waves.values())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FUNASR_LITE_NO_PROGRESS": "1", "PYTHONPATH": REPO_ROOT}
     whole = tmp_path / "whole"
-    subprocess.run(_finetune_cmd(model_dir, data_dir, whole), env=env, check=True, timeout=1200,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _run(_finetune_cmd(model_dir, data_dir, whole), env)
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_finetune_cmd(model_dir, data_dir, killed), env=env, stdout=subprocess.DEVNULL,
@@ -139,8 +146,7 @@ def test_killed_large_finetuning_resumes_at_the_saved_shard_position(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "train.done").exists(), "the run finished before it could be killed"
-    subprocess.run(_finetune_cmd(model_dir, data_dir, killed), env=env, check=True, timeout=1200,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _run(_finetune_cmd(model_dir, data_dir, killed), env)
     text = log.read_text()
     resumed = re.findall(r"shard stream resumes epoch 1 after batch (\d+): worker 0: shard (\d+) offset (\d+)", text)
     assert len(resumed) == 1 and int(resumed[0][0]) >= 1, text[-3000:]  # mid-epoch, at a recorded shard + offset
@@ -180,7 +186,7 @@ def test_torchrun_two_ranks_large_path_uneven_shards(tmp_path):
            "-m", "funasr_lite.bin.finetune", "--model_dir", model_dir, "--data_dir", data_dir, "--output_dir", str(out),
            "--dataset_type", "large", "--batch_bins", "5000", "--shard_size", "3", "--max_epoch", "2", "--num_avg", "1",
            "++dataset_conf.num_workers=0", "++train_conf.log_interval=1"]
-    subprocess.run(cmd, env=env, check=True, timeout=1200, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _run(cmd, env)
     log = (out / "train.log").read_text()
     assert "on 2 process(es)" in log and "epoch 2 trained" in log
     assert len(read_shard_list(str(out / "data" / "train" / "shards.list"))) == 3
