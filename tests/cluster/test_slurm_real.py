@@ -13,6 +13,7 @@ import time
 import pytest
 
 from funasr_lite.data.datadir import read_kv
+from recipe_copy import copy_recipe  # tests/recipe_copy.py
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLURM_LOCAL = os.path.join(REPO_ROOT, "tools", "slurm_local.sh")
@@ -111,12 +112,7 @@ def recipe(slurm, tmp_path_factory):
     """A copy of egs/aishell1 whose cmd.sh uses run_slurm.py (the lines docs/training.md shows),
     after stages -1..2 on the tiny corpus with --nj 2."""
     work = tmp_path_factory.mktemp("aishell1_slurm")
-    src = os.path.join(REPO_ROOT, "egs", "aishell1")
-    for name in ("run.sh", "cmd.sh", "path.sh"):
-        shutil.copy(os.path.join(src, name), work / name)
-    for name in ("local", "conf", "slurm"):
-        shutil.copytree(os.path.join(src, name), work / name)
-    os.symlink(os.path.join(REPO_ROOT, "utils"), work / "utils")
+    copy_recipe(work, REPO_ROOT, dirs=("local", "conf", "slurm"))
     with open(work / "cmd.sh", "a", encoding="utf-8") as f:
         f.write("\n" + docs_block("cmd.sh lines used by tests/cluster/test_slurm_real.py") + "\n")
     proc = shell("bash run.sh --stage -1 --stop_stage 2 --corpus_size tiny --nj 2", work, timeout=900)

@@ -4,13 +4,13 @@ subset, pretraining on all train audio, both fine-tunings, decoding, the table, 
 redoes nothing."""
 
 import os
-import shutil
 import subprocess
 
 import pytest
 import torch
 
 from funasr_lite.data.datadir import read_kv
+from recipe_copy import copy_recipe  # tests/recipe_copy.py
 
 ENCODER = " ".join([
     "++encoder_conf.conv_feature_layers='[(16,2,2)]+[(16,2,2)]'", "++encoder_conf.encoder_layers=2",
@@ -29,12 +29,7 @@ ARGS = ["--pretrain_args", PRETRAIN, "--ft_args", FINETUNE, "--num_avg", "2"]
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, repo_root):
     work = tmp_path_factory.mktemp("aishell1")
-    src = os.path.join(repo_root, "egs", "aishell1")
-    for name in ("run.sh", "cmd.sh", "path.sh"):
-        shutil.copy(os.path.join(src, name), work / name)
-    for name in ("local", "conf"):
-        shutil.copytree(os.path.join(src, name), work / name)
-    os.symlink(os.path.join(repo_root, "utils"), work / "utils")
+    copy_recipe(work, repo_root)
     env = dict(os.environ, FUNASR_LITE_ROOT=repo_root, FUNASR_LITE_NO_PROGRESS="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(["bash", "run.sh", "--stage", "-1", "--stop_stage", "2", "--corpus_size", "tiny",
                            "--nj", "2"], cwd=work, env=env, capture_output=True, text=True, timeout=600)

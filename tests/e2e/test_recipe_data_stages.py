@@ -9,17 +9,13 @@ import pytest
 
 from funasr_lite.data.datadir import read_kv
 from funasr_lite.frontend.cmvn import read_am_mvn
+from recipe_copy import copy_recipe  # tests/recipe_copy.py
 
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory, repo_root):
     work = tmp_path_factory.mktemp("aishell1")
-    src = os.path.join(repo_root, "egs", "aishell1")
-    for name in ("run.sh", "cmd.sh", "path.sh"):
-        shutil.copy(os.path.join(src, name), work / name)
-    for name in ("local", "conf"):
-        shutil.copytree(os.path.join(src, name), work / name)
-    os.symlink(os.path.join(repo_root, "utils"), work / "utils")
+    copy_recipe(work, repo_root)
     env = dict(os.environ, FUNASR_LITE_ROOT=repo_root, FUNASR_LITE_NO_PROGRESS="1")
     proc = subprocess.run(
         ["bash", "run.sh", "--stage", "-1", "--stop_stage", "2", "--corpus_size", "tiny", "--nj", "2"],

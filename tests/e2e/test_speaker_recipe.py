@@ -4,7 +4,6 @@ model dirs, EER of the trained and the untrained model; a rerun does nothing aga
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -13,6 +12,7 @@ import yaml
 from funasr_lite import SpeakerVerifier
 from funasr_lite.data.datadir import read_kv
 from funasr_lite.data.speaker_trials import read_trials
+from recipe_copy import copy_recipe  # tests/recipe_copy.py
 from speaker_data import TINY_MODEL_OVERRIDES, write_speaker_data_dir  # tests/speaker_data.py
 
 TRAIN_ARGS = " ".join([*TINY_MODEL_OVERRIDES, "++train_conf.crop_frames=16", "++train_conf.batch_size=8",
@@ -24,12 +24,7 @@ ARGS = ["--heldout_per_speaker", "2", "--num_trials", "60", "--nj", "1", "--devi
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory, repo_root):
     work = tmp_path_factory.mktemp("aishell1_speaker")
-    src = os.path.join(repo_root, "egs", "aishell1")
-    for name in ("cmd.sh", "path.sh"):
-        shutil.copy(os.path.join(src, name), work / name)
-    for name in ("local", "conf"):
-        shutil.copytree(os.path.join(src, name), work / name)
-    os.symlink(os.path.join(repo_root, "utils"), work / "utils")
+    copy_recipe(work, repo_root)
     write_speaker_data_dir(work / "data" / "train", speakers=5, per_speaker=8, seed=1, first_speaker=2)
     write_speaker_data_dir(work / "data" / "dev", speakers=2, per_speaker=6, seed=2, first_speaker=724)
     write_speaker_data_dir(work / "data" / "test", speakers=2, per_speaker=6, seed=3, first_speaker=764)
