@@ -29,10 +29,11 @@ decoding passes alone (model + libraries + activations; the peak is reset via cl
     # paraformer-large alone (random weights, random features with the test set's lengths)
     python bench/benchmark_decode.py --max_utts 32 --threads 1,2 --out bench_out/decode_large.json
 
-``--ours_int8`` adds a third implementation beside the two: ours with every ``nn.Linear`` dynamically
-quantized to int8 (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantized
-per batch at run time), with its speed-up over FunASR and its token agreement with FunASR's fp32.
-It is a CPU path (quantized kernels of fbgemm/onednn) and is refused with ``--device cuda``.
+``--ours_int8`` adds a third implementation beside the two: ours as ``infer --quantized`` decodes
+(``funasr_lite.inference.quantize.quantize_int8``: the encoder's and decoder's Linears with int8
+weights per channel, activations quantized per call; the CIF predictor and output layers float),
+with its speed-up over FunASR and its token agreement with FunASR's fp32. It is a CPU path
+(quantized kernels of fbgemm/onednn) and is refused with ``--device cuda``.
 
 ``--device`` (cpu | cuda | cuda:N) puts both models and the padded inputs on that device (FunASR's
 ``inference(..., device=...)``; the inputs are copied there before the warm-up, not timed); on
@@ -65,6 +66,7 @@ from paraformer_pair import (LARGE_VOCAB, build_funasr_paraformer, fire_about_ev
                              model_config)
 
 from funasr_lite.data.batch_sampler import split_into_batches  # noqa: E402  (after harness: the repo on sys.path)
+from funasr_lite.inference.quantize import quantize_int8  # noqa: E402
 from funasr_lite.models import build_model  # noqa: E402
 
 IMPLEMENTATIONS = ("ours", "funasr")
@@ -151,8 +153,8 @@ def decode_case(impl: str, case: str, mode: str, batch_bins: int, repeats: int, 
     model = build_model(config) if impl != "funasr" else build_funasr_paraformer(config, with_specaug=False)
     model.load_state_dict(torch.load(os.path.join(case, "init.pt"), weights_only=True, mmap=True), strict=True)
     model.eval()
-    if impl == "ours_int8":
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    if impl == "ours_int8":  # what infer --quantized / quantized=True decodes with
+        model = quantize_int8(model, device)
     model.to(device)
     cuda = torch.device(device).type == "cuda"
     gc.collect()

@@ -242,7 +242,8 @@ class SpeechRecognizer:
 
         decode_options: fields of :class:`DecodeOptions` (decode_mode, beam_size, batch_bins, ...).
         backend: "torch", or "onnx" for a dir exported by funasr_lite.bin.export (onnxruntime, greedy;
-        quantized: model_quant.onnx; threads: onnxruntime threads, default 1; docs/deploy.md).
+        quantized: int8 (onnx: model_quant.onnx; torch: the Linears quantized on load, CPU);
+        threads: onnxruntime threads, default 1; docs/deploy.md).
         vad_model / punc_model: a FunASR VAD / punctuation model dir: each input is then one
         recording of any length (funasr_lite.inference.longform; its LongformOptions fields,
         batch_size_s, max_segment_s, sentence_marks, max_end_silence_time, go in decode_options).

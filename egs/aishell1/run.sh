@@ -39,7 +39,7 @@ mwer_args="++model_conf.mwer_weight=1.0 ++model_conf.mwer_num_candidates=4 ++mod
 decode_exp=                # stages 6-8: experiment to decode/export (default: the stage-4 exp)
 decode_checkpoint=         # weights to decode (default: model.avg$num_avg.pt; model.avg1.pt for an *_mwer exp)
 decode_sets="dev test"     # data sets to decode and score (stages 6-7)
-decode_modes="greedy beam_lm"   # greedy | beam (beam + CTC) | beam_lm (beam + CTC + LM) | ctc_greedy (CTC best path) | streaming (a ParaformerStreaming model: infer --streaming; its default)
+decode_modes="greedy beam_lm"   # greedy | greedy_int8 (greedy, the Linears int8 on the CPU: infer --quantized) | beam (beam + CTC) | beam_lm (beam + CTC + LM) | ctc_greedy (CTC best path) | streaming (a ParaformerStreaming model: infer --streaming; its default)
 stream_chunk_size=0,10,5   # streaming mode: left,step,look-ahead LFR frames (0,10,5 = 600 ms steps; 0,8,4 = 480 ms)
 stream_piece_ms=600        # streaming mode: audio per feed() call (docs/streaming.md)
 beam_size=10               # beam width of the beam and beam_lm modes
@@ -194,11 +194,12 @@ fi
 decode_args() {  # decoding options of one mode
   case "$1" in
     greedy)  echo "--decode_mode greedy" ;;
+    greedy_int8) echo "--decode_mode greedy --quantized" ;;
     beam)    echo "--decode_mode beam --beam_size $beam_size --ctc_weight $ctc_weight" ;;
     beam_lm) echo "--decode_mode beam --beam_size $beam_size --ctc_weight $ctc_weight --lm_dir $lm_dir --lm_weight $lm_weight" ;;
     ctc_greedy) echo "--decode_mode ctc_greedy" ;;
     streaming) echo "--streaming --chunk_size $stream_chunk_size --piece_ms $stream_piece_ms" ;;
-    *) log "unknown decode mode $1 (greedy|beam|beam_lm|ctc_greedy|streaming)"; return 1 ;;
+    *) log "unknown decode mode $1 (greedy|greedy_int8|beam|beam_lm|ctc_greedy|streaming)"; return 1 ;;
   esac
 }
 

@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch, or onnx: onnxruntime on model.onnx of a dir made by funasr_lite.bin.export "
                              "(greedy only; docs/deploy.md)")
-    parser.add_argument("--quantized", action="store_true", help="onnx: model_quant.onnx (int8)")
+    parser.add_argument("--quantized", action="store_true",
+                        help="int8: onnx reads model_quant.onnx; torch quantizes the model's Linears (CPU)")
     parser.add_argument("--onnx_threads", type=int, default=1, help="onnx: onnxruntime intra-op threads")
     return parser
 

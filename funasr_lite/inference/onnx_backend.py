@@ -321,6 +321,8 @@ def load_for_backend(model_dir, backend: str = "torch", checkpoint: Optional[str
                      decode_mode: str = "greedy") -> LoadedModel:
     """The one switch between backends: ``torch`` (load_model_dir) or ``onnx`` (load_onnx_model_dir).
 
+    quantized: onnx: model_quant.onnx; torch: the model's Linears as int8 dynamic ones on the CPU
+    (:func:`funasr_lite.inference.quantize.quantize_int8`).
     threads: onnxruntime intra-op threads (default 1); the torch backend leaves torch's setting."""
     from funasr_lite.inference.model_dir import load_model_dir
     from funasr_lite.inference.speech2text import DecodeError
@@ -328,9 +330,15 @@ def load_for_backend(model_dir, backend: str = "torch", checkpoint: Optional[str
     if backend not in BACKENDS:
         raise DecodeError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "torch":
-        if quantized:
-            raise DecodeError("quantized=True needs backend onnx")
-        return load_model_dir(model_dir, checkpoint, device)
+        loaded = load_model_dir(model_dir, checkpoint, device)
+        if quantized:  # int8 dynamic Linears, CPU (inference/quantize.py)
+            from funasr_lite.inference.quantize import QuantizeError, quantize_int8
+
+            try:
+                loaded.model = quantize_int8(loaded.model, loaded.device)
+            except QuantizeError as e:
+                raise DecodeError(f"{model_dir}: quantized=True: {e}") from e
+        return loaded
     if decode_mode != "greedy":
         raise DecodeError(f"decode_mode {decode_mode!r} needs the torch backend (the ONNX graph decodes greedily)")
     if checkpoint:
