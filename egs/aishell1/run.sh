@@ -53,6 +53,8 @@ onnx_export=true           # stage 8: also export the model dir to ONNX (model.o
 hotword_config=conf/demo_seaco.yaml  # stage 11 (opt-in): the SeACo hotword branch, trained on a frozen BiCif model
 hotword_base=exp/demo_bicif  # stage 11: the BiCif exp (stage 4 with conf/demo_bicif.yaml) it starts from
 hotword_lists="0 200 1000 4000"  # stage 11: decode the hotword test set with each list size (0: no hotwords)
+hotword_score=0            # stage 11: > 0 also decodes the set with beam search + CTC boosting the hotwords by this much a token, with the model of $boost_exp (any model; no training; docs/hotwords.md)
+boost_exp=exp/demo         # stage 11: the exp whose model.avg$num_avg.pt the boost decodes with (hotword_config=none: the boost alone, no SeACo training)
 longform_durations="600 3600"  # stage 10 (opt-in: --stop_stage 10): long recordings (s) built from data/test, decoded with VAD (+ stage 9's punctuation when present), scored (docs/longform.md)
 # ---- end of options ----
 help_message="Usage: bash run.sh [--name value ...]
@@ -303,30 +305,49 @@ if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   # test voices (data/test_hotword), the SeACo branch trained on the frozen BiCif model, decoded with
   # lists of each size (the set's own hotwords first, then distractors), scored for hotword recall.
   hw_exp=exp/$(basename "$hotword_config" .yaml)
-  log "stage 11: hotword test set -> data/test_hotword; $hotword_config on $hotword_base -> $hw_exp; lists $hotword_lists"
+  [ "$hotword_config" = none ] && fbank_config=$train_config || fbank_config=$hotword_config
+  log "stage 11: hotword test set -> data/test_hotword; $hotword_config on $hotword_base -> $hw_exp; lists $hotword_lists; boost $hotword_score with $boost_exp"
   if [ ! -s data/test_hotword/text ]; then
     python -m funasr_lite.bin.make_hotword_set --corpus "$corpus_root" --train_text "data/$train_set/text" \
       --out data/test_hotword --nj "$nj" --seed "$seed" --size "$corpus_size"
   fi
-  fbank_options=$(python -m funasr_lite.bin.compute_fbank --config "$hotword_config" --print_options)
+  fbank_options=$(python -m funasr_lite.bin.compute_fbank --config "$fbank_config" --print_options)
   params="resample=$resample fbank=$fbank_options"
   if ! stage_done data/test_hotword/.fbank.done "$params"; then
-    utils/make_fbank.sh --nj "$nj" --cmd "$train_cmd" --resample "$resample" --fbank-config "$hotword_config" \
+    utils/make_fbank.sh --nj "$nj" --cmd "$train_cmd" --resample "$resample" --fbank-config "$fbank_config" \
       data/test_hotword exp/make_fbank/test_hotword fbank
     echo "$params" > data/test_hotword/.fbank.done
   fi
-  [ -f "$hotword_base/model.avg$num_avg.pt" ] || { log "no $hotword_base/model.avg$num_avg.pt: run stage 4 with conf/demo_bicif.yaml first"; exit 1; }
-  train_paraformer "$hotword_config" "$hw_exp" --init_param "$hotword_base/model.avg$num_avg.pt"
-  for n in $hotword_lists; do
-    dir=$hw_exp/decode_test_hotword_hw$n
-    hw_opt=(); [ "$n" != 0 ] && hw_opt=(--hotword "data/test_hotword/hotwords_$n.txt")
-    mkdir -p "$dir/log"
-    $decode_cmd "$dir/log/decode.log" python -m funasr_lite.bin.infer --exp_dir "$hw_exp" \
-      --checkpoint model.avg1.pt --data_dir data/test_hotword --output_dir "$dir" "${hw_opt[@]}"
-    python -m funasr_lite.bin.compute_cer --ref data/test_hotword/text --hyp "$dir/1best_recog/text" \
-      --out_dir "$dir" --ref_timestamps data/test_hotword/char_timestamps \
-      --hyp_timestamps "$dir/1best_recog/time_stamp" --hotword_list data/test_hotword/hotwords_200.txt
-  done
+  score_hotword_dir() {
+    python -m funasr_lite.bin.compute_cer --ref data/test_hotword/text --hyp "$1/1best_recog/text" \
+      --out_dir "$1" --ref_timestamps data/test_hotword/char_timestamps \
+      --hyp_timestamps "$1/1best_recog/time_stamp" --hotword_list data/test_hotword/hotwords_200.txt
+  }
+  if [ "$hotword_config" != none ]; then
+    [ -f "$hotword_base/model.avg$num_avg.pt" ] || { log "no $hotword_base/model.avg$num_avg.pt: run stage 4 with conf/demo_bicif.yaml first"; exit 1; }
+    train_paraformer "$hotword_config" "$hw_exp" --init_param "$hotword_base/model.avg$num_avg.pt"
+    for n in $hotword_lists; do
+      dir=$hw_exp/decode_test_hotword_hw$n
+      hw_opt=(); [ "$n" != 0 ] && hw_opt=(--hotword "data/test_hotword/hotwords_$n.txt")
+      mkdir -p "$dir/log"
+      $decode_cmd "$dir/log/decode.log" python -m funasr_lite.bin.infer --exp_dir "$hw_exp" \
+        --checkpoint model.avg1.pt --data_dir data/test_hotword --output_dir "$dir" "${hw_opt[@]}"
+      score_hotword_dir "$dir"
+    done
+  fi
+  if [ "$hotword_score" != 0 ]; then
+    [ -f "$boost_exp/model.avg$num_avg.pt" ] || { log "no $boost_exp/model.avg$num_avg.pt: run stage 4 first"; exit 1; }
+    for n in $hotword_lists; do
+      dir=$boost_exp/decode_test_hotword_boost${hotword_score}_hw$n
+      hw_opt=(); [ "$n" != 0 ] && hw_opt=(--hotword "data/test_hotword/hotwords_$n.txt" --hotword_score "$hotword_score")
+      mkdir -p "$dir/log"
+      log "stage 11: beam + CTC, hotword boost $hotword_score, list $n -> $dir"
+      $decode_cmd "$dir/log/decode.log" python -m funasr_lite.bin.infer --exp_dir "$boost_exp" \
+        --checkpoint "model.avg$num_avg.pt" --data_dir data/test_hotword --output_dir "$dir" \
+        --decode_mode beam --beam_size "$beam_size" --ctc_weight "$ctc_weight" "${hw_opt[@]}"
+      score_hotword_dir "$dir"
+    done
+  fi
 fi
 
 log "done (stages $stage..$stop_stage)"

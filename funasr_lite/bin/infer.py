@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hotwords: attention-score filtering keeps this many (0: all)")
     parser.add_argument("--seaco_weight", type=float, default=1.0,
                         help="hotwords: 1 = FunASR's switch to the bias head where it fires; < 1 blends")
+    parser.add_argument("--hotword_score", type=float, default=0.0,
+                        help="hotwords, any model: beam search bonus per token of a complete hotword "
+                             "(--decode_mode beam; 0: off; docs/hotwords.md)")
     parser.add_argument("--decoding_model", choices=UNIASR_MODES, default="normal",
                         help="UniASR: fast (pass 1), normal (pass 2), offline (pass 2, its second chunk configuration)")
     parser.add_argument("--token_num_relax", type=int, default=5, help="UniASR: search up to int(CIF count) + this")
@@ -228,7 +231,8 @@ def main(argv=None) -> int:
             bucket_size=args.bucket_size, beam_size=args.beam_size, ctc_weight=args.ctc_weight,
             lm_weight=args.lm_weight, length_bonus=args.length_bonus, lm_dir=args.lm_dir,
             timestamps=not args.no_timestamps, timestamp_source=args.timestamp_source, hotword=args.hotword,
-            nfilter=args.nfilter, seaco_weight=args.seaco_weight, decoding_model=args.decoding_model,
+            nfilter=args.nfilter, seaco_weight=args.seaco_weight, hotword_score=args.hotword_score,
+            decoding_model=args.decoding_model,
             token_num_relax=args.token_num_relax,
         )
         options.check()

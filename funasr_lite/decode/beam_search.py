@@ -7,13 +7,18 @@ extension is scored
 
     total = am + ctc_weight * ctc + lm_weight * lm + length_bonus * num_tokens
 
-and the best ``beam_size`` extensions are kept. The parts are cumulative log-probs:
+and the best ``beam_size`` extensions are kept. With hotwords (``context``, a
+:class:`~funasr_lite.decode.context_graph.ContextGraph`) the tokens that extend a hotword match are
+candidates too, whatever their acoustic rank, and ``+ context`` joins the total. The parts are
+cumulative log-probs:
   am   sum of am_logp[i, y_i] over positions (``</s>`` included when chosen);
   ctc  log P_ctc(output starts with y_1..y_i) while searching; at the last position the
        hypotheses are complete, so it becomes log P_ctc(output == y);
   lm   sum of log P_lm(y_i | <s> y_<i), plus log P_lm(</s> | <s> y) at the end
        (``lm_score_eos``), i.e. the LM's sentence log-probability;
-  num_tokens  tokens in the hypothesis, ``</s>`` not counted.
+  num_tokens  tokens in the hypothesis, ``</s>`` not counted;
+  context  the hotword bonus (context_graph.py: score x the length of each complete hotword; an
+       unfinished match counts while searching and is taken back at the end).
 
 Token rules: ``<blank>`` and ``<s>`` are never output tokens, so they are never candidates.
 ``</s>`` is a candidate at the last position only (a model trained with predictor_bias emits
@@ -28,12 +33,13 @@ from typing import Dict, List, Optional
 
 import torch
 
+from funasr_lite.decode.context_graph import ROOT, ContextGraph
 from funasr_lite.decode.ctc_prefix_score import CTCPrefixScorer
 
 logger = logging.getLogger(__name__)
 
 BLANK_ID, SOS_ID, EOS_ID = 0, 1, 2
-PART_NAMES = ("am", "ctc", "lm", "length_bonus")
+PART_NAMES = ("am", "ctc", "lm", "length_bonus", "context")
 
 
 @dataclass
@@ -111,6 +117,7 @@ def beam_search(
     sos_id: int = SOS_ID,
     eos_id: Optional[int] = EOS_ID,
     lm_score_eos: bool = True,
+    context: Optional[ContextGraph] = None,
 ) -> List[Hypothesis]:
     """N-best token sequences of one utterance, best first.
 
@@ -124,6 +131,7 @@ def beam_search(
         nbest: how many hypotheses to return (at most beam_size).
         blank_id, sos_id, eos_id: special tokens (eos_id None: no ``</s>`` candidate).
         lm_score_eos: add the LM's log P(</s> | y) to complete hypotheses.
+        context: hotwords to boost (:class:`ContextGraph`; its score is per hotword token).
 
     L = 0 gives one empty hypothesis with all scores 0.
     """
@@ -145,13 +153,23 @@ def beam_search(
     ctc_scorer = CTCPrefixScorer(ctc_logp.to(am_logp.dtype), blank_id, eos_id) if use_ctc else None
     ctc_state = ctc_scorer.initial_state() if use_ctc else None
     lm_state = _LMState(lm) if use_lm else None
-    weights = {"am": 1.0, "ctc": ctc_weight, "lm": lm_weight, "length_bonus": length_bonus}
+    weights = {"am": 1.0, "ctc": ctc_weight, "lm": lm_weight, "length_bonus": length_bonus, "context": 1.0}
+    context_states = [ROOT]
 
     for position in range(num_positions):
         is_last = position == num_positions - 1
         allowed = _allowed_tokens(vocab_size, is_last, blank_id, sos_id, eos_id, device)
         num_candidates = min(beam_size, int(allowed.sum()))
-        candidate_am, candidate_ids = am_logp[position].masked_fill(~allowed, float("-inf")).topk(num_candidates)
+        position_logp = am_logp[position].masked_fill(~allowed, float("-inf"))
+        candidate_am, candidate_ids = position_logp.topk(num_candidates)
+        if context is not None:  # the tokens that extend a hotword match are candidates too
+            extra = set().union(*(context.next_tokens(state) for state in context_states))
+            extra = sorted(t for t in extra.difference(candidate_ids.tolist()) if 0 <= t < vocab_size and allowed[t])
+            if extra:
+                extra_ids = torch.tensor(extra, dtype=candidate_ids.dtype, device=device)
+                candidate_ids = torch.cat([candidate_ids, extra_ids])
+                candidate_am = torch.cat([candidate_am, position_logp[extra_ids]])
+                num_candidates = candidate_ids.numel()
         num_hyps = tokens.size(0)
         candidates = candidate_ids.unsqueeze(0).expand(num_hyps, num_candidates)  # (N, K)
         is_eos = candidates == eos_id if eos_id is not None else torch.zeros_like(candidates, dtype=torch.bool)
@@ -161,7 +179,11 @@ def beam_search(
             "length_bonus": parts["length_bonus"][:, None] + (~is_eos).to(am_logp.dtype),
             "ctc": parts["ctc"][:, None].expand(num_hyps, num_candidates),
             "lm": parts["lm"][:, None].expand(num_hyps, num_candidates),
+            "context": parts["context"][:, None].expand(num_hyps, num_candidates),
         }
+        if context is not None:
+            next_states, bonus = _context_steps(context, context_states, candidate_ids.tolist())
+            new_parts["context"] = new_parts["context"] + torch.tensor(bonus, dtype=am_logp.dtype, device=device)
         if use_ctc:
             ctc_scores = ctc_scorer.score_candidates(ctc_state, candidates)
             new_parts["ctc"] = ctc_scores.sequence_logp if is_last else ctc_scores.prefix_logp
@@ -181,11 +203,16 @@ def beam_search(
 
         tokens = torch.cat([tokens[hyp_index], candidates[hyp_index, candidate_index].unsqueeze(1)], dim=1)
         parts = {name: value[hyp_index, candidate_index] for name, value in new_parts.items()}
+        if context is not None:
+            context_states = [next_states[h][k] for h, k in zip(hyp_index.tolist(), candidate_index.tolist())]
         if use_ctc:
             ctc_state = ctc_scorer.select(ctc_scores, hyp_index, candidate_index)
         if use_lm:
             lm_state.select(hyp_index)
 
+    if context is not None:  # unfinished hotword matches give their bonus back
+        parts["context"] = parts["context"] + torch.tensor([context.finish(state) for state in context_states],
+                                                           dtype=am_logp.dtype, device=device)
     total = sum(weights[name] * parts[name] for name in PART_NAMES)
     order = torch.argsort(total, descending=True)[:nbest]
     results = []
@@ -199,6 +226,25 @@ def beam_search(
             )
         )
     return results
+
+
+def _context_steps(context: ContextGraph, states: List[int], candidates: List[int]):
+    """(next states [N][K], bonuses [N][K]) of every hypothesis state x candidate token."""
+    next_states, bonuses = [], []
+    for state in states:
+        extending = context.next_tokens(state)
+        give_back = context.finish(state)  # a token that extends nothing: back to the root
+        row_states, row_bonus = [], []
+        for token in candidates:
+            if token in extending:
+                next_state, bonus = context.step(state, token)
+            else:
+                next_state, bonus = ROOT, give_back
+            row_states.append(next_state)
+            row_bonus.append(bonus)
+        next_states.append(row_states)
+        bonuses.append(row_bonus)
+    return next_states, bonuses
 
 
 def beam_search_batch(

@@ -112,6 +112,9 @@ class DecodeOptions:
     hotword: Optional[Any] = None
     nfilter: int = 50
     seaco_weight: float = 1.0
+    # Hotword boosting in beam search, for any model (decode/context_graph.py): added to a hypothesis
+    # per token of each complete hotword; 0 = off (then only a SeACo/Contextual model takes hotwords).
+    hotword_score: float = 0.0
     # UniASR (FunASR's decoding_model): fast = pass 1, normal = pass 2, offline = pass 2 at its second
     # chunk configuration; the search is FunASR's beam search (greedy = beam 1), bounded at
     # int(CIF count) + token_num_relax tokens.
@@ -141,6 +144,10 @@ class DecodeOptions:
                     raise DecodeError(f"{name}={getattr(self, name)} needs decode_mode beam")
         if self.ctc_weight < 0:
             raise DecodeError(f"ctc_weight must be >= 0, got {self.ctc_weight}")
+        if self.hotword_score < 0:
+            raise DecodeError(f"hotword_score must be >= 0, got {self.hotword_score}")
+        if self.hotword_score > 0 and self.decode_mode != "beam":
+            raise DecodeError(f"hotword_score={self.hotword_score} boosts hotwords in beam search: needs decode_mode beam")
         if self.lm_weight != 0.0 and not self.lm_dir:
             raise DecodeError(f"lm_weight={self.lm_weight} needs an lm_dir")
 
@@ -368,16 +375,18 @@ class Speech2Text:
                                   f"({loaded.files.model_dir})")
             self._timestamp_frame_ms = loaded.encoder_frame_ms
             self._timestamp_shift_frames = timestamp_shift_frames(loaded.config, loaded.files.config, "cif")
-        self.context = self.hotword_context(self.options.hotword)
+        self.context, self.boost = self.hotword_context(self.options.hotword)
         self.frontend = loaded.frontend
         self._dropped_ids = {self.model.blank_id, self.model.sos, self.model.eos}
         self._feats_handles: Dict[str, object] = {}
 
     # ------------------------------------------------------------ hotwords
     def hotword_context(self, spec):
-        """The model's decoding context for the hotwords of ``spec`` (data/hotwords.py), None for none."""
+        """(the model's decoding context, the beam search's ContextGraph) for the hotwords of ``spec``
+        (data/hotwords.py); None for what does not apply: the context for a model without a bias
+        branch, the graph without ``hotword_score``."""
         if spec is None:
-            return None
+            return None, None
         # Beside am.mvn (where FunASR looks), else in the model dir (a training exp dir's, whose
         # am.mvn is the data dir's).
         seg_dict = None
@@ -389,24 +398,48 @@ class Speech2Text:
         try:
             words, ids = hotword_ids(spec, self.loaded.tokenizer, self.model.sos, seg_dict)
             if not ids:
-                return None
-            if not getattr(self.model, "takes_hotwords", False):
+                return None, None
+            takes_hotwords = getattr(self.model, "takes_hotwords", False)
+            if not takes_hotwords and self.options.hotword_score <= 0:
                 raise DecodeError(f"{self.loaded.files.model_dir}: {type(self.model).__name__} takes no hotwords "
-                                  "(SeacoParaformer does)")
+                                  "(SeacoParaformer does); to boost them in beam search, give decode_mode beam "
+                                  "and hotword_score > 0")
         except HotwordError as e:
             raise DecodeError(str(e)) from None
         logger.info("%d hotwords (and <s>): %s", len(words) - 1, " ".join(words[:-1][:20]) +
                     (" ..." if len(words) > 21 else ""))
-        return self.model.hotword_context(ids, self.options.nfilter, self.options.seaco_weight)
+        graph = None
+        if self.options.hotword_score > 0:
+            if getattr(self.model, "uniasr", False) or getattr(self.model, "autoregressive", False):
+                raise DecodeError(f"{self.loaded.files.model_dir}: hotword_score boosts hotwords in the Paraformer "
+                                  f"beam search; {type(self.model).__name__} decodes with its own search")
+            from funasr_lite.decode.context_graph import ContextGraph
+
+            # Each hotword as the model's transcripts are tokenized (characters; BPE pieces), not
+            # FunASR's whole-word lookup of the bias branch; the last of ``words`` is <s>.
+            tokenizer = self.loaded.tokenizer
+            sequences = [[tokenizer.token2id.get(t) for t in tokenizer.text2tokens(word)] for word in words[:-1]]
+            usable = [sequence for sequence in sequences if sequence and None not in sequence]
+            if not usable:
+                raise DecodeError(f"none of the {len(sequences)} hotwords can be boosted: each holds a token "
+                                  "outside the vocabulary")
+            if len(usable) < len(sequences):
+                logger.warning("%d of %d hotwords hold tokens outside the vocabulary: not boosted",
+                               len(sequences) - len(usable), len(sequences))
+            graph = ContextGraph(usable, self.options.hotword_score)
+        context = (self.model.hotword_context(ids, self.options.nfilter, self.options.seaco_weight)
+                   if takes_hotwords else None)
+        return context, graph
 
     @contextlib.contextmanager
     def using_hotwords(self, spec):
         """Decode with the hotwords of ``spec`` inside the ``with`` block (the options' outside it)."""
-        previous, self.context = self.context, self.hotword_context(spec)
+        previous = self.context, self.boost
+        self.context, self.boost = self.hotword_context(spec)
         try:
             yield self
         finally:
-            self.context = previous
+            self.context, self.boost = previous
 
     # ------------------------------------------------------------ features
     def prepare(self, index: int, item: InputItem) -> PreparedUtterance:
@@ -501,7 +534,7 @@ class Speech2Text:
                 am_logp, token_lengths, ctc_logp, encoder_lengths if ctc_logp is not None else None,
                 lm=self.lm, beam_size=self.options.beam_size, ctc_weight=self.options.ctc_weight,
                 lm_weight=self.options.lm_weight, length_bonus=self.options.length_bonus, nbest=1,
-                blank_id=model.blank_id, sos_id=model.sos, eos_id=model.eos,
+                blank_id=model.blank_id, sos_id=model.sos, eos_id=model.eos, context=self.boost,
             )
             signals = model.timestamp_signals(encoder_out, encoder_lengths, token_lengths, alphas, peaks,
                                               source=self.options.timestamp_source)
