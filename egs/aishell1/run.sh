@@ -54,6 +54,7 @@ hotword_config=conf/demo_seaco.yaml  # stage 11 (opt-in): the SeACo hotword bran
 hotword_base=exp/demo_bicif  # stage 11: the BiCif exp (stage 4 with conf/demo_bicif.yaml) it starts from
 hotword_lists="0 200 1000 4000"  # stage 11: decode the hotword test set with each list size (0: no hotwords)
 hotword_score=0            # stage 11: > 0 also decodes the set with beam search + CTC boosting the hotwords by this much a token, with the model of $boost_exp (any model; no training; docs/hotwords.md)
+hotword_topk=0             # stage 11: the boost searches a hotword's next token only among the decoder's top k there (0: wherever)
 boost_exp=exp/demo         # stage 11: the exp whose model.avg$num_avg.pt the boost decodes with (hotword_config=none: the boost alone, no SeACo training)
 longform_durations="600 3600"  # stage 10 (opt-in: --stop_stage 10): long recordings (s) built from data/test, decoded with VAD (+ stage 9's punctuation when present), scored (docs/longform.md)
 # ---- end of options ----
@@ -338,8 +339,8 @@ if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   if [ "$hotword_score" != 0 ]; then
     [ -f "$boost_exp/model.avg$num_avg.pt" ] || { log "no $boost_exp/model.avg$num_avg.pt: run stage 4 first"; exit 1; }
     for n in $hotword_lists; do
-      dir=$boost_exp/decode_test_hotword_boost${hotword_score}_hw$n
-      hw_opt=(); [ "$n" != 0 ] && hw_opt=(--hotword "data/test_hotword/hotwords_$n.txt" --hotword_score "$hotword_score")
+      dir=$boost_exp/decode_test_hotword_boost${hotword_score}_top${hotword_topk}_hw$n
+      hw_opt=(); [ "$n" != 0 ] && hw_opt=(--hotword "data/test_hotword/hotwords_$n.txt" --hotword_score "$hotword_score" --hotword_topk "$hotword_topk")
       mkdir -p "$dir/log"
       log "stage 11: beam + CTC, hotword boost $hotword_score, list $n -> $dir"
       $decode_cmd "$dir/log/decode.log" python -m funasr_lite.bin.infer --exp_dir "$boost_exp" \

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hotword_score", type=float, default=0.0,
                         help="hotwords, any model: beam search bonus per token of a complete hotword "
                              "(--decode_mode beam; 0: off; docs/hotwords.md)")
+    parser.add_argument("--hotword_topk", type=int, default=0,
+                        help="hotword boost: search a hotword's next token only where it is among the decoder's "
+                             "top k (0: wherever; faster with long lists)")
     parser.add_argument("--decoding_model", choices=UNIASR_MODES, default="normal",
                         help="UniASR: fast (pass 1), normal (pass 2), offline (pass 2, its second chunk configuration)")
     parser.add_argument("--token_num_relax", type=int, default=5, help="UniASR: search up to int(CIF count) + this")
@@ -232,6 +235,7 @@ def main(argv=None) -> int:
             lm_weight=args.lm_weight, length_bonus=args.length_bonus, lm_dir=args.lm_dir,
             timestamps=not args.no_timestamps, timestamp_source=args.timestamp_source, hotword=args.hotword,
             nfilter=args.nfilter, seaco_weight=args.seaco_weight, hotword_score=args.hotword_score,
+            hotword_topk=args.hotword_topk,
             decoding_model=args.decoding_model,
             token_num_relax=args.token_num_relax,
         )

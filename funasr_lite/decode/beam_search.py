@@ -118,6 +118,7 @@ def beam_search(
     eos_id: Optional[int] = EOS_ID,
     lm_score_eos: bool = True,
     context: Optional[ContextGraph] = None,
+    context_topk: int = 0,
 ) -> List[Hypothesis]:
     """N-best token sequences of one utterance, best first.
 
@@ -132,6 +133,8 @@ def beam_search(
         blank_id, sos_id, eos_id: special tokens (eos_id None: no ``</s>`` candidate).
         lm_score_eos: add the LM's log P(</s> | y) to complete hypotheses.
         context: hotwords to boost (:class:`ContextGraph`; its score is per hotword token).
+        context_topk: > 0: a token that extends a hotword match is searched only where it is among
+            the ``context_topk`` best of the decoder at that position (0: wherever).
 
     L = 0 gives one empty hypothesis with all scores 0.
     """
@@ -164,7 +167,10 @@ def beam_search(
         candidate_am, candidate_ids = position_logp.topk(num_candidates)
         if context is not None:  # the tokens that extend a hotword match are candidates too
             extra = set().union(*(context.next_tokens(state) for state in context_states))
-            extra = sorted(t for t in extra.difference(candidate_ids.tolist()) if 0 <= t < vocab_size and allowed[t])
+            extra = extra.difference(candidate_ids.tolist())
+            if context_topk > 0 and extra:
+                extra = extra.intersection(position_logp.topk(min(context_topk, vocab_size)).indices.tolist())
+            extra = sorted(t for t in extra if 0 <= t < vocab_size and allowed[t])
             if extra:
                 extra_ids = torch.tensor(extra, dtype=candidate_ids.dtype, device=device)
                 candidate_ids = torch.cat([candidate_ids, extra_ids])

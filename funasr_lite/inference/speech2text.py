@@ -115,6 +115,7 @@ class DecodeOptions:
     # Hotword boosting in beam search, for any model (decode/context_graph.py): added to a hypothesis
     # per token of each complete hotword; 0 = off (then only a SeACo/Contextual model takes hotwords).
     hotword_score: float = 0.0
+    hotword_topk: int = 0  # > 0: a hotword's next token is searched only among the decoder's top k there
     # UniASR (FunASR's decoding_model): fast = pass 1, normal = pass 2, offline = pass 2 at its second
     # chunk configuration; the search is FunASR's beam search (greedy = beam 1), bounded at
     # int(CIF count) + token_num_relax tokens.
@@ -146,6 +147,8 @@ class DecodeOptions:
             raise DecodeError(f"ctc_weight must be >= 0, got {self.ctc_weight}")
         if self.hotword_score < 0:
             raise DecodeError(f"hotword_score must be >= 0, got {self.hotword_score}")
+        if self.hotword_topk < 0:
+            raise DecodeError(f"hotword_topk must be >= 0, got {self.hotword_topk}")
         if self.hotword_score > 0 and self.decode_mode != "beam":
             raise DecodeError(f"hotword_score={self.hotword_score} boosts hotwords in beam search: needs decode_mode beam")
         if self.lm_weight != 0.0 and not self.lm_dir:
@@ -535,6 +538,7 @@ class Speech2Text:
                 lm=self.lm, beam_size=self.options.beam_size, ctc_weight=self.options.ctc_weight,
                 lm_weight=self.options.lm_weight, length_bonus=self.options.length_bonus, nbest=1,
                 blank_id=model.blank_id, sos_id=model.sos, eos_id=model.eos, context=self.boost,
+                context_topk=self.options.hotword_topk,
             )
             signals = model.timestamp_signals(encoder_out, encoder_lengths, token_lengths, alphas, peaks,
                                               source=self.options.timestamp_source)

@@ -112,3 +112,18 @@ def test_a_hotword_outside_the_acoustic_top_k_is_found():
     assert boosted.token_ids == [5, 6] and boosted.scores["context"] == pytest.approx(8.0)
     weak = beam_search(am_logp, beam_size=1, eos_id=None, context=ContextGraph([[5, 6]], score=1.0))[0]
     assert weak.token_ids == [3, 3] and weak.scores["context"] == 0.0
+
+
+def test_context_topk_searches_hotword_tokens_only_among_the_decoders_best():
+    """The same case as above: hotword token 5 ranks last at position 0 (8 tokens, 3 of them special);
+    with context_topk 2 it is not searched there, with context_topk 8 it is."""
+    am_logp = torch.full((2, 8), -9.0, dtype=torch.float64)
+    am_logp[:, 3] = -0.1
+    am_logp[:, 4] = -1.0
+    am_logp[0, 5] = -4.0
+    am_logp[1, 6] = -3.0
+    graph = ContextGraph([[5, 6]], score=4.0)
+    pruned = beam_search(am_logp, beam_size=1, eos_id=None, context=graph, context_topk=2)[0]
+    assert pruned.token_ids == [3, 3]
+    wide = beam_search(am_logp, beam_size=1, eos_id=None, context=graph, context_topk=8)[0]
+    assert wide.token_ids == [5, 6]

@@ -53,7 +53,7 @@ def test_infer_takes_hotword_score(model_dir, corpus, tmp_path):
     out = tmp_path / "boost"
     assert infer_cli.main(["--model_dir", model_dir, "--data_dir", corpus[0], "--output_dir", str(out),
                            "--decode_mode", "beam", "--beam_size", "4", "--hotword", HOTWORD,
-                           "--hotword_score", "50"]) == 0
+                           "--hotword_score", "50", "--hotword_topk", "28"]) == 0
     texts = [r["text"] for r in read_1best_recog(str(out / "1best_recog"))]
     assert len(texts) == 5 and sum(HOTWORD in text for text in texts) >= 3
 
@@ -65,6 +65,8 @@ def test_option_errors_are_named(model_dir, corpus):
         SpeechRecognizer.from_model_dir(model_dir, hotword=HOTWORD, hotword_score=2.0)
     with pytest.raises(DecodeError, match="hotword_score must be >= 0"):
         beam(model_dir, hotword=HOTWORD, hotword_score=-1.0)
+    with pytest.raises(DecodeError, match="hotword_topk must be >= 0"):
+        beam(model_dir, hotword=HOTWORD, hotword_score=1.0, hotword_topk=-1)
     with pytest.raises(DecodeError, match="none of the 1 hotwords can be boosted"):
         beam(model_dir, hotword="龘", hotword_score=2.0)
 
