@@ -166,7 +166,7 @@ def beam_search(
         position_logp = am_logp[position].masked_fill(~allowed, float("-inf"))
         candidate_am, candidate_ids = position_logp.topk(num_candidates)
         if context is not None:  # the tokens that extend a hotword match are candidates too
-            extra = set().union(*(context.next_tokens(state) for state in context_states))
+            extra = set().union(*(context.transitions(state).keys() for state in context_states))
             extra = extra.difference(candidate_ids.tolist())
             if context_topk > 0 and extra:
                 extra = extra.intersection(position_logp.topk(min(context_topk, vocab_size)).indices.tolist())
@@ -238,18 +238,11 @@ def _context_steps(context: ContextGraph, states: List[int], candidates: List[in
     """(next states [N][K], bonuses [N][K]) of every hypothesis state x candidate token."""
     next_states, bonuses = [], []
     for state in states:
-        extending = context.next_tokens(state)
-        give_back = context.finish(state)  # a token that extends nothing: back to the root
-        row_states, row_bonus = [], []
-        for token in candidates:
-            if token in extending:
-                next_state, bonus = context.step(state, token)
-            else:
-                next_state, bonus = ROOT, give_back
-            row_states.append(next_state)
-            row_bonus.append(bonus)
-        next_states.append(row_states)
-        bonuses.append(row_bonus)
+        table = context.transitions(state)
+        otherwise = (ROOT, context.finish(state))  # a token that extends nothing: back to the root
+        steps = [table.get(token, otherwise) for token in candidates]
+        next_states.append([step[0] for step in steps])
+        bonuses.append([step[1] for step in steps])
     return next_states, bonuses
 
 

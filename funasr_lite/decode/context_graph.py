@@ -78,6 +78,7 @@ class ContextGraph:
                     self.fail[child] = self.children[fail].get(token, ROOT)
                 queue.append(child)
         self.first_tokens: Set[int] = set(self.children[ROOT])
+        self._transitions: Dict[int, Dict[int, Tuple[int, float]]] = {}  # state -> its next_tokens' steps
 
     def __len__(self) -> int:
         """Number of hotwords (distinct token sequences)."""
@@ -96,6 +97,14 @@ class ContextGraph:
     def finish(self, state: int) -> float:
         """The bonus an unfinished match gives back at the end of the utterance (<= 0)."""
         return -self.depth[state] * self.score
+
+    def transitions(self, state: int) -> Dict[int, Tuple[int, float]]:
+        """{token: :meth:`step` (state, token)} for the tokens of :meth:`next_tokens` (cached); any
+        other token goes to the root with :meth:`finish`'s bonus."""
+        table = self._transitions.get(state)
+        if table is None:
+            table = self._transitions[state] = {token: self.step(state, token) for token in self.next_tokens(state)}
+        return table
 
     def next_tokens(self, state: int) -> Set[int]:
         """Tokens that extend a match from ``state``: its children, its suffixes' and the root's."""

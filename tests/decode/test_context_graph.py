@@ -127,3 +127,16 @@ def test_context_topk_searches_hotword_tokens_only_among_the_decoders_best():
     assert pruned.token_ids == [3, 3]
     wide = beam_search(am_logp, beam_size=1, eos_id=None, context=graph, context_topk=8)[0]
     assert wide.token_ids == [5, 6]
+
+
+def test_cached_transitions_equal_steps():
+    rng = random.Random(9)
+    words = sorted({tuple(rng.randint(3, 9) for _ in range(rng.randint(1, 4))) for _ in range(12)})
+    graph = ContextGraph(words, score=0.7)
+    for state in range(len(graph.children)):
+        table = graph.transitions(state)
+        assert set(table) == graph.next_tokens(state)
+        for token in range(3, 10):
+            expected = graph.step(state, token)
+            got = table.get(token, (ROOT, graph.finish(state)))
+            assert got[0] == expected[0] and got[1] == pytest.approx(expected[1]), (state, token)
