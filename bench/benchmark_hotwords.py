@@ -18,6 +18,14 @@ source-attention layers, inner_dim 512) with random weights (seed 1; the CIF out
 fires about one token per 3 frames, as a trained model does), built in a temporary dir with the
 model dir's tokens, am.mvn, seg_dict and frontend: the share of decoding time that hotwords cost
 on the model users run, whose encoder is far larger than the demo's.
+
+``--boost SCORE``: hotword boosting in beam search instead (any model, ``hotword_score``;
+docs/hotwords.md): every variant, "none" included, decodes with beam search (``--beam_size``,
+``--ctc_weight``), the lists with ``hotword_score=SCORE`` and ``hotword_topk=--boost_topk``:
+
+    python bench/benchmark_hotwords.py --model_dir egs/aishell1/exp/demo --checkpoint model.avg3.pt \
+        --data_dir egs/aishell1/data/test_hotword --lists 200=egs/aishell1/data/test_hotword/hotwords_200.txt \
+        --boost 3.0 --boost_topk 50 --repeats 3 --threads 1
 """
 
 from __future__ import annotations
@@ -80,15 +88,21 @@ def released_layout_dir(model_dir: str, checkpoint, out_dir: str, large_config: 
     return out_dir
 
 
-def measure(model_dir: str, checkpoint, data_dir: str, lists: dict, repeats: int, max_utts: int) -> dict:
+def measure(model_dir: str, checkpoint, data_dir: str, lists: dict, repeats: int, max_utts: int,
+            boost: dict = None) -> dict:
+    """``boost``: None (the model's bias branch, greedy), or {"score", "topk", "beam_size", "ctc_weight"}."""
     from funasr_lite.inference.model_dir import load_model_dir
     from funasr_lite.inference.speech2text import DecodeOptions, Speech2Text, items_from_data_dir
 
     loaded = load_model_dir(model_dir, checkpoint)
-    decoders, embed_s = {"none": Speech2Text(loaded, DecodeOptions())}, {}
+    search, with_list = {}, {}
+    if boost:
+        search = dict(decode_mode="beam", beam_size=boost["beam_size"], ctc_weight=boost["ctc_weight"])
+        with_list = dict(hotword_score=boost["score"], hotword_topk=boost["topk"])
+    decoders, embed_s = {"none": Speech2Text(loaded, DecodeOptions(**search))}, {}
     for name, path in lists.items():
         start = time.perf_counter()
-        decoders[name] = Speech2Text(loaded, DecodeOptions(hotword=path))
+        decoders[name] = Speech2Text(loaded, DecodeOptions(hotword=path, **search, **with_list))
         embed_s[name] = time.perf_counter() - start
     items = items_from_data_dir(data_dir)[:max_utts] if max_utts else items_from_data_dir(data_dir)
     prepared = [decoders["none"].prepare(i, item) for i, item in enumerate(items)]
@@ -115,8 +129,15 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--released_layout", action="store_true",
                         help="random weights in the released seaco_paraformer-large layout (see above)")
+    parser.add_argument("--boost", type=float, default=0.0,
+                        help="> 0: hotword boosting in beam search with this hotword_score (any model)")
+    parser.add_argument("--boost_topk", type=int, default=0, help="--boost: hotword_topk")
+    parser.add_argument("--beam_size", type=int, default=10, help="--boost: beam size")
+    parser.add_argument("--ctc_weight", type=float, default=0.3, help="--boost: CTC prefix score weight")
     parser.add_argument("--out", default="bench_out/hotwords.json")
     args = parser.parse_args(argv)
+    boost = (dict(score=args.boost, topk=args.boost_topk, beam_size=args.beam_size, ctc_weight=args.ctc_weight)
+             if args.boost > 0 else None)
     lists = dict(entry.split("=", 1) for entry in args.lists)
     model_dir, checkpoint, temp = args.model_dir, args.checkpoint, None
     if args.released_layout:
@@ -125,7 +146,7 @@ def main(argv=None) -> int:
     try:
         result = harness.run_in_worker(measure, args.threads, model_dir=model_dir, checkpoint=checkpoint,
                                        data_dir=args.data_dir, lists=lists, repeats=args.repeats,
-                                       max_utts=args.max_utts)
+                                       max_utts=args.max_utts, boost=boost)
     finally:
         if temp is not None:
             temp.cleanup()

@@ -200,6 +200,29 @@ def test_benchmark_hotwords_smoke(tmp_path):
     assert "| none |" in stdout
 
 
+def test_benchmark_hotwords_boost_smoke(tmp_path):
+    """--boost: a plain Paraformer dir (no bias branch) decodes with beam search, the list boosted."""
+    import json
+
+    sys.path.insert(0, os.path.join(REPO, "tests", "inference"))
+    from test_infer import synth_wave, write_model_dir, write_wav
+
+    waves = [synth_wave(1.5 + i, seed=90 + i) for i in range(3)]
+    model_dir = write_model_dir(str(tmp_path / "plain"), waves)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text("".join(f"u{i} {write_wav(tmp_path / f'u{i}.wav', w)}\n"
+                                          for i, w in enumerate(waves)), encoding="utf-8")
+    (tmp_path / "hw.txt").write_text("大你\n他们\n", encoding="utf-8")
+    out = tmp_path / "hw.json"
+    run_script("benchmark_hotwords.py", ["--model_dir", model_dir, "--data_dir", str(data), "--lists",
+                                         f"2={tmp_path / 'hw.txt'}", "--repeats", "2", "--boost", "2.0",
+                                         "--boost_topk", "10", "--beam_size", "3", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [row["hotwords"] for row in report["rows"]] == ["none", "2"]
+    assert report["rows"][1]["ratio"] > 0 and report["args"]["boost"] == 2.0
+
+
 def test_benchmark_hotwords_released_layout_builds_that_layout(tmp_path):
     """--released_layout: a random-weight SeACo of the released layout with the model dir's tokens
     and am.mvn (here the layout cut to 2 encoder / 2 decoder blocks, so the test stays small)."""
