@@ -29,6 +29,9 @@ def build_parser():
                         "unless --model_dir itself streams)")
     parser.add_argument("--sentence_marks", default=None,
                         help="with --punc_model_dir: the marks that end a sentence (segments, srt; default 。？！)")
+    parser.add_argument("--quantized", action="store_true",
+                        help="the offline model's Linears in int8 on the CPU (docs/deploy.md; faster, CER within "
+                             "a few tenths: bench/RESULTS.md)")
     parser.add_argument("--model_name", default=None, help="the id /v1/models lists (default: the dir's name)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=10095)
@@ -65,7 +68,8 @@ def main(argv=None) -> int:
         workers=args.workers, threads=args.threads, max_connections=args.max_connections,
         max_pending=args.max_pending, max_upload_mb=args.max_upload_mb, max_message_mb=args.max_message_mb,
         max_stream_s=args.max_stream_s, idle_timeout_s=args.idle_timeout_s,
-        decode_options={"sentence_marks": args.sentence_marks} if args.sentence_marks else {})
+        decode_options={**({"sentence_marks": args.sentence_marks} if args.sentence_marks else {}),
+                        **({"quantized": True} if args.quantized else {})})
     try:
         engine = ServeEngine(options)
     except (ValueError, OSError) as e:

@@ -132,3 +132,19 @@ def test_an_upload_too_long_for_a_model_without_vad_is_a_named_400(plain, record
         client(http).audio.transcriptions.create(model="tiny", file=("meeting.pcm", long.astype("<i2").tobytes()))
     assert "meeting.pcm" in str(caught.value)
     assert client(http).audio.transcriptions.create(model="tiny", file=("short.pcm", samples.tobytes())).text
+
+
+def test_an_int8_server_transcribes_to_the_int8_apis_text(model_dirs):
+    """``serve --quantized`` (decode_options quantized): the offline model's Linears int8, and the
+    openai client gets what the int8 API gives."""
+    import torch
+
+    engine = ServeEngine(ServeOptions(model_dir=model_dirs["offline"], decode_options={"quantized": True}))
+    linear = engine.recognizer.loaded.model.encoder.encoders[0].self_attn.linear_q_k_v
+    assert type(linear) is torch.ao.nn.quantized.dynamic.Linear
+    api = SpeechRecognizer.from_model_dir(model_dirs["offline"], quantized=True)
+    with running_server(engine) as (http, ws, server):
+        for wav in model_dirs["wavs"][:2]:
+            with open(wav, "rb") as f:
+                got = client(http).audio.transcriptions.create(model="whisper-1", file=f)
+            assert got.text == api(str(wav))[0]["text"]
