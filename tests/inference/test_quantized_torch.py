@@ -110,3 +110,50 @@ def test_seaco_dir_decodes_int8_with_hotwords(tmp_path, corpus):
     results = recognizer(os.path.join(data_dir, "wav.scp"), hotword=HOTWORDS)
     assert len(results) == 5 and all(isinstance(r["text"], str) for r in results)
     assert sum(len(r["token"]) for r in results) > 5
+
+
+def family_dir(family, path, waves):
+    """A random-weight FunASR dir of ``family`` built with funasr's classes (the other tests' builders)."""
+    from funasr_dirs import build_funasr_model, save_funasr_dir
+    from test_infer import TOKENS, write_cmvn_from_waves
+
+    if family == "bicif":
+        from test_bicif_model_dir import bicif_funasr_config, write_bicif_dir
+
+        return write_bicif_dir(path, bicif_funasr_config(), waves, seed=1)
+    if family == "contextual":
+        from test_hotword_model_dirs import write_contextual_dir
+
+        return write_contextual_dir(path, waves)
+    if family == "uniasr":
+        from test_uniasr_model_dir import build_funasr_uniasr, uniasr_config
+
+        config = uniasr_config()
+        return save_funasr_dir(path, config, build_funasr_uniasr(config, TOKENS), TOKENS,
+                               lambda mvn: write_cmvn_from_waves(mvn, waves))
+    from funasr.models.paraformer_streaming.model import ParaformerStreaming
+    from test_streaming_parity import streaming_config
+
+    config = streaming_config(5)
+    model = build_funasr_model(ParaformerStreaming, config, len(TOKENS), seed=0, alpha_bias=-0.9)
+    return save_funasr_dir(path, config, model, TOKENS, lambda mvn: write_cmvn_from_waves(mvn, waves))
+
+
+@pytest.mark.parametrize("family", ["bicif", "contextual", "uniasr", "streaming"])
+def test_every_model_family_decodes_int8(family, tmp_path, corpus):
+    """int8 is a load option of every recogniser: its Linears int8, decoding as the float one does
+    (the same number of results; streaming also through stream())."""
+    data_dir, waves = corpus
+    path = family_dir(family, str(tmp_path / family), list(waves.values()))
+    recognizer = SpeechRecognizer.from_model_dir(path, quantized=True)
+    assert any(type(m) is DynamicLinear for m in recognizer.loaded.model.modules())
+    hotword = {"hotword": "地个 他们"} if family == "contextual" else {}
+    results = recognizer(os.path.join(data_dir, "wav.scp"), **hotword)
+    assert len(results) == 5 and all(isinstance(r["text"], str) for r in results)
+    if family == "streaming":
+        stream = recognizer.stream()
+        wave = waves["utt_a"].astype("float32") / 32768.0
+        for i in range(0, len(wave), 9600):
+            stream.feed(wave[i:i + 9600])
+        final = stream.finish()
+        assert final.audio_s == pytest.approx(len(wave) / 16000) and final.tokens
