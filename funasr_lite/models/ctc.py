@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from funasr_lite.models.modules.dropout import dropout
+
 
 class CTC(nn.Module):
     """CTC output layer and loss, loss summed over the batch and divided by the batch size."""
@@ -42,7 +44,7 @@ class CTC(nn.Module):
         self, hs: torch.Tensor, hs_lengths: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor
     ) -> torch.Tensor:
         """hs (B, T, D), targets (B, L) padded with any value past target_lengths -> scalar loss."""
-        logits = self.ctc_lo(F.dropout(hs, p=self.dropout_rate, training=self.training))
+        logits = self.ctc_lo(dropout(hs, p=self.dropout_rate, training=self.training))
         log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V)
         loss = F.ctc_loss(
             log_probs,

@@ -27,6 +27,7 @@ from torch import nn
 from funasr_lite.models.data2vec.ema import EMATeacher, annealed_decay, regression_targets
 from funasr_lite.models.data2vec.masking import compute_mask_indices
 from funasr_lite.models.data2vec.transformer import ACTIVATIONS, Data2VecTransformer, TransposeLast
+from funasr_lite.models.modules.dropout import Dropout
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class ConvFeatureExtractor(nn.Module):
                 norm = [nn.Sequential(TransposeLast(), nn.LayerNorm(dim), TransposeLast())]
             else:
                 norm = [nn.GroupNorm(dim, dim)] if index == 0 else []
-            blocks.append(nn.Sequential(conv, nn.Dropout(0.0), *norm, nn.GELU()))
+            blocks.append(nn.Sequential(conv, Dropout(0.0), *norm, nn.GELU()))
             in_dim = dim
         self.conv_layers = nn.ModuleList(blocks)
 
@@ -194,7 +195,7 @@ class Data2VecEncoder(nn.Module):
             conv_pos_groups, pos_conv_depth,
         )
         self.post_extract_proj = nn.Linear(extractor_dim, encoder_embed_dim)
-        self.dropout_input = nn.Dropout(dropout_input)
+        self.dropout_input = Dropout(dropout_input)
         self.layer_norm = nn.LayerNorm(extractor_dim)
         self.final_proj = nn.Linear(encoder_embed_dim, encoder_embed_dim)
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout, dropout
+
 
 def _gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x.float()).type_as(x)  # FunASR computes GELU in fp32
@@ -115,9 +117,9 @@ class Data2VecTransformerLayer(nn.Module):
         super().__init__()
         self.activation = ACTIVATIONS[activation_fn]
         self.self_attn = Data2VecAttention(embed_dim, num_heads, attention_dropout)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(activation_dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(activation_dropout)
+        self.dropout3 = Dropout(dropout)
         self.layer_norm_first = layer_norm_first
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
         self.fc1 = nn.Linear(embed_dim, ffn_dim)
@@ -173,7 +175,7 @@ class Data2VecTransformer(nn.Module):
         x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
         if not self.layer_norm_first:
             x = self.layer_norm(x)
-        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = dropout(x, p=self.dropout, training=self.training)
         layer_results = []
         for index, layer in enumerate(self.layers):
             if self.training and self.layerdrop > 0 and float(torch.rand(())) <= self.layerdrop:

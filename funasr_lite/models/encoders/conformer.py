@@ -18,6 +18,7 @@ from funasr_lite.models.modules.attention import (
     RelPositionMultiHeadedAttention,
 )
 from funasr_lite.models.modules.convolution import ConvolutionModule
+from funasr_lite.models.modules.dropout import Dropout
 from funasr_lite.models.modules.feed_forward import PositionwiseFeedForward
 from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.modules.rel_position import POSITION_ENCODINGS
@@ -64,7 +65,7 @@ class ConformerEncoderLayer(nn.Module):
         if conv_module is not None:
             self.norm_conv = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
             self.norm_final = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.normalize_before = normalize_before
         self.concat_after = concat_after
         if concat_after:
@@ -184,7 +185,7 @@ class ConformerEncoder(nn.Module):
             self.embed = nn.Sequential(
                 nn.Linear(input_size, output_size),
                 nn.LayerNorm(output_size),  # torch's default eps here, as in FunASR
-                nn.Dropout(dropout_rate),
+                Dropout(dropout_rate),
                 pos_enc,
             )
         elif input_layer is None:

@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout
 from funasr_lite.models.modules.embedding import SinusoidalPositionEncoder
 from funasr_lite.models.modules.feed_forward import PositionwiseFeedForward
 from funasr_lite.models.modules.layer_norm import LayerNorm
@@ -42,7 +43,7 @@ class SANMEncoderLayer(nn.Module):
         self.feed_forward = feed_forward
         self.norm1 = LayerNorm(in_size)
         self.norm2 = LayerNorm(size)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.has_attention_residual = in_size == size
 
     def forward_chunk(self, x: torch.Tensor, kv_cache, chunk_size, look_back: int):

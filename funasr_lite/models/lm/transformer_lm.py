@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from funasr_lite.models.modules.attention import MultiHeadedAttention
+from funasr_lite.models.modules.dropout import Dropout
 from funasr_lite.models.modules.feed_forward import PositionwiseFeedForward
 from funasr_lite.models.modules.layer_norm import LayerNorm
 from funasr_lite.models.modules.mask import sequence_mask
@@ -53,7 +54,7 @@ class SinusoidalPositionalEncoding(nn.Module):
     def __init__(self, dim: int, dropout_rate: float):
         super().__init__()
         self.dim = dim
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def encoding(self, num_positions: int, dtype, device) -> torch.Tensor:
         """(num_positions, dim): even channels sin(p * w_i), odd channels cos(p * w_i)."""
@@ -80,7 +81,7 @@ class LMEncoderLayer(nn.Module):
         self.feed_forward = PositionwiseFeedForward(att_unit, unit, dropout_rate)
         self.norm1 = LayerNorm(att_unit)
         self.norm2 = LayerNorm(att_unit)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """x (B, U, D), mask (B or 1, U, U) True = may attend -> (B, U, D).
@@ -118,7 +119,7 @@ class LMEncoder(nn.Module):
         self.embed = nn.Sequential(
             nn.Linear(embed_unit, att_unit),
             nn.LayerNorm(att_unit),
-            nn.Dropout(dropout_rate),
+            Dropout(dropout_rate),
             nn.ReLU(),
             position,
         )

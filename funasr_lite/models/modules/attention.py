@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout
+
 
 def _broadcastable_key_mask(mask: torch.Tensor) -> torch.Tensor:
     """(B, T2) or (B, T1, T2) -> (B, 1, T1 or 1, T2), ready to broadcast over heads."""
@@ -31,7 +33,7 @@ class MultiHeadedAttention(nn.Module):
         self.linear_k = nn.Linear(n_feat, n_feat)
         self.linear_v = nn.Linear(n_feat, n_feat)
         self.linear_out = nn.Linear(n_feat, n_feat)
-        self.dropout = nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, h*d_k) -> (B, h, T, d_k)."""

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout
+
 
 class PositionwiseFeedForward(nn.Module):
     """w_2(dropout(activation(w_1 x))): (B, T, idim) -> (B, T, idim)."""
@@ -11,7 +13,7 @@ class PositionwiseFeedForward(nn.Module):
         super().__init__()
         self.w_1 = nn.Linear(idim, hidden_units)
         self.w_2 = nn.Linear(hidden_units, idim)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.activation = activation if activation is not None else nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout
+
 # FunASR builds its tables for 5000 positions; the legacy relative encoding depends on it.
 DEFAULT_MAX_LEN = 5000
 
@@ -45,7 +47,7 @@ class PositionalEncoding(nn.Module):
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
         self.max_len = max_len
-        self.dropout = nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
         self._register_load_state_dict_pre_hook(_drop_stale_pe)
 
     def table(self, length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -80,7 +82,7 @@ class RelPositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
         self._register_load_state_dict_pre_hook(_drop_stale_pe)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +107,7 @@ class LegacyRelPositionalEncoding(nn.Module):
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
         self.max_len = max_len
-        self.dropout = nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
         self._register_load_state_dict_pre_hook(_drop_stale_pe)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

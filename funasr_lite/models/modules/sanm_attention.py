@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout, dropout
+
 
 def fsmn_padding(kernel_size: int, sanm_shift: int) -> tuple:
     """(left, right) zero padding of the FSMN conv; a positive shift looks further into the past."""
@@ -66,7 +68,7 @@ def _masked_attention_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ma
     scores = torch.matmul(q, k.transpose(-2, -1)) / q.size(-1) ** 0.5
     blocked = ~mask[:, None]
     weights = torch.softmax(scores.masked_fill(blocked, float("-inf")), dim=-1).masked_fill(blocked, 0.0)
-    out = torch.matmul(F.dropout(weights, dropout_p) if dropout_p > 0.0 else weights, v)
+    out = torch.matmul(dropout(weights, dropout_p) if dropout_p > 0.0 else weights, v)
     batch, heads, length, dim = out.shape
     return out.transpose(1, 2).reshape(batch, length, heads * dim)
 
@@ -95,7 +97,7 @@ class SANMSelfAttention(nn.Module):
         self.linear_out = nn.Linear(n_feat, n_feat)
         self.fsmn_block = nn.Conv1d(n_feat, n_feat, kernel_size, groups=n_feat, bias=False)
         self.fsmn_padding = fsmn_padding(kernel_size, sanm_shfit)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.attention_dropout_rate = dropout_rate
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], fsmn_mask: Optional[torch.Tensor] = None,
@@ -143,7 +145,7 @@ class SANMDecoderMemory(nn.Module):
         super().__init__()
         self.fsmn_block = nn.Conv1d(n_feat, n_feat, kernel_size, groups=n_feat, bias=False)
         self.fsmn_padding = fsmn_padding(kernel_size, sanm_shfit)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         return apply_fsmn(self.fsmn_block, x, mask, self.fsmn_padding, self.dropout)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout
+
 # Guards the target-length rescaling against an all-zero alpha sequence (0/0).
 _MIN_ALPHA_SUM = 1e-8
 
@@ -198,7 +200,7 @@ class CifPredictor(CifPredictorBase):
         self.context_padding = (l_order, r_order)
         self.cif_conv1d = nn.Conv1d(idim, idim, l_order + r_order + 1, groups=idim)
         self.cif_output = nn.Linear(idim, 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def frame_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         context = hidden.transpose(1, 2)
@@ -229,7 +231,7 @@ class CifPredictorV2(CifPredictorBase):
         self.cif_conv1d = nn.Conv1d(idim, idim, l_order + r_order + 1)
         self.cif_output = nn.Linear(idim, 1)
         # Kept for config compatibility; FunASR's V2 applies no dropout in its forward either.
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def frame_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         output = torch.relu(self.cif_conv1d(F.pad(hidden.transpose(1, 2), self.context_padding)))

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout
 from funasr_lite.models.modules.layer_norm import LayerNorm
 from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.modules.sanm_attention import SANMCrossAttention
@@ -25,7 +26,7 @@ class ContextualBiasDecoder(nn.Module):
         super().__init__()
         self.src_attn = SANMCrossAttention(attention_heads, size, src_attention_dropout_rate)
         self.norm3 = LayerNorm(size)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor, hotwords: torch.Tensor, hotword_mask: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.src_attn(self.norm3(x), hotwords, hotword_mask))
@@ -54,7 +55,7 @@ class ContextualParaformerDecoder(ParaformerSANMDecoder):
         self.bias_decoder = ContextualBiasDecoder(encoder_output_size, attention_heads, dropout_rate,
                                                   src_attention_dropout_rate)
         self.bias_output = nn.Conv1d(encoder_output_size * 2, encoder_output_size, 1, bias=False)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward_hidden(self, encoder_out, encoder_out_lens, acoustic_embeds, token_lengths,
                        contextual_info: Optional[torch.Tensor] = None, clas_scale: float = 1.0) -> torch.Tensor:

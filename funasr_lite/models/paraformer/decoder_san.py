@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from funasr_lite.models.modules.attention import MultiHeadedAttention
+from funasr_lite.models.modules.dropout import Dropout
 from funasr_lite.models.modules.feed_forward import PositionwiseFeedForward
 from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.modules.rel_position import PositionalEncoding
@@ -36,7 +37,7 @@ class SANDecoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
         self.norm2 = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
         self.norm3 = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.normalize_before = normalize_before
         self.concat_after = concat_after
         if concat_after:

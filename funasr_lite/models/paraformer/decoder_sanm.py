@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from funasr_lite.models.modules.dropout import Dropout
 from funasr_lite.models.modules.layer_norm import LayerNorm
 from funasr_lite.models.modules.mask import sequence_mask
 from funasr_lite.models.modules.sanm_attention import SANMCrossAttention, SANMDecoderMemory
@@ -34,7 +35,7 @@ class DecoderFeedForwardSANM(nn.Module):
         super().__init__()
         self.w_1 = nn.Linear(idim, hidden_units)
         self.w_2 = nn.Linear(hidden_units, idim if adim is None else adim, bias=False)  # adim: another output width
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.norm = LayerNorm(hidden_units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,7 @@ class SANMDecoderLayer(nn.Module):
             self.norm2 = LayerNorm(size)
         if src_attn is not None:
             self.norm3 = LayerNorm(size)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
