@@ -57,3 +57,20 @@ def test_float_dtypes_and_odd_sizes(dtype):
     x = torch.ones(7, 3, dtype=dtype)  # 21 elements: not a multiple of the 4 a random word covers
     y = Dropout(0.5).train()(x)
     assert y.dtype == dtype and set(y.unique().tolist()) <= {0.0, 2.0}
+
+
+def test_attention_dropout_on_the_cpu_averages_to_attention_without_it():
+    """SAN-M attention with dropout on the CPU (the weights dropped by this module, not inside the
+    fused kernel): masked keys get no weight, and the mean over many draws is dropout-free attention."""
+    from funasr_lite.models.modules.sanm_attention import _masked_attention
+
+    generator = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(2, 2, 5, 4, generator=generator, dtype=torch.float64) for _ in range(3))
+    key_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    exact = _masked_attention(q, k, v, key_mask, 0.0)
+    torch.manual_seed(9)
+    draws = torch.stack([_masked_attention(q, k, v, key_mask, 0.2) for _ in range(4000)])
+    torch.testing.assert_close(draws.mean(0), exact, atol=0.05, rtol=0)
+    v_masked = v.clone()
+    v_masked[1, :, 3:] = 1e6  # values of masked keys must not leak into any draw
+    assert _masked_attention(q, k, v_masked, key_mask, 0.2).abs().max() < 1e3

@@ -54,7 +54,17 @@ def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 def _masked_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor], dropout_p: float
 ) -> torch.Tensor:
-    """Scaled dot-product attention over (B, H, T, d) tensors; key_mask (B, Tk) bool -> (B, Tq, H*d)."""
+    """Scaled dot-product attention over (B, H, T, d) tensors; key_mask (B, Tk) bool -> (B, Tq, H*d).
+
+    With dropout on the CPU the weights are computed here and dropped by :func:`dropout` (the fused
+    kernel would draw its mask with ``bernoulli_``, 4 % of a demo training step); the same function."""
+    if dropout_p > 0.0 and q.device.type == "cpu":
+        scores = torch.matmul(q, k.transpose(-2, -1)) / q.size(-1) ** 0.5
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        out = torch.matmul(dropout(torch.softmax(scores, dim=-1), dropout_p), v)
+        batch, heads, length, dim = out.shape
+        return out.transpose(1, 2).reshape(batch, length, heads * dim)
     attn_mask = None if key_mask is None else key_mask[:, None, None, :]
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
     batch, heads, length, dim = out.shape
