@@ -2,7 +2,7 @@
 
 ``torch.nn.functional.dropout`` draws its CPU mask with ``bernoulli_``, one 32-bit Mersenne Twister
 number per element; in a demo training step on this machine that was 12 % of the whole step
-(bench/RESULTS.md "Training speed"). Here the mask comes from 16 random bits per element (one
+(bench/RESULTS.md "Where a training step's time goes"). Here the mask comes from 16 random bits per element (one
 64-bit draw of torch's default generator gives four elements), compared with the drop
 probability rounded to 1/65536: about 2.5x faster for the same tensor, the same expectation
 (kept values scaled by 1/(1 - p)), the same generator (so seeding, checkpointed RNG state and exact
