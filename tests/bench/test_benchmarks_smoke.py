@@ -175,17 +175,16 @@ def test_benchmark_train_and_decode_cpu_bf16_smoke(setup_dirs):
     assert (row["token_match"] is None) == ("error" in row["funasr"])
 
 
-def test_benchmark_hotwords_smoke(tmp_path):
-    """bench/benchmark_hotwords.py on a funasr-built SeACo dir and three wavs: a row per list, ratios
-    over the no-hotword decode."""
+def run_hotword_benchmark(tmp_path, write_dir, extra=()):
+    """bench/benchmark_hotwords.py on the dir ``write_dir(path, waves)`` makes, three wavs and a
+    2-entry list; -> (stdout, report)."""
     import json
 
     sys.path.insert(0, os.path.join(REPO, "tests", "inference"))
-    from test_hotword_model_dirs import write_seaco_dir
     from test_infer import synth_wave, write_wav
 
     waves = [synth_wave(1.5 + i, seed=90 + i) for i in range(3)]
-    model_dir = write_seaco_dir(str(tmp_path / "seaco"), waves)
+    model_dir = write_dir(str(tmp_path / "model"), waves)
     data = tmp_path / "data"
     data.mkdir()
     (data / "wav.scp").write_text("".join(f"u{i} {write_wav(tmp_path / f'u{i}.wav', w)}\n"
@@ -193,33 +192,30 @@ def test_benchmark_hotwords_smoke(tmp_path):
     (tmp_path / "hw.txt").write_text("大你\n他们\n", encoding="utf-8")
     out = tmp_path / "hw.json"
     stdout = run_script("benchmark_hotwords.py", ["--model_dir", model_dir, "--data_dir", str(data), "--lists",
-                                                  f"2={tmp_path / 'hw.txt'}", "--repeats", "2", "--out", str(out)])
+                                                  f"2={tmp_path / 'hw.txt'}", "--repeats", "2", *extra,
+                                                  "--out", str(out)])
     report = json.loads(out.read_text())
     assert [row["hotwords"] for row in report["rows"]] == ["none", "2"]
+    return stdout, report
+
+
+def test_benchmark_hotwords_smoke(tmp_path):
+    """A funasr-built SeACo dir: a row per list, ratios over the no-hotword decode."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "inference"))
+    from test_hotword_model_dirs import write_seaco_dir
+
+    stdout, report = run_hotword_benchmark(tmp_path, write_seaco_dir)
     assert report["rows"][0]["ratio"] == 1.0 and report["rows"][1]["ratio"] > 0
     assert "| none |" in stdout
 
 
 def test_benchmark_hotwords_boost_smoke(tmp_path):
     """--boost: a plain Paraformer dir (no bias branch) decodes with beam search, the list boosted."""
-    import json
-
     sys.path.insert(0, os.path.join(REPO, "tests", "inference"))
-    from test_infer import synth_wave, write_model_dir, write_wav
+    from test_infer import write_model_dir
 
-    waves = [synth_wave(1.5 + i, seed=90 + i) for i in range(3)]
-    model_dir = write_model_dir(str(tmp_path / "plain"), waves)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "wav.scp").write_text("".join(f"u{i} {write_wav(tmp_path / f'u{i}.wav', w)}\n"
-                                          for i, w in enumerate(waves)), encoding="utf-8")
-    (tmp_path / "hw.txt").write_text("大你\n他们\n", encoding="utf-8")
-    out = tmp_path / "hw.json"
-    run_script("benchmark_hotwords.py", ["--model_dir", model_dir, "--data_dir", str(data), "--lists",
-                                         f"2={tmp_path / 'hw.txt'}", "--repeats", "2", "--boost", "2.0",
-                                         "--boost_topk", "10", "--beam_size", "3", "--out", str(out)])
-    report = json.loads(out.read_text())
-    assert [row["hotwords"] for row in report["rows"]] == ["none", "2"]
+    _, report = run_hotword_benchmark(tmp_path, write_model_dir,
+                                      ["--boost", "2.0", "--boost_topk", "10", "--beam_size", "3"])
     assert report["rows"][1]["ratio"] > 0 and report["args"]["boost"] == 2.0
 
 
