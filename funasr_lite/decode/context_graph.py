@@ -116,4 +116,15 @@ class ContextGraph:
         return tokens
 
 
-__all__ = ["ContextGraph", "ContextGraphError", "ROOT"]
+def graph_of_words(words: Sequence[str], tokenizer, score: float) -> Tuple[ContextGraph, int]:
+    """(the graph of ``words`` tokenized as the model's transcripts are — characters, BPE pieces —,
+    how many words were left out for a token outside the vocabulary)."""
+    sequences = [[tokenizer.token2id.get(t) for t in tokenizer.text2tokens(word)] for word in words]
+    usable = [sequence for sequence in sequences if sequence and None not in sequence]
+    if not usable:
+        raise ContextGraphError(f"none of the {len(sequences)} hotwords can be boosted: each holds a token "
+                                "outside the vocabulary")
+    return ContextGraph(usable, score), len(sequences) - len(usable)
+
+
+__all__ = ["ContextGraph", "ContextGraphError", "ROOT", "graph_of_words"]

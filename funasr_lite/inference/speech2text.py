@@ -416,20 +416,17 @@ class Speech2Text:
             if getattr(self.model, "uniasr", False) or getattr(self.model, "autoregressive", False):
                 raise DecodeError(f"{self.loaded.files.model_dir}: hotword_score boosts hotwords in the Paraformer "
                                   f"beam search; {type(self.model).__name__} decodes with its own search")
-            from funasr_lite.decode.context_graph import ContextGraph
+            from funasr_lite.decode.context_graph import ContextGraphError, graph_of_words
 
-            # Each hotword as the model's transcripts are tokenized (characters; BPE pieces), not
-            # FunASR's whole-word lookup of the bias branch; the last of ``words`` is <s>.
-            tokenizer = self.loaded.tokenizer
-            sequences = [[tokenizer.token2id.get(t) for t in tokenizer.text2tokens(word)] for word in words[:-1]]
-            usable = [sequence for sequence in sequences if sequence and None not in sequence]
-            if not usable:
-                raise DecodeError(f"none of the {len(sequences)} hotwords can be boosted: each holds a token "
-                                  "outside the vocabulary")
-            if len(usable) < len(sequences):
+            # Each hotword as the model's transcripts are tokenized, not FunASR's whole-word lookup of
+            # the bias branch; the last of ``words`` is <s>.
+            try:
+                graph, skipped = graph_of_words(words[:-1], self.loaded.tokenizer, self.options.hotword_score)
+            except ContextGraphError as e:
+                raise DecodeError(str(e)) from None
+            if skipped:
                 logger.warning("%d of %d hotwords hold tokens outside the vocabulary: not boosted",
-                               len(sequences) - len(usable), len(sequences))
-            graph = ContextGraph(usable, self.options.hotword_score)
+                               skipped, len(words) - 1)
         context = (self.model.hotword_context(ids, self.options.nfilter, self.options.seaco_weight)
                    if takes_hotwords else None)
         return context, graph
